@@ -1,0 +1,1 @@
+"""KAN posterior compression (arXiv:2508.18698)."""

@@ -1,0 +1,1 @@
+"""Input/output shared by the engines: strain, posterior files, results, atomic writes."""
