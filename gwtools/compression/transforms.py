@@ -1,0 +1,341 @@
+"""Bijections from each parameter's physical support to the real line.
+
+A density model is fitted in unbounded coordinates ``y = T(x)``; the density of the original
+parameters then follows from the change of variables
+
+    ln p_x(x) = ln p_y(T(x)) + ln |dT/dx|,
+
+so every transform carries its log-Jacobian.  Three kinds cover the parameters of compact-binary
+posteriors (bilby names):
+
+* ``identity``: unbounded parameters (and names this module does not know),
+* ``log``: ``y = ln(x - lower)`` for parameters bounded below only (masses, distances),
+* ``logit``: ``y = ln(x - lower) - ln(upper - x)`` for parameters on ``(lower, upper)``
+  (spin magnitudes, mass ratio, angles, cosines).
+
+Periodic angles (``ra``, ``psi``, phases) are treated as intervals with logit on their period,
+as in the KAN compression paper (arXiv:2508.18698), which keeps the map a single bijection at the
+cost of ignoring the wrap-around continuity.
+
+Only numpy and scipy are used, so that compressed posteriors can be regenerated without torch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+from scipy.special import expit
+
+__all__ = [
+    "ParameterTransform",
+    "TransformStack",
+    "default_transform",
+    "physical_support",
+]
+
+KINDS = ("identity", "log", "logit")
+
+# Relative amount by which a logit bound is moved outwards when the samples touch it (e.g. a
+# mass ratio of exactly 1): the open interval must contain every sample for the map to be finite.
+BOUNDARY_PAD = 1e-6
+
+_TWO_PI = 2.0 * math.pi
+_POSITIVE = (
+    "mass_1", "mass_2", "total_mass", "chirp_mass",
+    "mass_1_source", "mass_2_source", "total_mass_source", "chirp_mass_source",
+    "final_mass", "final_mass_source", "luminosity_distance", "comoving_distance", "redshift",
+)
+_INTERVALS: dict[str, tuple[float, float]] = {
+    "mass_ratio": (0.0, 1.0),
+    "symmetric_mass_ratio": (0.0, 0.25),
+    "a_1": (0.0, 1.0),
+    "a_2": (0.0, 1.0),
+    "chi_p": (0.0, 1.0),
+    "final_spin": (0.0, 1.0),
+    "chi_eff": (-1.0, 1.0),
+    "chi_1": (-1.0, 1.0),
+    "chi_2": (-1.0, 1.0),
+    "cos_tilt_1": (-1.0, 1.0),
+    "cos_tilt_2": (-1.0, 1.0),
+    "cos_theta_jn": (-1.0, 1.0),
+    "cos_iota": (-1.0, 1.0),
+    "sin_dec": (-1.0, 1.0),
+    "tilt_1": (0.0, math.pi),
+    "tilt_2": (0.0, math.pi),
+    "theta_jn": (0.0, math.pi),
+    "iota": (0.0, math.pi),
+    "psi": (0.0, math.pi),
+    "dec": (-0.5 * math.pi, 0.5 * math.pi),
+    "ra": (0.0, _TWO_PI),
+    "phase": (0.0, _TWO_PI),
+    "phi_1": (0.0, _TWO_PI),
+    "phi_2": (0.0, _TWO_PI),
+    "phi_12": (0.0, _TWO_PI),
+    "phi_jl": (0.0, _TWO_PI),
+}
+
+
+def physical_support(name: str) -> tuple[str, float | None, float | None]:
+    """Transform kind and physical bounds of a bilby-named parameter.
+
+    Parameters
+    ----------
+    name : str
+        bilby parameter name, e.g. ``"chirp_mass"`` or ``"tilt_1"``.
+
+    Returns
+    -------
+    kind, lower, upper : (str, float or None, float or None)
+        ``("log", 0.0, None)`` for masses, distances and redshift; ``("logit", lower, upper)``
+        for bounded parameters (angles in radians); ``("identity", None, None)`` for names
+        without a known support.
+    """
+    if name in _POSITIVE:
+        return "log", 0.0, None
+    if name in _INTERVALS:
+        lower, upper = _INTERVALS[name]
+        return "logit", lower, upper
+    return "identity", None, None
+
+
+@dataclass(frozen=True)
+class ParameterTransform:
+    """A bijection from one parameter's support to the real line.
+
+    Parameters
+    ----------
+    name : str
+        Parameter name the transform belongs to (bilby naming).
+    kind : {"identity", "log", "logit"}
+        ``log`` maps ``(lower, inf)`` and ``logit`` maps ``(lower, upper)`` onto the real line.
+    lower, upper : float or None
+        Bounds, in the parameter's units: ``log`` needs ``lower`` only, ``logit`` both,
+        ``identity`` neither.
+    """
+
+    name: str
+    kind: str
+    lower: float | None = None
+    upper: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(
+                f"transform kind {self.kind!r} for {self.name!r} is unknown; use one of {KINDS}"
+            )
+        needs = {"identity": (False, False), "log": (True, False), "logit": (True, True)}[self.kind]
+        for bound, needed, label in ((self.lower, needs[0], "lower"), (self.upper, needs[1], "upper")):
+            if needed and (bound is None or not math.isfinite(bound)):
+                raise ValueError(
+                    f"{self.kind} transform of {self.name!r} needs a finite {label} bound, got {bound!r}"
+                )
+            if not needed and bound is not None:
+                raise ValueError(
+                    f"{self.kind} transform of {self.name!r} takes no {label} bound, got {bound!r}"
+                )
+        if self.kind == "logit" and not self.lower < self.upper:
+            raise ValueError(
+                f"logit transform of {self.name!r} needs lower < upper, got ({self.lower}, {self.upper})"
+            )
+
+    def contains(self, x: np.ndarray) -> np.ndarray:
+        """Boolean mask of the values inside the closed support ``[lower, upper]``."""
+        x = np.asarray(x, dtype=float)
+        inside = np.isfinite(x)
+        if self.lower is not None:
+            inside &= x >= self.lower
+        if self.upper is not None:
+            inside &= x <= self.upper
+        return inside
+
+    def _check(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=float)
+        if self.kind != "identity":
+            bad = ~self.contains(x)
+            if np.any(bad):
+                raise ValueError(
+                    f"{int(bad.sum())} value(s) of {self.name!r} lie outside its support "
+                    f"[{self.lower}, {self.upper}] (e.g. {x[bad].flat[0]!r}); check the units or "
+                    "mask points with TransformStack.in_support before transforming"
+                )
+        return x
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Map physical values ``x`` (any shape) to the real line; values on a bound map to +-inf.
+
+        Raises
+        ------
+        ValueError
+            If any value lies outside the closed support or is not finite.
+        """
+        x = self._check(x)
+        if self.kind == "identity":
+            return x.copy()
+        with np.errstate(divide="ignore"):
+            if self.kind == "log":
+                return np.log(x - self.lower)
+            # Two logs rather than log(u / (1 - u)): keeps precision near both bounds.
+            return np.log(x - self.lower) - np.log(self.upper - x)
+
+    def inverse(self, y: np.ndarray) -> np.ndarray:
+        """Map real values ``y`` (any shape) back to the parameter's support."""
+        y = np.asarray(y, dtype=float)
+        if self.kind == "identity":
+            return y.copy()
+        if self.kind == "log":
+            return self.lower + np.exp(y)
+        return self.lower + (self.upper - self.lower) * expit(y)
+
+    def log_abs_det_jacobian(self, x: np.ndarray) -> np.ndarray:
+        """``ln |dy/dx|`` at physical values ``x`` (same shape as ``x``).
+
+        ``log``: ``-ln(x - lower)``; ``logit``: ``ln(upper - lower) - ln(x - lower) - ln(upper - x)``.
+        """
+        x = self._check(x)
+        if self.kind == "identity":
+            return np.zeros_like(x)
+        with np.errstate(divide="ignore"):
+            if self.kind == "log":
+                return -np.log(x - self.lower)
+            return math.log(self.upper - self.lower) - np.log(x - self.lower) - np.log(self.upper - x)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description; :meth:`from_dict` rebuilds the transform exactly."""
+        return {"name": self.name, "kind": self.kind, "lower": self.lower, "upper": self.upper}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ParameterTransform:
+        """Rebuild a transform from :meth:`to_dict` output; unknown keys raise ``ValueError``."""
+        unknown = set(d) - {"name", "kind", "lower", "upper"}
+        if unknown:
+            raise ValueError(f"unknown transform keys {sorted(unknown)}; expected name, kind, lower, upper")
+        if "name" not in d or "kind" not in d:
+            raise ValueError(f"transform description needs 'name' and 'kind', got keys {sorted(d)}")
+        lower = None if d.get("lower") is None else float(d["lower"])
+        upper = None if d.get("upper") is None else float(d["upper"])
+        return cls(name=str(d["name"]), kind=str(d["kind"]), lower=lower, upper=upper)
+
+
+def default_transform(name: str, samples: np.ndarray | None = None) -> ParameterTransform:
+    """The transform of a bilby-named parameter onto the real line, from its physical support.
+
+    Masses, distances and redshift get ``log`` (lower bound 0); bounded parameters get ``logit``
+    on their physical bounds (see :func:`physical_support`); unknown names get ``identity``,
+    on purpose: a logit on the observed sample range would give zero density to valid values just
+    outside it.  Unknown unbounded parameters (e.g. ``geocent_time``) are therefore left for the
+    density model to standardise.
+
+    Parameters
+    ----------
+    name : str
+        bilby parameter name.
+    samples : ndarray, shape (n,), optional
+        Posterior samples of the parameter.  If given they are checked against the support, and a
+        logit bound that a sample touches exactly (e.g. ``mass_ratio == 1``) is moved outwards by
+        ``BOUNDARY_PAD`` times the interval width, so that every sample maps to a finite value.
+
+    Raises
+    ------
+    ValueError
+        If a sample lies outside the physical support or is not finite.
+    """
+    kind, lower, upper = physical_support(name)
+    transform = ParameterTransform(name, kind, lower, upper)
+    if samples is None:
+        return transform
+    samples = transform._check(np.asarray(samples, dtype=float))
+    if samples.size == 0:
+        raise ValueError(f"no samples given for {name!r}")
+    if kind == "log" and samples.min() <= lower:
+        raise ValueError(f"{name!r} must be > {lower}, found {samples.min()!r}")
+    if kind == "logit":
+        pad = BOUNDARY_PAD * (upper - lower)
+        if samples.min() <= lower:
+            lower -= pad
+        if samples.max() >= upper:
+            upper += pad
+        transform = ParameterTransform(name, kind, lower, upper)
+    return transform
+
+
+@dataclass(frozen=True)
+class TransformStack:
+    """Independent transforms of the columns of a ``(n, d)`` sample array.
+
+    Parameters
+    ----------
+    transforms : tuple of ParameterTransform
+        One per column, in column order.
+    """
+
+    transforms: tuple[ParameterTransform, ...]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "transforms", tuple(self.transforms))
+        names = self.names
+        if len(set(names)) != len(names):
+            raise ValueError(f"duplicate parameter names in transform stack: {names}")
+
+    @classmethod
+    def default(cls, names: Sequence[str], samples: np.ndarray | None = None) -> TransformStack:
+        """Stack of :func:`default_transform` for ``names``; ``samples`` has shape ``(n, len(names))``."""
+        if samples is None:
+            return cls(tuple(default_transform(name) for name in names))
+        samples = np.asarray(samples, dtype=float)
+        if samples.ndim != 2 or samples.shape[1] != len(names):
+            raise ValueError(f"samples must have shape (n, {len(names)}), got {samples.shape}")
+        return cls(tuple(default_transform(name, samples[:, i]) for i, name in enumerate(names)))
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Parameter names, in column order."""
+        return tuple(t.name for t in self.transforms)
+
+    def _columns(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=float)
+        if x.ndim != 2 or x.shape[1] != len(self.transforms):
+            raise ValueError(
+                f"expected an array of shape (n, {len(self.transforms)}) with columns {self.names}, "
+                f"got shape {x.shape}"
+            )
+        return x
+
+    def in_support(self, x: np.ndarray) -> np.ndarray:
+        """Boolean mask, shape ``(n,)``, of rows whose every value lies in its support."""
+        x = self._columns(x)
+        mask = np.ones(x.shape[0], dtype=bool)
+        for i, t in enumerate(self.transforms):
+            mask &= t.contains(x[:, i])
+        return mask
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Physical ``(n, d)`` array to unbounded ``(n, d)`` array."""
+        x = self._columns(x)
+        return np.stack([t.forward(x[:, i]) for i, t in enumerate(self.transforms)], axis=1)
+
+    def inverse(self, y: np.ndarray) -> np.ndarray:
+        """Unbounded ``(n, d)`` array back to physical ``(n, d)`` array."""
+        y = self._columns(y)
+        return np.stack([t.inverse(y[:, i]) for i, t in enumerate(self.transforms)], axis=1)
+
+    def log_abs_det_jacobian(self, x: np.ndarray) -> np.ndarray:
+        """``ln |det dy/dx|``, shape ``(n,)``: add it to ``ln p_y(y)`` to get ``ln p_x(x)``."""
+        x = self._columns(x)
+        total = np.zeros(x.shape[0])
+        for i, t in enumerate(self.transforms):
+            total += t.log_abs_det_jacobian(x[:, i])
+        return total
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description, one entry per column in order."""
+        return {"transforms": [t.to_dict() for t in self.transforms]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TransformStack:
+        """Rebuild a stack from :meth:`to_dict` output."""
+        if set(d) != {"transforms"}:
+            raise ValueError(f"transform stack description needs exactly the key 'transforms', got {sorted(d)}")
+        return cls(tuple(ParameterTransform.from_dict(t) for t in d["transforms"]))
