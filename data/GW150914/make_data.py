@@ -26,6 +26,7 @@ import h5py
 import numpy as np
 
 from gwtools.io.atomic import atomic_path
+from gwtools.io.strain import from_array, write_gwosc_hdf5
 
 HERE = Path(__file__).resolve().parent
 SDIST_ROOT = "pyringgw-2.11.2"
@@ -63,36 +64,19 @@ def _parse_strain_text(raw: bytes) -> tuple[np.ndarray, int, int, int]:
     return data, gps_start, duration, sample_rate
 
 
-def _dataset(f: h5py.File, name: str, data, compress: bool = False) -> h5py.Dataset:
-    """Create a dataset without modification times, so rebuilt files have equal checksums."""
-    options = {"compression": "gzip", "compression_opts": 9, "shuffle": True} if compress else {}
-    return f.create_dataset(name, data=data, track_times=False, **options)
-
-
 def write_strain(read, detector: str, out_dir: Path) -> Path:
     """Convert one pyRing strain text file into a GWOSC-layout HDF5 file."""
     name = STRAIN_FILES[detector]
-    data, gps_start, duration, sample_rate = _parse_strain_text(read(f"{STRAIN_DIR}/{name}"))
-    path = out_dir / name.replace(".txt", ".hdf5")
-    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
-        strain = _dataset(f, "strain/Strain", data, compress=True)
-        strain.attrs["Xstart"] = gps_start
-        strain.attrs["Xspacing"] = 1.0 / sample_rate
-        strain.attrs["Xunits"] = "second"
-        strain.attrs["Yunits"] = ""
-        strain.attrs["Npoints"] = data.size
-        _dataset(f, "meta/GPSstart", gps_start)
-        _dataset(f, "meta/Duration", duration)
-        _dataset(f, "meta/Detector", np.bytes_(detector))
-        _dataset(
-            f,
-            "meta/Description",
-            np.bytes_(
-                f"GWOSC GW150914_R1 {detector} strain, 4096 Hz, converted from pyringgw 2.11.2 "
-                f"{STRAIN_DIR}/{name}"
-            ),
-        )
-    return path
+    data, gps_start, _, sample_rate = _parse_strain_text(read(f"{STRAIN_DIR}/{name}"))
+    description = (
+        f"GWOSC GW150914_R1 {detector} strain, {sample_rate} Hz, converted from pyringgw 2.11.2 "
+        f"{STRAIN_DIR}/{name}"
+    )
+    return write_gwosc_hdf5(
+        from_array(data, gps_start, sample_rate, detector),
+        out_dir / name.replace(".txt", ".hdf5"),
+        description=description,
+    )
 
 
 def write_remnant(read, out_dir: Path) -> Path:
@@ -101,7 +85,15 @@ def write_remnant(read, out_dir: Path) -> Path:
     path = out_dir / "imr_remnant_samples.h5"
     with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
         for column, name, unit in (("Mf", "final_mass", "solar mass"), ("af", "final_spin", "")):
-            dset = _dataset(f, name, table[column], compress=True)
+            # No modification times, so a rebuild reproduces the README checksum.
+            dset = f.create_dataset(
+                name,
+                data=table[column],
+                compression="gzip",
+                compression_opts=9,
+                shuffle=True,
+                track_times=False,
+            )
             dset.attrs["units"] = unit
         f.attrs["frame"] = "detector"
         f.attrs["waveform"] = "IMRPhenomP (LALInference, O1 GWOSC release)"
