@@ -1,0 +1,759 @@
+"""Run configuration of a ringdown analysis: TOML in, validated frozen dataclasses out.
+
+A configuration file has the sections ``[data]``, ``[event]``, ``[analysis]``, ``[noise]``,
+``[model]``, ``[prior]``, ``[sampler]`` and ``[output]`` (all keys are listed on the dataclasses
+below, with units).  Unknown sections or keys and impossible values raise :class:`ValueError`
+naming the key, e.g. ``"[prior] final_spin: upper bound 1.2 > 0.99"``.  Relative paths are
+resolved against the directory of the configuration file.  A scan configuration
+(:func:`load_scan_config`) is a run configuration plus a ``[scan]`` section.
+
+Times
+-----
+``[event] time`` is the GPS time of the signal peak *as seen in* ``[event] reference_detector``
+(``"H1"``, ``"L1"``, ... or ``"geocenter"``); the pipeline converts it to geocentric time with the
+light-travel delay for ``ra``/``dec``.  The analysis starts at ``time`` plus exactly one of
+``start_offset_ms`` (milliseconds), ``start_offset_m`` (units of G M / c^3 of
+``reference_mass``) or at the absolute ``start_time`` (GPS, also in the reference detector);
+with none of them it starts at the peak.
+
+Examples
+--------
+>>> config = load_config("pipelines/gw150914.toml")          # doctest: +SKIP
+>>> config = override(config, {"sampler": {"nlive": 100}})   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+__all__ = [
+    "SOLAR_MASS_TIME",
+    "MAX_FINAL_SPIN",
+    "DataConfig",
+    "EventConfig",
+    "AnalysisConfig",
+    "NoiseConfig",
+    "ModelConfig",
+    "PriorConfig",
+    "SamplerConfig",
+    "OutputConfig",
+    "RingdownConfig",
+    "ScanConfig",
+    "load_config",
+    "load_scan_config",
+    "parse_config",
+    "config_to_dict",
+    "override",
+    "start_offset_seconds",
+]
+
+#: G M_sun / c^3 in seconds, from the IAU 2015 nominal solar mass parameter
+#: (GM_sun = 1.3271244e20 m^3 s^-2) and the exact speed of light.
+SOLAR_MASS_TIME = 1.3271244e20 / 299792458.0**3
+
+#: Largest remnant spin accepted in priors: the Kerr QNM fits are validated up to here.
+MAX_FINAL_SPIN = 0.99
+
+_MODE_PATTERN = re.compile(r"^[2-9]\d\d$")
+_SAMPLE_METHODS = ("auto", "unif", "rwalk", "slice", "rslice")
+_NOISE_METHODS = ("welch", "acf_file")
+_POLARIZATIONS = ("kerr", "free")
+_QUADRATURE_PRIORS = ("flat", "gaussian")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Strain input.
+
+    Attributes
+    ----------
+    detectors : tuple of str
+        Detector names in analysis order, e.g. ``("H1", "L1")``.
+    files : dict of str to Path
+        Strain file per detector (GWOSC HDF5 or text), absolute paths.
+    """
+
+    detectors: tuple[str, ...]
+    files: Mapping[str, Path]
+
+
+@dataclass(frozen=True)
+class EventConfig:
+    """The event: peak time and the fixed sky position and polarization.
+
+    Attributes
+    ----------
+    name : str
+        Event name, used for labels.
+    time : float
+        GPS time of the signal peak in ``reference_detector``, s.
+    reference_detector : str
+        Detector in which ``time`` is given, or ``"geocenter"``.
+    ra, dec : float
+        Right ascension and declination, rad.
+    psi : float
+        Polarization angle, rad.
+    """
+
+    name: str
+    time: float
+    reference_detector: str
+    ra: float
+    dec: float
+    psi: float
+
+
+@dataclass(frozen=True)
+class AnalysisConfig:
+    """Analysis segment.
+
+    Attributes
+    ----------
+    start_time : float or None
+        Absolute GPS start in the reference detector, s.
+    start_offset_ms : float or None
+        Start relative to the peak, ms.
+    start_offset_m : float or None
+        Start relative to the peak in units of G ``reference_mass`` / c^3.
+    reference_mass : float or None
+        Detector-frame mass for ``start_offset_m``, solar masses.
+    duration : float
+        Segment length, s.
+    sample_rate : float
+        Analysis sample rate after decimation, Hz.
+    f_low : float
+        High-pass corner, Hz (0 disables it).
+    f_high : float or None
+        Low-pass corner, Hz; ``None`` keeps everything below the Nyquist frequency.
+    """
+
+    start_time: float | None = None
+    start_offset_ms: float | None = None
+    start_offset_m: float | None = None
+    reference_mass: float | None = None
+    duration: float = 0.2
+    sample_rate: float = 2048.0
+    f_low: float = 20.0
+    f_high: float | None = None
+
+
+@dataclass(frozen=True)
+class NoiseConfig:
+    """Noise autocovariance estimation.
+
+    Attributes
+    ----------
+    method : {"welch", "acf_file"}
+        Estimate the ACF from off-source data with Welch's method, or read it from files.
+    offsource : tuple of float
+        Off-source window ``(begin, end)`` relative to the peak, s; must not contain the segment.
+    welch_segment : float
+        Length of each Welch segment, s.
+    acf_files : dict of str to Path
+        ACF file per detector (two columns: lag in s, value), for ``method = "acf_file"``.
+    """
+
+    method: str = "welch"
+    offsource: tuple[float, float] = (-14.0, -1.0)
+    welch_segment: float = 4.0
+    acf_files: Mapping[str, Path] = dataclasses.field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Ringdown template.
+
+    Attributes
+    ----------
+    modes : tuple of str
+        Kerr modes as ``"lmn"`` strings, e.g. ``("220", "221")``.
+    polarization : {"kerr", "free"}
+        Amplitude model: two quadratures per mode tied by the spheroidal harmonics of the
+        inclination, or independent plus/cross amplitudes (four quadratures per mode).
+    """
+
+    modes: tuple[str, ...] = ("220",)
+    polarization: str = "kerr"
+
+
+@dataclass(frozen=True)
+class PriorConfig:
+    """Priors.
+
+    Attributes
+    ----------
+    final_mass : tuple of float
+        Uniform range of the detector-frame remnant mass, solar masses.
+    final_spin : tuple of float
+        Uniform range of the dimensionless remnant spin, within ``[0, 0.99]``.
+    amplitude_max : float
+        Largest mode amplitude (strain) of the flat-in-amplitude prior and the quadrature disc.
+    cos_inclination : float or tuple of float
+        Fixed cosine of the inclination, or a uniform range to sample.
+    quadrature : {"flat", "gaussian"}
+        Prior on the mode quadratures used inside the sampler; the physical (flat in amplitude)
+        prior is always reached afterwards by importance reweighting.
+    quadrature_scale : float or None
+        Standard deviation of the Gaussian quadrature prior (strain), required for ``"gaussian"``.
+    """
+
+    final_mass: tuple[float, float] = (20.0, 200.0)
+    final_spin: tuple[float, float] = (0.0, MAX_FINAL_SPIN)
+    amplitude_max: float = 5e-20
+    cos_inclination: float | tuple[float, float] = -1.0
+    quadrature: str = "flat"
+    quadrature_scale: float | None = None
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """Nested-sampling settings (dynesty).
+
+    Attributes
+    ----------
+    nlive : int
+        Number of live points.
+    dlogz : float
+        Stopping criterion on the remaining evidence.
+    sample : str
+        dynesty sampling method.
+    queue_size : int
+        Proposals evaluated per batched likelihood call.
+    seed : int
+        Seed of the sampler's random generator.
+    checkpoint_every : float
+        Seconds between checkpoints.
+    """
+
+    nlive: int = 1000
+    dlogz: float = 0.1
+    sample: str = "rwalk"
+    queue_size: int = 64
+    seed: int = 150914
+    checkpoint_every: float = 300.0
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """Where results go.
+
+    Attributes
+    ----------
+    directory : Path
+        Output directory (absolute).
+    label : str
+        File-name stem of the results.
+    """
+
+    directory: Path
+    label: str
+
+
+@dataclass(frozen=True)
+class RingdownConfig:
+    """A complete, validated ringdown run configuration."""
+
+    data: DataConfig
+    event: EventConfig
+    analysis: AnalysisConfig
+    noise: NoiseConfig
+    model: ModelConfig
+    prior: PriorConfig
+    sampler: SamplerConfig
+    output: OutputConfig
+
+
+@dataclass(frozen=True)
+class ScanConfig:
+    """A start-time scan: one base run configuration and the grid to run it on.
+
+    Attributes
+    ----------
+    run : RingdownConfig
+        Base configuration; its start time and modes are replaced per point.
+    start_offsets_ms : tuple of float
+        Start times relative to the peak, ms.
+    mode_sets : tuple of tuple of str
+        Mode sets compared at every start time; the first is the reference of the Bayes factors.
+    retries : int
+        How often a failed point is retried before it is reported as failed.
+    """
+
+    run: RingdownConfig
+    start_offsets_ms: tuple[float, ...]
+    mode_sets: tuple[tuple[str, ...], ...] = (("220",), ("220", "221"))
+    retries: int = 1
+
+
+# --------------------------------------------------------------------------------------------
+# Small validators: each names the offending key in the message.
+
+
+def _fail(section: str, key: str, message: str) -> ValueError:
+    return ValueError(f"[{section}] {key}: {message}")
+
+
+def _number(section: str, key: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise _fail(section, key, f"expected a number, got {value!r}")
+    if not math.isfinite(value):
+        raise _fail(section, key, f"must be finite, got {value!r}")
+    return float(value)
+
+
+def _positive(section: str, key: str, value: Any) -> float:
+    number = _number(section, key, value)
+    if number <= 0:
+        raise _fail(section, key, f"must be > 0, got {number!r}")
+    return number
+
+
+def _integer(section: str, key: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(section, key, f"expected an integer, got {value!r}")
+    if value < minimum:
+        raise _fail(section, key, f"must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _string(section: str, key: str, value: Any, choices: tuple[str, ...] | None = None) -> str:
+    if not isinstance(value, str) or not value:
+        raise _fail(section, key, f"expected a non-empty string, got {value!r}")
+    if choices is not None and value not in choices:
+        raise _fail(section, key, f"{value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def _interval(
+    section: str, key: str, value: Any, lower: float | None = None, upper: float | None = None
+) -> tuple[float, float]:
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise _fail(section, key, f"expected [lower, upper], got {value!r}")
+    lo, hi = (_number(section, key, v) for v in value)
+    if lo >= hi:
+        raise _fail(section, key, f"lower bound {lo} >= upper bound {hi}")
+    if lower is not None and lo < lower:
+        raise _fail(section, key, f"lower bound {lo} < {lower}")
+    if upper is not None and hi > upper:
+        raise _fail(section, key, f"upper bound {hi} > {upper}")
+    return lo, hi
+
+
+def _path(section: str, key: str, value: Any, base_dir: Path) -> Path:
+    if not isinstance(value, (str, os.PathLike)) or not str(value):
+        raise _fail(section, key, f"expected a file path, got {value!r}")
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else (base_dir / path).resolve()
+
+
+def _detector_paths(section: str, key: str, value: Any, base_dir: Path) -> dict[str, Path]:
+    if not isinstance(value, Mapping):
+        raise _fail(section, key, f"expected a table {{H1 = \"file\", ...}}, got {value!r}")
+    return {
+        _string(section, f"{key}.{det}", det): _path(section, f"{key}.{det}", path, base_dir)
+        for det, path in value.items()
+    }
+
+
+def _table(raw: Mapping[str, Any], section: str, allowed: set[str], required: bool) -> dict:
+    """Return ``raw[section]`` as a dict, rejecting unknown keys."""
+    if section not in raw:
+        if required:
+            raise ValueError(f"[{section}]: section is missing from the configuration")
+        return {}
+    table = raw[section]
+    if not isinstance(table, Mapping):
+        raise ValueError(f"[{section}]: expected a table, got {table!r}")
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise _fail(section, unknown[0], f"unknown key (allowed: {', '.join(sorted(allowed))})")
+    return dict(table)
+
+
+def _field_names(cls: type) -> set[str]:
+    return {f.name for f in dataclasses.fields(cls)}
+
+
+# --------------------------------------------------------------------------------------------
+# Sections.
+
+
+def _parse_data(raw: Mapping[str, Any], base_dir: Path) -> DataConfig:
+    table = _table(raw, "data", _field_names(DataConfig), required=True)
+    if "files" not in table:
+        raise _fail("data", "files", "missing: give one strain file per detector")
+    files = _detector_paths("data", "files", table["files"], base_dir)
+    detectors = table.get("detectors", list(files))
+    if not isinstance(detectors, (list, tuple)) or not detectors:
+        raise _fail("data", "detectors", f"expected a non-empty list, got {detectors!r}")
+    detectors = tuple(_string("data", "detectors", d) for d in detectors)
+    if len(set(detectors)) != len(detectors):
+        raise _fail("data", "detectors", f"repeated detector in {list(detectors)}")
+    missing = [d for d in detectors if d not in files]
+    if missing:
+        raise _fail("data", "files", f"no strain file for detector(s) {', '.join(missing)}")
+    return DataConfig(detectors=detectors, files={d: files[d] for d in detectors})
+
+
+def _parse_event(raw: Mapping[str, Any], detectors: tuple[str, ...]) -> EventConfig:
+    table = _table(raw, "event", _field_names(EventConfig), required=True)
+    for key in ("time", "ra", "dec", "psi"):
+        if key not in table:
+            raise _fail("event", key, "missing")
+    ra = _number("event", "ra", table["ra"])
+    if not 0.0 <= ra <= 2 * math.pi:
+        raise _fail("event", "ra", f"{ra} is outside [0, 2 pi] rad")
+    dec = _number("event", "dec", table["dec"])
+    if abs(dec) > math.pi / 2:
+        raise _fail("event", "dec", f"{dec} is outside [-pi/2, pi/2] rad")
+    time = _positive("event", "time", table["time"])
+    reference = _string(
+        "event", "reference_detector", table.get("reference_detector", "geocenter")
+    )
+    if reference != "geocenter" and reference not in detectors:
+        raise _fail(
+            "event",
+            "reference_detector",
+            f"{reference!r} is neither 'geocenter' nor one of the analysed detectors "
+            f"{list(detectors)}",
+        )
+    return EventConfig(
+        name=_string("event", "name", table.get("name", "event")),
+        time=time,
+        reference_detector=reference,
+        ra=ra,
+        dec=dec,
+        psi=_number("event", "psi", table["psi"]),
+    )
+
+
+def _parse_analysis(raw: Mapping[str, Any]) -> AnalysisConfig:
+    table = _table(raw, "analysis", _field_names(AnalysisConfig), required=False)
+    starts = [k for k in ("start_time", "start_offset_ms", "start_offset_m") if k in table]
+    if len(starts) > 1:
+        raise _fail("analysis", starts[1], f"give only one of {', '.join(starts)}")
+    values: dict[str, Any] = {}
+    for key in ("start_time", "start_offset_ms", "start_offset_m"):
+        if key in table:
+            values[key] = _number("analysis", key, table[key])
+    if "start_time" in values and values["start_time"] <= 0:
+        raise _fail("analysis", "start_time", "must be a GPS time > 0")
+    if "reference_mass" in table:
+        values["reference_mass"] = _positive("analysis", "reference_mass", table["reference_mass"])
+    if "start_offset_m" in values and "reference_mass" not in values:
+        raise _fail("analysis", "reference_mass", "required with start_offset_m (solar masses)")
+    for key in ("duration", "sample_rate"):
+        if key in table:
+            values[key] = _positive("analysis", key, table[key])
+    if "f_low" in table:
+        values["f_low"] = _number("analysis", "f_low", table["f_low"])
+        if values["f_low"] < 0:
+            raise _fail("analysis", "f_low", f"must be >= 0, got {values['f_low']}")
+    if "f_high" in table:
+        values["f_high"] = _positive("analysis", "f_high", table["f_high"])
+    analysis = AnalysisConfig(**values)
+    nyquist = analysis.sample_rate / 2
+    if analysis.f_low >= nyquist:
+        raise _fail("analysis", "f_low", f"{analysis.f_low} Hz >= Nyquist frequency {nyquist} Hz")
+    if analysis.f_high is not None:
+        if analysis.f_high > nyquist:
+            raise _fail(
+                "analysis", "f_high", f"{analysis.f_high} Hz > Nyquist frequency {nyquist} Hz"
+            )
+        if analysis.f_high <= analysis.f_low:
+            raise _fail("analysis", "f_high", f"{analysis.f_high} Hz <= f_low {analysis.f_low} Hz")
+    if analysis.duration * analysis.sample_rate < 4:
+        raise _fail("analysis", "duration", "segment holds fewer than 4 samples")
+    return analysis
+
+
+def _parse_noise(
+    raw: Mapping[str, Any], base_dir: Path, detectors: tuple[str, ...]
+) -> NoiseConfig:
+    table = _table(raw, "noise", _field_names(NoiseConfig), required=False)
+    values: dict[str, Any] = {}
+    if "method" in table:
+        values["method"] = _string("noise", "method", table["method"], _NOISE_METHODS)
+    if "offsource" in table:
+        values["offsource"] = _interval("noise", "offsource", table["offsource"])
+    if "welch_segment" in table:
+        values["welch_segment"] = _positive("noise", "welch_segment", table["welch_segment"])
+    if "acf_files" in table:
+        values["acf_files"] = _detector_paths("noise", "acf_files", table["acf_files"], base_dir)
+    noise = NoiseConfig(**values)
+    if noise.method == "acf_file":
+        missing = [d for d in detectors if d not in noise.acf_files]
+        if missing:
+            raise _fail("noise", "acf_files", f"no ACF file for detector(s) {', '.join(missing)}")
+    elif noise.welch_segment > noise.offsource[1] - noise.offsource[0]:
+        raise _fail(
+            "noise",
+            "welch_segment",
+            f"{noise.welch_segment} s is longer than the off-source window {list(noise.offsource)}",
+        )
+    return noise
+
+
+def _parse_modes(section: str, key: str, value: Any) -> tuple[str, ...]:
+    if not isinstance(value, (list, tuple)) or not value:
+        raise _fail(section, key, f"expected a non-empty list like [\"220\", \"221\"], got {value!r}")
+    modes = tuple(_string(section, key, m) for m in value)
+    for mode in modes:
+        if not _MODE_PATTERN.match(mode):
+            raise _fail(section, key, f"{mode!r} is not a mode 'lmn' (e.g. '220', '221', '330')")
+        ell, m = int(mode[0]), int(mode[1:-1])
+        if abs(m) > ell:
+            raise _fail(section, key, f"{mode!r} has |m| > l")
+    if len(set(modes)) != len(modes):
+        raise _fail(section, key, f"repeated mode in {list(modes)}")
+    return modes
+
+
+def _parse_model(raw: Mapping[str, Any]) -> ModelConfig:
+    table = _table(raw, "model", _field_names(ModelConfig), required=False)
+    values: dict[str, Any] = {}
+    if "modes" in table:
+        values["modes"] = _parse_modes("model", "modes", table["modes"])
+    if "polarization" in table:
+        values["polarization"] = _string(
+            "model", "polarization", table["polarization"], _POLARIZATIONS
+        )
+    return ModelConfig(**values)
+
+
+def _parse_prior(raw: Mapping[str, Any]) -> PriorConfig:
+    table = _table(raw, "prior", _field_names(PriorConfig), required=False)
+    values: dict[str, Any] = {}
+    if "final_mass" in table:
+        values["final_mass"] = _interval("prior", "final_mass", table["final_mass"], lower=0.0)
+        if values["final_mass"][0] <= 0:
+            raise _fail("prior", "final_mass", "lower bound must be > 0 solar masses")
+    if "final_spin" in table:
+        values["final_spin"] = _interval(
+            "prior", "final_spin", table["final_spin"], lower=0.0, upper=MAX_FINAL_SPIN
+        )
+    if "amplitude_max" in table:
+        values["amplitude_max"] = _positive("prior", "amplitude_max", table["amplitude_max"])
+    if "cos_inclination" in table:
+        value = table["cos_inclination"]
+        if isinstance(value, (list, tuple)):
+            values["cos_inclination"] = _interval(
+                "prior", "cos_inclination", value, lower=-1.0, upper=1.0
+            )
+        else:
+            number = _number("prior", "cos_inclination", value)
+            if abs(number) > 1:
+                raise _fail("prior", "cos_inclination", f"{number} is outside [-1, 1]")
+            values["cos_inclination"] = number
+    if "quadrature" in table:
+        values["quadrature"] = _string(
+            "prior", "quadrature", table["quadrature"], _QUADRATURE_PRIORS
+        )
+    if "quadrature_scale" in table:
+        values["quadrature_scale"] = _positive(
+            "prior", "quadrature_scale", table["quadrature_scale"]
+        )
+    prior = PriorConfig(**values)
+    if prior.quadrature == "gaussian" and prior.quadrature_scale is None:
+        raise _fail("prior", "quadrature_scale", "required with quadrature = \"gaussian\"")
+    return prior
+
+
+def _parse_sampler(raw: Mapping[str, Any]) -> SamplerConfig:
+    table = _table(raw, "sampler", _field_names(SamplerConfig), required=False)
+    values: dict[str, Any] = {}
+    if "nlive" in table:
+        values["nlive"] = _integer("sampler", "nlive", table["nlive"], minimum=10)
+    if "dlogz" in table:
+        values["dlogz"] = _positive("sampler", "dlogz", table["dlogz"])
+    if "sample" in table:
+        values["sample"] = _string("sampler", "sample", table["sample"], _SAMPLE_METHODS)
+    if "queue_size" in table:
+        values["queue_size"] = _integer("sampler", "queue_size", table["queue_size"], minimum=1)
+    if "seed" in table:
+        values["seed"] = _integer("sampler", "seed", table["seed"], minimum=0)
+    if "checkpoint_every" in table:
+        values["checkpoint_every"] = _positive(
+            "sampler", "checkpoint_every", table["checkpoint_every"]
+        )
+    return SamplerConfig(**values)
+
+
+def _parse_output(raw: Mapping[str, Any], base_dir: Path, default_label: str) -> OutputConfig:
+    table = _table(raw, "output", _field_names(OutputConfig), required=False)
+    label = _string("output", "label", table.get("label", default_label))
+    if "/" in label or label in (".", ".."):
+        raise _fail("output", "label", f"{label!r} must be a plain file-name stem")
+    return OutputConfig(
+        directory=_path("output", "directory", table.get("directory", "results"), base_dir),
+        label=label,
+    )
+
+
+_SECTIONS = ("data", "event", "analysis", "noise", "model", "prior", "sampler", "output")
+
+
+def parse_config(raw: Mapping[str, Any], *, base_dir: str | os.PathLike = ".") -> RingdownConfig:
+    """Validate a configuration mapping (as read from TOML).
+
+    Parameters
+    ----------
+    raw : mapping
+        Sections as nested mappings.
+    base_dir : path-like
+        Directory against which relative paths are resolved.
+
+    Returns
+    -------
+    RingdownConfig
+
+    Raises
+    ------
+    ValueError
+        On an unknown section or key, or an impossible value; the message names the key.
+    """
+    unknown = sorted(set(raw) - set(_SECTIONS))
+    if unknown:
+        raise ValueError(
+            f"[{unknown[0]}]: unknown section (allowed: {', '.join(_SECTIONS)})"
+        )
+    base = Path(base_dir).resolve()
+    data = _parse_data(raw, base)
+    event = _parse_event(raw, data.detectors)
+    model = _parse_model(raw)
+    default_label = f"{event.name}_{'+'.join(model.modes)}"
+    return RingdownConfig(
+        data=data,
+        event=event,
+        analysis=_parse_analysis(raw),
+        noise=_parse_noise(raw, base, data.detectors),
+        model=model,
+        prior=_parse_prior(raw),
+        sampler=_parse_sampler(raw),
+        output=_parse_output(raw, base, default_label),
+    )
+
+
+def _read_toml(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"configuration file {path} does not exist")
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"{path}: not valid TOML ({err})") from err
+
+
+def load_config(path: str | os.PathLike) -> RingdownConfig:
+    """Read and validate a run configuration; relative paths are taken from its directory."""
+    path = Path(path)
+    return parse_config(_read_toml(path), base_dir=path.parent)
+
+
+def load_scan_config(path: str | os.PathLike) -> ScanConfig:
+    """Read a scan configuration: a run configuration plus a ``[scan]`` section.
+
+    ``[scan]`` keys: ``start_offsets_ms`` (list, ms after the peak) or ``start_offsets_m`` (list,
+    in G ``[analysis] reference_mass`` / c^3), ``mode_sets`` (list of mode lists; the first is
+    the reference of the Bayes factors) and ``retries`` (int).
+    """
+    path = Path(path)
+    raw = _read_toml(path)
+    table = _table(
+        raw, "scan", {"start_offsets_ms", "start_offsets_m", "mode_sets", "retries"}, required=True
+    )
+    run = parse_config({k: v for k, v in raw.items() if k != "scan"}, base_dir=path.parent)
+    keys = [k for k in ("start_offsets_ms", "start_offsets_m") if k in table]
+    if len(keys) != 1:
+        raise _fail("scan", "start_offsets_ms", "give exactly one of start_offsets_ms, start_offsets_m")
+    offsets = table[keys[0]]
+    if not isinstance(offsets, (list, tuple)) or not offsets:
+        raise _fail("scan", keys[0], f"expected a non-empty list of numbers, got {offsets!r}")
+    offsets = tuple(_number("scan", keys[0], v) for v in offsets)
+    if keys[0] == "start_offsets_m":
+        if run.analysis.reference_mass is None:
+            raise _fail("analysis", "reference_mass", "required with [scan] start_offsets_m")
+        scale_ms = 1e3 * run.analysis.reference_mass * SOLAR_MASS_TIME
+        offsets = tuple(v * scale_ms for v in offsets)
+    if len(set(offsets)) != len(offsets):
+        raise _fail("scan", keys[0], "repeated start time")
+    mode_sets = table.get("mode_sets", [["220"], ["220", "221"]])
+    if not isinstance(mode_sets, (list, tuple)) or len(mode_sets) < 2:
+        raise _fail("scan", "mode_sets", "expected at least two mode lists to compare")
+    mode_sets = tuple(_parse_modes("scan", "mode_sets", modes) for modes in mode_sets)
+    return ScanConfig(
+        run=run,
+        start_offsets_ms=offsets,
+        mode_sets=mode_sets,
+        retries=_integer("scan", "retries", table.get("retries", 1), minimum=0),
+    )
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return [_plain(v) for v in value]
+    return value
+
+
+def config_to_dict(config: RingdownConfig) -> dict[str, dict[str, Any]]:
+    """The configuration as plain JSON-serializable data (absolute paths, no ``None`` values).
+
+    ``parse_config(config_to_dict(config))`` gives back an equal configuration.
+    """
+    return {
+        section: {
+            f.name: _plain(getattr(getattr(config, section), f.name))
+            for f in dataclasses.fields(getattr(config, section))
+            if getattr(getattr(config, section), f.name) is not None
+        }
+        for section in _SECTIONS
+    }
+
+
+def override(config: RingdownConfig, updates: Mapping[str, Mapping[str, Any]]) -> RingdownConfig:
+    """A new configuration with ``updates`` (section -> key -> value) applied and re-validated.
+
+    Setting one start option (``start_time``, ``start_offset_ms``, ``start_offset_m``) removes
+    the others, so a start time can be overridden whatever the base gave.
+    """
+    raw = config_to_dict(config)
+    for section, values in updates.items():
+        if section not in raw:
+            raise ValueError(f"[{section}]: unknown section (allowed: {', '.join(_SECTIONS)})")
+        if section == "analysis" and {"start_time", "start_offset_ms", "start_offset_m"} & set(
+            values
+        ):
+            for key in ("start_time", "start_offset_ms", "start_offset_m"):
+                raw["analysis"].pop(key, None)
+        raw[section].update(values)
+    return parse_config(raw)
+
+
+def start_offset_seconds(config: RingdownConfig) -> float:
+    """Start of the analysis relative to the peak, s (same in every frame: a pure offset)."""
+    analysis = config.analysis
+    if analysis.start_time is not None:
+        return analysis.start_time - config.event.time
+    if analysis.start_offset_m is not None:
+        return analysis.start_offset_m * analysis.reference_mass * SOLAR_MASS_TIME
+    if analysis.start_offset_ms is not None:
+        return 1e-3 * analysis.start_offset_ms
+    return 0.0
