@@ -1,0 +1,261 @@
+"""Data conditioning for time-domain ringdown analyses: filtering, decimation, segment cuts.
+
+All functions are pure: they take a :class:`~gwtools.io.strain.TimeSeries` and return a new one.
+Filters are zero-phase (forward-backward second-order sections), so they do not shift the
+signal in time, which would bias the ringdown start time (Isi et al. 2019, arXiv:1905.00869;
+Carullo et al. 2019, arXiv:1902.07527).  Filtering rings at the edges of the data: filter the
+whole stretch first and cut the analysis segment from its middle afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+from scipy import signal
+
+from gwtools.io.strain import TimeSeries
+
+__all__ = [
+    "bandpass",
+    "check_compatible",
+    "condition",
+    "decimate",
+    "extract_segment",
+    "highpass",
+    "lowpass",
+]
+
+# Relative tolerance for "integer" ratios of sample rates and for sample-time rounding.
+_RATE_TOLERANCE = 1e-9
+
+
+def _butterworth(ts: TimeSeries, kind: str, cutoff, order: int) -> TimeSeries:
+    """Apply a zero-phase Butterworth filter of type ``kind`` with corner(s) ``cutoff`` (Hz)."""
+    if int(order) != order or order < 1:
+        raise ValueError(f"filter order must be a positive integer, got {order}")
+    nyquist = ts.sample_rate / 2
+    corners = np.atleast_1d(np.asarray(cutoff, dtype=float))
+    if not np.all((corners > 0) & (corners < nyquist)):
+        raise ValueError(
+            f"{kind} corner frequencies {corners.tolist()} Hz must lie strictly between 0 and the "
+            f"Nyquist frequency {nyquist} Hz of the {ts.detector} data"
+        )
+    sos = signal.butter(int(order), cutoff, btype=kind, fs=ts.sample_rate, output="sos")
+    filtered = signal.sosfiltfilt(sos, ts.data)
+    return TimeSeries(filtered, ts.t0, ts.sample_rate, ts.detector)
+
+
+def highpass(ts: TimeSeries, f_low: float, order: int = 4) -> TimeSeries:
+    """Zero-phase Butterworth high-pass filter.
+
+    Forward-backward filtering squares the magnitude response: the gain is
+    ``1 / (1 + (f_low / f)**(2 * order))``, i.e. 1/2 at ``f_low``.
+
+    Parameters
+    ----------
+    ts : TimeSeries
+        Input strain.
+    f_low : float
+        Corner frequency (Hz), ``0 < f_low < sample_rate / 2``.
+    order : int, optional
+        Butterworth order of one pass (default 4).
+
+    Returns
+    -------
+    TimeSeries
+        Filtered series with the same times.
+    """
+    return _butterworth(ts, "highpass", f_low, order)
+
+
+def lowpass(ts: TimeSeries, f_high: float, order: int = 4) -> TimeSeries:
+    """Zero-phase Butterworth low-pass filter (gain ``1 / (1 + (f / f_high)**(2 * order))``).
+
+    Parameters
+    ----------
+    ts : TimeSeries
+        Input strain.
+    f_high : float
+        Corner frequency (Hz), ``0 < f_high < sample_rate / 2``.
+    order : int, optional
+        Butterworth order of one pass (default 4).
+
+    Returns
+    -------
+    TimeSeries
+    """
+    return _butterworth(ts, "lowpass", f_high, order)
+
+
+def bandpass(ts: TimeSeries, f_low: float, f_high: float, order: int = 4) -> TimeSeries:
+    """Zero-phase Butterworth band-pass filter between ``f_low`` and ``f_high`` (Hz).
+
+    Parameters
+    ----------
+    ts : TimeSeries
+        Input strain.
+    f_low, f_high : float
+        Corner frequencies (Hz), ``0 < f_low < f_high < sample_rate / 2``.
+    order : int, optional
+        Butterworth order of one pass (default 4).
+
+    Returns
+    -------
+    TimeSeries
+    """
+    if not f_low < f_high:
+        raise ValueError(f"bandpass needs f_low < f_high, got {f_low} and {f_high} Hz")
+    return _butterworth(ts, "bandpass", [f_low, f_high], order)
+
+
+def decimate(ts: TimeSeries, sample_rate: float) -> TimeSeries:
+    """Reduce the sample rate by an integer factor with a zero-phase anti-aliasing filter.
+
+    Uses polyphase FIR resampling (``scipy.signal.resample_poly``, Kaiser window), whose output
+    sample ``k`` sits exactly at input sample ``k * factor``: the first time is unchanged.
+    Content above about 0.9 of the new Nyquist frequency is attenuated.
+
+    Parameters
+    ----------
+    ts : TimeSeries
+        Input strain.
+    sample_rate : float
+        Target sample rate (Hz); ``ts.sample_rate / sample_rate`` must be an integer.
+
+    Returns
+    -------
+    TimeSeries
+        Series with ``ceil(len(ts) / factor)`` samples starting at ``ts.t0``.
+    """
+    if not (np.isfinite(sample_rate) and sample_rate > 0):
+        raise ValueError(f"target sample_rate must be a positive number of Hz, got {sample_rate}")
+    ratio = ts.sample_rate / sample_rate
+    factor = int(round(ratio))
+    if factor < 1 or abs(ratio - factor) > _RATE_TOLERANCE * ratio:
+        raise ValueError(
+            f"cannot decimate {ts.detector} data from {ts.sample_rate} Hz to {sample_rate} Hz: "
+            "the ratio must be a whole number; pick a target rate that divides the original"
+        )
+    if factor == 1:
+        return ts
+    data = signal.resample_poly(ts.data, 1, factor)
+    return TimeSeries(data, ts.t0, ts.sample_rate / factor, ts.detector)
+
+
+def condition(
+    ts: TimeSeries,
+    sample_rate: float | None = None,
+    f_low: float | None = None,
+    f_high: float | None = None,
+    order: int = 4,
+) -> TimeSeries:
+    """Filter (high-, low- or band-pass as the corners given) then decimate.
+
+    Parameters
+    ----------
+    ts : TimeSeries
+        Input strain (a long stretch: cut the analysis segment afterwards).
+    sample_rate : float, optional
+        Target sample rate (Hz); ``None`` keeps the original.
+    f_low, f_high : float, optional
+        Filter corners (Hz); ``None`` leaves that side unfiltered.
+    order : int, optional
+        Butterworth order of one pass (default 4).
+
+    Returns
+    -------
+    TimeSeries
+    """
+    if f_low is not None and f_high is not None:
+        ts = bandpass(ts, f_low, f_high, order)
+    elif f_low is not None:
+        ts = highpass(ts, f_low, order)
+    elif f_high is not None:
+        ts = lowpass(ts, f_high, order)
+    if sample_rate is not None:
+        ts = decimate(ts, sample_rate)
+    return ts
+
+
+def extract_segment(
+    ts: TimeSeries, t_start: float, duration: float
+) -> tuple[TimeSeries, np.ndarray]:
+    """Cut the analysis segment that starts at GPS ``t_start`` in this detector.
+
+    The segment begins at the first sample at or after ``t_start`` and has
+    ``n = round(duration * sample_rate)`` samples.
+
+    Parameters
+    ----------
+    ts : TimeSeries
+        Conditioned strain.
+    t_start : float
+        Start time in this detector (GPS s), e.g. from
+        :func:`gwtools.ringdown.detectors.detector_start_times`.
+    duration : float
+        Segment length (s).
+
+    Returns
+    -------
+    segment : TimeSeries
+        The ``n`` samples.
+    times_since_start : numpy.ndarray, shape (n,)
+        Sample times minus ``t_start`` (s); the first lies in ``[0, 1 / sample_rate)``, so a
+        template evaluated at these times starts exactly at ``t_start``.
+
+    Raises
+    ------
+    ValueError
+        ``duration`` gives no sample, or the segment is not inside the data.
+    """
+    n = int(round(duration * ts.sample_rate))
+    if n < 1:
+        raise ValueError(
+            f"duration {duration} s holds no sample at {ts.sample_rate} Hz; use a longer segment"
+        )
+    first = ts.index_at_or_after(t_start)
+    if t_start < ts.t0 or first + n > len(ts):
+        raise ValueError(
+            f"segment [{t_start}, {t_start} + {duration} s) is not inside the {ts.detector} data "
+            f"[{ts.t0}, {ts.end_time}); read more data around the event"
+        )
+    # Differences of nearby GPS times are exact in float64, so compute offsets, not absolute times.
+    offset = first / ts.sample_rate - (t_start - ts.t0)
+    times_since_start = np.maximum(offset, 0.0) + np.arange(n) / ts.sample_rate
+    segment = TimeSeries(
+        ts.data[first : first + n], ts.t0 + first / ts.sample_rate, ts.sample_rate, ts.detector
+    )
+    return segment, times_since_start
+
+
+def check_compatible(series: Mapping[str, TimeSeries]) -> float:
+    """Check that series from several detectors can be analysed together.
+
+    Parameters
+    ----------
+    series : mapping of str to TimeSeries
+        ``{detector: series}``; each key must equal its series' ``detector``.
+
+    Returns
+    -------
+    float
+        The common sample rate (Hz).
+
+    Raises
+    ------
+    ValueError
+        Empty mapping, keys that do not match the series, or different sample rates.
+    """
+    if not series:
+        raise ValueError("check_compatible needs at least one series")
+    wrong = {key: ts.detector for key, ts in series.items() if key != ts.detector}
+    if wrong:
+        raise ValueError(f"keys do not match the series' detectors: {wrong}")
+    rates = {key: ts.sample_rate for key, ts in series.items()}
+    if len(set(rates.values())) > 1:
+        raise ValueError(
+            f"detectors have different sample rates {rates} Hz; decimate all to one rate with "
+            "condition(ts, sample_rate=...)"
+        )
+    return next(iter(rates.values()))
