@@ -1,0 +1,264 @@
+"""Plots and the one-page summary of a ringdown run, from plain arrays.
+
+Every function takes samples or waveforms as arrays (so it can be used on a result read back
+from disk, see :mod:`gwtools.ringdown.results`), writes one PNG with the non-interactive Agg
+backend, and returns its path.  Amplitudes are drawn in units of 1e-21 strain.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import corner  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from gwtools.io.atomic import atomic_path  # noqa: E402
+
+__all__ = [
+    "plot_remnant_corner",
+    "plot_amplitudes",
+    "plot_whitened_data",
+    "plot_qnm_posteriors",
+    "write_summary",
+]
+
+_RINGDOWN_COLOR = "tab:blue"
+_IMR_COLOR = "tab:orange"
+_LEVELS = (0.5, 0.9)
+
+
+def _save(fig: plt.Figure, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def _check_samples(name: str, *arrays: np.ndarray) -> None:
+    for array in arrays:
+        if array.ndim != 1 or array.size < 2:
+            raise ValueError(f"{name}: need 1-D arrays of at least 2 samples, got shape {array.shape}")
+        if not np.all(np.isfinite(array)):
+            raise ValueError(f"{name}: samples contain NaN or inf")
+
+
+def plot_remnant_corner(
+    final_mass,
+    final_spin,
+    path: str | os.PathLike,
+    *,
+    imr: tuple[np.ndarray, np.ndarray] | None = None,
+    label: str = "ringdown",
+) -> Path:
+    """Corner plot of the remnant mass and spin, with IMR samples overlaid.
+
+    Parameters
+    ----------
+    final_mass, final_spin : array_like, shape (n,)
+        Ringdown posterior samples; detector-frame solar masses and dimensionless spin.
+    path : path-like
+        PNG to write.
+    imr : (array_like, array_like), optional
+        IMR remnant (mass, spin) samples, same units, drawn in another colour.
+    label : str
+        Legend label of the ringdown samples.
+
+    Returns
+    -------
+    Path
+    """
+    ringdown = np.column_stack([np.asarray(final_mass, float), np.asarray(final_spin, float)])
+    _check_samples("ringdown remnant", ringdown[:, 0], ringdown[:, 1])
+    sets = [ringdown]
+    if imr is not None:
+        imr_samples = np.column_stack([np.asarray(imr[0], float), np.asarray(imr[1], float)])
+        _check_samples("IMR remnant", imr_samples[:, 0], imr_samples[:, 1])
+        sets.append(imr_samples)
+    stacked = np.concatenate(sets)
+    ranges = [
+        (np.percentile(stacked[:, i], 0.5), np.percentile(stacked[:, i], 99.5)) for i in range(2)
+    ]
+    ranges = [(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo)) for lo, hi in ranges]
+    labels = [r"$M_f\ [M_\odot]$", r"$\chi_f$"]
+    fig = corner.corner(
+        ringdown, labels=labels, range=ranges, color=_RINGDOWN_COLOR, levels=_LEVELS,
+        plot_datapoints=False, plot_density=False, fill_contours=False, smooth=1.0, bins=40,
+        hist_kwargs={"density": True},
+    )
+    handles = [plt.Line2D([], [], color=_RINGDOWN_COLOR, label=label)]
+    if imr is not None:
+        corner.corner(
+            sets[1], fig=fig, range=ranges, color=_IMR_COLOR, levels=_LEVELS,
+            plot_datapoints=False, plot_density=False, fill_contours=False, smooth=1.0, bins=40,
+            hist_kwargs={"density": True},
+        )
+        handles.append(plt.Line2D([], [], color=_IMR_COLOR, label="IMR"))
+    fig.legend(handles=handles, loc="upper right", bbox_to_anchor=(0.95, 0.9), frameon=False)
+    fig.suptitle("Remnant mass and spin (contours: 50%, 90%)", y=1.04)
+    return _save(fig, path)
+
+
+def plot_amplitudes(
+    amplitudes: Mapping[str, np.ndarray], path: str | os.PathLike, *, amplitude_max: float | None = None
+) -> Path:
+    """Histograms of the mode amplitudes.
+
+    Parameters
+    ----------
+    amplitudes : mapping of str to array_like
+        Mode label (e.g. ``"220"``) to amplitude samples in units of 1e-21 strain.
+    path : path-like
+        PNG to write.
+    amplitude_max : float, optional
+        Upper edge of the amplitude prior (same units), marked on the axes.
+    """
+    if not amplitudes:
+        raise ValueError("no amplitudes to plot")
+    fig, axes = plt.subplots(1, len(amplitudes), figsize=(4 * len(amplitudes), 3.2), squeeze=False)
+    for ax, (label, samples) in zip(axes[0], amplitudes.items()):
+        samples = np.asarray(samples, float)
+        _check_samples(f"amplitude {label}", samples)
+        ax.hist(samples, bins=50, density=True, histtype="stepfilled", alpha=0.6, color=_RINGDOWN_COLOR)
+        median, lo, hi = np.percentile(samples, [50, 5, 95])
+        for value, style in ((median, "-"), (lo, "--"), (hi, "--")):
+            ax.axvline(value, color="k", ls=style, lw=0.8)
+        if amplitude_max is not None:
+            ax.axvline(amplitude_max, color="tab:red", lw=0.8, label="prior edge")
+            ax.legend(frameon=False)
+        ax.set_xlabel(rf"$A_{{{label}}}\ [10^{{-21}}]$")
+        ax.set_title(f"{label}: {median:.2f} (+{hi - median:.2f} / -{median - lo:.2f})")
+        ax.set_yticks([])
+    return _save(fig, path)
+
+
+def plot_whitened_data(waveforms: Mapping[str, Mapping[str, np.ndarray]], path: str | os.PathLike) -> Path:
+    """Whitened data and whitened posterior-median ringdown per detector.
+
+    Parameters
+    ----------
+    waveforms : mapping
+        Detector name to a mapping with ``time`` (s since the analysis start), ``whitened_data``
+        and ``whitened_median`` (each shape (n,)) and optionally ``whitened_lower`` /
+        ``whitened_upper`` (90% band of the reconstructed ringdown).
+    path : path-like
+        PNG to write.
+    """
+    if not waveforms:
+        raise ValueError("no detectors to plot")
+    fig, axes = plt.subplots(len(waveforms), 1, figsize=(8, 2.6 * len(waveforms)), sharex=True,
+                             squeeze=False)
+    for ax, (detector, arrays) in zip(axes[:, 0], waveforms.items()):
+        missing = {"time", "whitened_data", "whitened_median"} - set(arrays)
+        if missing:
+            raise ValueError(f"{detector}: waveform arrays {sorted(missing)} are missing")
+        t_ms = 1e3 * np.asarray(arrays["time"])
+        ax.plot(t_ms, arrays["whitened_data"], color="0.5", lw=0.8, label="whitened data")
+        if "whitened_lower" in arrays and "whitened_upper" in arrays:
+            ax.fill_between(t_ms, arrays["whitened_lower"], arrays["whitened_upper"],
+                            color=_RINGDOWN_COLOR, alpha=0.3, lw=0, label="90% ringdown")
+        ax.plot(t_ms, arrays["whitened_median"], color=_RINGDOWN_COLOR, lw=1.5,
+                label="median ringdown")
+        ax.set_ylabel(f"{detector} whitened")
+        ax.legend(loc="upper right", frameon=False, fontsize="small")
+    axes[-1, 0].set_xlabel("time since analysis start [ms]")
+    return _save(fig, path)
+
+
+def plot_qnm_posteriors(
+    measured: Mapping[str, tuple[np.ndarray, np.ndarray]],
+    path: str | os.PathLike,
+    *,
+    kerr: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    kerr_label: str = "Kerr prediction (IMR)",
+) -> Path:
+    """Frequency/damping-time posteriors of each mode against a Kerr prediction.
+
+    Parameters
+    ----------
+    measured : mapping of str to (array_like, array_like)
+        Mode label to (frequency in Hz, damping time in s) posterior samples of the ringdown.
+    path : path-like
+        PNG to write.
+    kerr : mapping, optional
+        Mode label to (frequency, damping time) samples predicted for a Kerr remnant, e.g. from
+        IMR remnant mass and spin samples.
+    kerr_label : str
+        Legend label of the prediction.
+    """
+    if not measured:
+        raise ValueError("no modes to plot")
+    fig, axes = plt.subplots(1, len(measured), figsize=(4.2 * len(measured), 3.8), squeeze=False)
+    for ax, (label, (freq, tau)) in zip(axes[0], measured.items()):
+        freq, tau_ms = np.asarray(freq, float), 1e3 * np.asarray(tau, float)
+        _check_samples(f"mode {label}", freq, tau_ms)
+        corner.hist2d(freq, tau_ms, ax=ax, color=_RINGDOWN_COLOR, levels=_LEVELS,
+                      plot_datapoints=False, plot_density=False, smooth=1.0, bins=40)
+        handles = [plt.Line2D([], [], color=_RINGDOWN_COLOR, label="ringdown")]
+        if kerr is not None and label in kerr:
+            k_freq, k_tau = (np.asarray(v, float) for v in kerr[label])
+            corner.hist2d(k_freq, 1e3 * k_tau, ax=ax, color=_IMR_COLOR, levels=_LEVELS,
+                          plot_datapoints=False, plot_density=False, smooth=1.0, bins=40)
+            handles.append(plt.Line2D([], [], color=_IMR_COLOR, label=kerr_label))
+        ax.set_xlabel(rf"$f_{{{label}}}$ [Hz]")
+        ax.set_ylabel(rf"$\tau_{{{label}}}$ [ms]")
+        ax.legend(handles=handles, frameon=False, fontsize="small")
+        ax.autoscale()
+    fig.suptitle("QNM frequency and damping time (contours: 50%, 90%)")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _format_interval(samples) -> str:
+    median, lo, hi = np.percentile(np.asarray(samples, float), [50, 5, 95])
+    return f"{median:.4g} (+{hi - median:.2g} / -{median - lo:.2g})"
+
+
+def write_summary(
+    path: str | os.PathLike,
+    *,
+    title: str,
+    posterior: Mapping[str, np.ndarray],
+    log_evidence: Mapping[str, tuple[float, float]],
+    facts: Sequence[tuple[str, str]] = (),
+    images: Sequence[str | os.PathLike] = (),
+) -> Path:
+    """Write a one-page markdown summary: facts, evidences, 90% intervals and the plots.
+
+    Parameters
+    ----------
+    path : path-like
+        Markdown file to write; images are linked relative to its directory.
+    title : str
+        Page title.
+    posterior : mapping of str to array_like
+        Posterior columns; each gets a median and 90% interval row.
+    log_evidence : mapping of str to (float, float)
+        ln Z and error per amplitude prior.
+    facts : sequence of (str, str)
+        Extra name/value rows (start time, modes, run time, ...).
+    images : sequence of path-like
+        PNGs to embed.
+    """
+    path = Path(path)
+    lines = [f"# {title}", "", "| | |", "|---|---|"]
+    lines += [f"| {name} | {value} |" for name, value in facts]
+    lines += ["", "## Evidence", "", "| amplitude prior | ln Z |", "|---|---|"]
+    lines += [f"| {prior} | {ln_z:.3f} ± {err:.3f} |" for prior, (ln_z, err) in log_evidence.items()]
+    lines += ["", "## Posterior (median and 90% credible interval)", "", "| parameter | value |",
+              "|---|---|"]
+    lines += [f"| {name} | {_format_interval(values)} |" for name, values in posterior.items()]
+    lines += [""]
+    for image in images:
+        relative = os.path.relpath(Path(image).resolve(), path.resolve().parent)
+        lines += [f"![{Path(image).stem}]({relative})", ""]
+    with atomic_path(path) as tmp:
+        tmp.write_text("\n".join(lines), encoding="utf-8")
+    return path

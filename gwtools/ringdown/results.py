@@ -1,0 +1,332 @@
+"""Results of a ringdown run: one self-describing HDF5 file, and its bilby view.
+
+Layout (``format_version`` 1)::
+
+    /                      attrs: format_version, label, created_utc
+    /config                JSON string: the resolved run configuration
+    /versions              attrs: package -> version
+    /checksums             attrs: input file -> sha256
+    /posterior/<name>      (n,) equally weighted samples; attrs units; group attrs
+                           ``parameters`` (stored order) and ``search_parameters`` (sampled ones)
+    /evidence/<prior>      attrs ln_z, ln_z_err (one group per amplitude prior)
+    /diagnostics           attrs: scalar run and importance-sampling diagnostics
+    /waveforms/<detector>/<name>   arrays for the data plots (times, whitened data, ...)
+
+Files are written atomically (:func:`gwtools.io.atomic.atomic_path`) and hold only arrays and
+strings, no pickles; :func:`read_result` refuses an unknown ``format_version``.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from gwtools.io.atomic import atomic_path
+
+__all__ = [
+    "FORMAT_VERSION",
+    "RingdownResult",
+    "write_result",
+    "read_result",
+    "to_bilby_result",
+    "save_bilby_result",
+    "software_versions",
+    "sha256_file",
+    "credible_interval",
+]
+
+FORMAT_VERSION = 1
+
+_PACKAGES = ("gwtools", "jax", "jaxlib", "dynesty", "bilby", "numpy", "scipy", "h5py")
+
+
+@dataclass(frozen=True)
+class RingdownResult:
+    """Everything a ringdown run produced, as plain arrays and strings.
+
+    Attributes
+    ----------
+    label : str
+        Run label (file-name stem).
+    posterior : dict of str to ndarray
+        Equally weighted posterior samples, each of shape (n,), in the stored column order.
+    search_parameters : tuple of str
+        The parameters the sampler explored (the others are reconstructed or derived).
+    search_ranges : dict of str to (float, float)
+        Uniform prior range of each search parameter.
+    log_evidence : dict of str to (float, float)
+        ln Z and its 1-sigma error per amplitude prior (``"physical"``, ``"flat"``, ...).
+    config : dict
+        Resolved configuration (JSON-serializable).
+    units : dict of str to str
+        Units of the posterior columns (missing: dimensionless).
+    diagnostics : dict of str to float
+        Scalars: likelihood calls, wall time, effective sample sizes, ...
+    versions : dict of str to str
+        Software versions.
+    checksums : dict of str to str
+        sha256 of each input file, keyed by path.
+    waveforms : dict of str to dict of str to ndarray
+        Per detector, arrays for the data plots.
+    """
+
+    label: str
+    posterior: Mapping[str, np.ndarray]
+    search_parameters: tuple[str, ...]
+    search_ranges: Mapping[str, tuple[float, float]]
+    log_evidence: Mapping[str, tuple[float, float]]
+    config: Mapping[str, Any]
+    units: Mapping[str, str] = field(default_factory=dict)
+    diagnostics: Mapping[str, float] = field(default_factory=dict)
+    versions: Mapping[str, str] = field(default_factory=dict)
+    checksums: Mapping[str, str] = field(default_factory=dict)
+    waveforms: Mapping[str, Mapping[str, np.ndarray]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        lengths = {name: np.shape(values) for name, values in self.posterior.items()}
+        if len({shape for shape in lengths.values()}) > 1:
+            raise ValueError(f"posterior columns differ in length: {lengths}")
+        if any(len(shape) != 1 for shape in lengths.values()):
+            raise ValueError(f"posterior columns must be 1-D arrays, got shapes {lengths}")
+        missing = [p for p in self.search_parameters if p not in self.posterior]
+        if missing:
+            raise ValueError(f"search parameters {missing} have no posterior column")
+        if set(self.search_ranges) != set(self.search_parameters):
+            raise ValueError(
+                f"search_ranges {sorted(self.search_ranges)} must name exactly the search "
+                f"parameters {sorted(self.search_parameters)}"
+            )
+
+    @property
+    def n_samples(self) -> int:
+        """Number of posterior samples."""
+        return len(next(iter(self.posterior.values()))) if self.posterior else 0
+
+
+def software_versions() -> dict[str, str]:
+    """Installed versions of gwtools and the packages its results depend on."""
+    versions = {}
+    for package in _PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
+
+
+def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 digest of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def credible_interval(samples, level: float = 0.9) -> tuple[float, float, float]:
+    """Median and the equal-tailed credible interval of 1-D samples.
+
+    Returns
+    -------
+    (median, lower, upper)
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"credible level must lie in (0, 1), got {level}")
+    samples = np.asarray(samples, dtype=float)
+    if samples.size == 0:
+        raise ValueError("no samples to summarize")
+    tail = 50 * (1 - level)
+    lower, median, upper = np.percentile(samples, [tail, 50, 100 - tail])
+    return float(median), float(lower), float(upper)
+
+
+def _scalar_attrs(group: h5py.Group, values: Mapping[str, Any]) -> None:
+    for key, value in values.items():
+        group.attrs[key] = value
+
+
+def write_result(result: RingdownResult, path: str | os.PathLike) -> Path:
+    """Write ``result`` to an HDF5 file atomically; return the path."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["format_version"] = FORMAT_VERSION
+            f.attrs["label"] = result.label
+            f.attrs["created_utc"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
+            f["config"] = json.dumps(result.config, sort_keys=False)
+            _scalar_attrs(f.create_group("versions"), result.versions)
+            _scalar_attrs(f.create_group("checksums"), result.checksums)
+            posterior = f.create_group("posterior")
+            posterior.attrs["parameters"] = list(result.posterior)
+            posterior.attrs["search_parameters"] = list(result.search_parameters)
+            posterior.attrs["search_ranges"] = np.array(
+                [result.search_ranges[p] for p in result.search_parameters], dtype=float
+            ).reshape(-1, 2)
+            for name, values in result.posterior.items():
+                dataset = posterior.create_dataset(name, data=np.asarray(values, dtype=float))
+                if name in result.units:
+                    dataset.attrs["units"] = result.units[name]
+            evidence = f.create_group("evidence")
+            for prior, (ln_z, ln_z_err) in result.log_evidence.items():
+                group = evidence.create_group(prior)
+                group.attrs["ln_z"] = float(ln_z)
+                group.attrs["ln_z_err"] = float(ln_z_err)
+            _scalar_attrs(f.create_group("diagnostics"), result.diagnostics)
+            waveforms = f.create_group("waveforms")
+            for detector, arrays in result.waveforms.items():
+                group = waveforms.create_group(detector)
+                for name, values in arrays.items():
+                    group.create_dataset(name, data=np.asarray(values, dtype=float))
+    return path
+
+
+def _plain_attr(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def read_result(path: str | os.PathLike) -> RingdownResult:
+    """Read a results file written by :func:`write_result`.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If the file is not a gwtools ringdown result or has another format version.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"results file {path} does not exist")
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise ValueError(f"{path} is not an HDF5 file ({err})") from None
+    with f:
+        version = f.attrs.get("format_version")
+        if version is None or "posterior" not in f:
+            raise ValueError(f"{path} is not a gwtools ringdown result (no format_version)")
+        if int(version) != FORMAT_VERSION:
+            raise ValueError(
+                f"{path} has results format version {int(version)}; this gwtools reads version "
+                f"{FORMAT_VERSION}: use the gwtools version that wrote it"
+            )
+        posterior_group = f["posterior"]
+        order = [str(name) for name in posterior_group.attrs["parameters"]]
+        posterior = {name: posterior_group[name][()] for name in order}
+        units = {
+            name: str(_plain_attr(posterior_group[name].attrs["units"]))
+            for name in order
+            if "units" in posterior_group[name].attrs
+        }
+        search = tuple(str(p) for p in posterior_group.attrs["search_parameters"])
+        ranges = posterior_group.attrs["search_ranges"]
+        evidence = {
+            prior: (float(group.attrs["ln_z"]), float(group.attrs["ln_z_err"]))
+            for prior, group in f["evidence"].items()
+        }
+        waveforms = {
+            detector: {name: group[name][()] for name in group}
+            for detector, group in f["waveforms"].items()
+        }
+        config = f["config"][()]
+        return RingdownResult(
+            label=str(_plain_attr(f.attrs["label"])),
+            posterior=posterior,
+            search_parameters=search,
+            search_ranges={p: (float(lo), float(hi)) for p, (lo, hi) in zip(search, ranges)},
+            log_evidence=evidence,
+            config=json.loads(_plain_attr(config)),
+            units=units,
+            diagnostics={k: _plain_attr(v) for k, v in f["diagnostics"].attrs.items()},
+            versions={k: str(_plain_attr(v)) for k, v in f["versions"].attrs.items()},
+            checksums={k: str(_plain_attr(v)) for k, v in f["checksums"].attrs.items()},
+            waveforms=waveforms,
+        )
+
+
+def to_bilby_result(result: RingdownResult, prior: str = "physical"):
+    """The result as a :class:`bilby.core.result.Result`.
+
+    Parameters
+    ----------
+    result : RingdownResult
+    prior : str
+        Amplitude prior whose ln Z becomes ``log_evidence``.
+
+    Notes
+    -----
+    The posterior DataFrame holds every column; ``search_parameter_keys`` are the sampled
+    parameters, with uniform priors on their ranges.  The configuration, versions, checksums, the other priors' ln Z and the
+    diagnostics go into ``meta_data``.  bilby has no slot for the noise evidence of a
+    ringdown analysis, so ``log_noise_evidence`` is NaN.
+    """
+    import bilby
+    import pandas as pd
+
+    if prior not in result.log_evidence:
+        raise ValueError(
+            f"no evidence for prior {prior!r} in {result.label}; available: "
+            f"{', '.join(result.log_evidence)}"
+        )
+    ln_z, ln_z_err = result.log_evidence[prior]
+    priors = bilby.core.prior.PriorDict(
+        {
+            name: bilby.core.prior.Uniform(lo, hi, name=name)
+            for name, (lo, hi) in result.search_ranges.items()
+        }
+    )
+    return bilby.core.result.Result(
+        label=result.label,
+        sampler="dynesty",
+        search_parameter_keys=list(result.search_parameters),
+        fixed_parameter_keys=[],
+        priors=priors,
+        posterior=pd.DataFrame({k: np.asarray(v) for k, v in result.posterior.items()}),
+        log_evidence=float(ln_z),
+        log_evidence_err=float(ln_z_err),
+        log_noise_evidence=float("nan"),
+        num_likelihood_evaluations=int(result.diagnostics.get("ncall", 0)),
+        sampling_time=float(result.diagnostics.get("sampling_walltime", 0.0)),
+        meta_data={
+            "evidence_prior": prior,
+            "log_evidence_by_prior": {k: list(v) for k, v in result.log_evidence.items()},
+            "config": dict(result.config),
+            "versions": dict(result.versions),
+            "checksums": dict(result.checksums),
+            "diagnostics": dict(result.diagnostics),
+            "units": dict(result.units),
+        },
+    )
+
+
+def save_bilby_result(result: RingdownResult, path: str | os.PathLike, prior: str = "physical") -> Path:
+    """Write the bilby view of ``result`` as bilby JSON, atomically; return the path.
+
+    Read it back with ``bilby.core.result.read_in_result(path)``.
+    """
+    path = Path(path)
+    if path.suffix != ".json":
+        raise ValueError(f"bilby results are written as JSON: give a .json path, got {path}")
+    bilby_result = to_bilby_result(result, prior)
+    with atomic_path(path) as tmp:
+        json_path = tmp.with_suffix(".json")
+        bilby_result.save_to_file(filename=str(json_path), extension="json", overwrite=True)
+        if not json_path.is_file():
+            # bilby logs a failed JSON write and falls back to a pickle: refuse that silently.
+            raise ValueError(f"bilby could not write {path} as JSON (see the log above)")
+        os.replace(json_path, tmp)
+    return path
