@@ -34,13 +34,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gwtools.ringdown.qnm import MTSUN_S
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 __all__ = [
-    "SOLAR_MASS_TIME",
     "MAX_FINAL_SPIN",
     "DataConfig",
     "EventConfig",
@@ -59,10 +60,6 @@ __all__ = [
     "override",
     "start_offset_seconds",
 ]
-
-#: G M_sun / c^3 in seconds, from the IAU 2015 nominal solar mass parameter
-#: (GM_sun = 1.3271244e20 m^3 s^-2) and the exact speed of light.
-SOLAR_MASS_TIME = 1.3271244e20 / 299792458.0**3
 
 #: Largest remnant spin accepted in priors: the Kerr QNM fits are validated up to here.
 MAX_FINAL_SPIN = 0.99
@@ -84,10 +81,14 @@ class DataConfig:
         Detector names in analysis order, e.g. ``("H1", "L1")``.
     files : dict of str to Path
         Strain file per detector (GWOSC HDF5 or text), absolute paths.
+    imr_samples : Path or None
+        HDF5 file with IMR remnant samples (datasets ``final_mass`` in detector-frame solar
+        masses and ``final_spin``), drawn for comparison in the plots.
     """
 
     detectors: tuple[str, ...]
     files: Mapping[str, Path]
+    imr_samples: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -405,7 +406,12 @@ def _parse_data(raw: Mapping[str, Any], base_dir: Path) -> DataConfig:
     missing = [d for d in detectors if d not in files]
     if missing:
         raise _fail("data", "files", f"no strain file for detector(s) {', '.join(missing)}")
-    return DataConfig(detectors=detectors, files={d: files[d] for d in detectors})
+    imr = table.get("imr_samples")
+    return DataConfig(
+        detectors=detectors,
+        files={d: files[d] for d in detectors},
+        imr_samples=None if imr is None else _path("data", "imr_samples", imr, base_dir),
+    )
 
 
 def _parse_event(raw: Mapping[str, Any], detectors: tuple[str, ...]) -> EventConfig:
@@ -687,7 +693,7 @@ def load_scan_config(path: str | os.PathLike) -> ScanConfig:
     if keys[0] == "start_offsets_m":
         if run.analysis.reference_mass is None:
             raise _fail("analysis", "reference_mass", "required with [scan] start_offsets_m")
-        scale_ms = 1e3 * run.analysis.reference_mass * SOLAR_MASS_TIME
+        scale_ms = 1e3 * run.analysis.reference_mass * MTSUN_S
         offsets = tuple(v * scale_ms for v in offsets)
     if len(set(offsets)) != len(offsets):
         raise _fail("scan", keys[0], "repeated start time")
@@ -753,7 +759,7 @@ def start_offset_seconds(config: RingdownConfig) -> float:
     if analysis.start_time is not None:
         return analysis.start_time - config.event.time
     if analysis.start_offset_m is not None:
-        return analysis.start_offset_m * analysis.reference_mass * SOLAR_MASS_TIME
+        return analysis.start_offset_m * analysis.reference_mass * MTSUN_S
     if analysis.start_offset_ms is not None:
         return 1e-3 * analysis.start_offset_ms
     return 0.0

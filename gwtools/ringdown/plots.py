@@ -139,7 +139,12 @@ def plot_amplitudes(
     return _save(fig, path)
 
 
-def plot_whitened_data(waveforms: Mapping[str, Mapping[str, np.ndarray]], path: str | os.PathLike) -> Path:
+def plot_whitened_data(
+    waveforms: Mapping[str, Mapping[str, np.ndarray]],
+    path: str | os.PathLike,
+    *,
+    t_max: float | None = None,
+) -> Path:
     """Whitened data and whitened posterior-median ringdown per detector.
 
     Parameters
@@ -150,6 +155,9 @@ def plot_whitened_data(waveforms: Mapping[str, Mapping[str, np.ndarray]], path: 
         ``whitened_upper`` (90% band of the reconstructed ringdown).
     path : path-like
         PNG to write.
+    t_max : float, optional
+        Last time shown, s since the analysis start (the ringdown has died away long before the
+        end of a typical segment).
     """
     if not waveforms:
         raise ValueError("no detectors to plot")
@@ -168,6 +176,8 @@ def plot_whitened_data(waveforms: Mapping[str, Mapping[str, np.ndarray]], path: 
                 label="median ringdown")
         ax.set_ylabel(f"{detector} whitened")
         ax.legend(loc="upper right", frameon=False, fontsize="small")
+    if t_max is not None:
+        axes[-1, 0].set_xlim(None, 1e3 * t_max)
     axes[-1, 0].set_xlabel("time since analysis start [ms]")
     return _save(fig, path)
 

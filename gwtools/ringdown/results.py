@@ -19,7 +19,6 @@ strings, no pickles; :func:`read_result` refuses an unknown ``format_version``.
 from __future__ import annotations
 
 import datetime
-import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -41,7 +40,6 @@ __all__ = [
     "to_bilby_result",
     "save_bilby_result",
     "software_versions",
-    "sha256_file",
     "credible_interval",
 ]
 
@@ -122,15 +120,6 @@ def software_versions() -> dict[str, str]:
         except metadata.PackageNotFoundError:
             versions[package] = "not installed"
     return versions
-
-
-def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
-    """Hex sha256 digest of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(chunk_size), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def credible_interval(samples, level: float = 0.9) -> tuple[float, float, float]:

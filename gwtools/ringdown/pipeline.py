@@ -1,0 +1,525 @@
+"""The ringdown pipeline: from a configuration to a results file, plots and a summary.
+
+Stages (each a function, so benchmarks and notebooks can time or inspect them one by one):
+
+1. :func:`load_strain` reads each detector's strain and conditions it (high-/low-pass, decimation).
+2. :func:`estimate_acfs` estimates the noise autocovariance (Welch off-source or from files).
+3. :func:`prepare_analysis` resolves the start times (reference detector -> geocentre -> each
+   detector), cuts the segments and precomputes the whitened likelihood data.
+4. :func:`sample_posterior` runs nested sampling of the FIREFLY marginal likelihood
+   (arXiv:2502.01093) over the remnant mass and spin (and inclination if sampled).
+5. :func:`build_result` reconstructs amplitudes and phases, converts the evidence to the physical
+   (flat-in-amplitude) prior by importance reweighting, and collects provenance.
+6. :func:`make_plots` draws the figures and the one-page summary.
+
+:func:`run_pipeline` runs them all and writes ``<label>.h5`` (see
+:mod:`gwtools.ringdown.results`), ``<label>_bilby.json``, the PNGs and ``<label>_summary.md``
+into ``[output] directory``.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import h5py
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from gwtools.io.posteriors import file_sha256
+from gwtools.io.strain import TimeSeries, read_strain
+from gwtools.ringdown import conditioning, detectors, noise
+from gwtools.ringdown.config import RingdownConfig, config_to_dict, start_offset_seconds
+from gwtools.ringdown.firefly import (
+    FireflyLikelihood,
+    QuadraturePrior,
+    amplitudes_and_phases,
+    reconstruct,
+)
+from gwtools.ringdown.likelihood import AnalysisData, build_analysis_data, rotate_antenna
+from gwtools.ringdown.model import AMPLITUDE_UNIT, RingdownModel, design_matrix
+from gwtools.ringdown.qnm import frequency_damping_time
+from gwtools.ringdown.results import (
+    RingdownResult,
+    credible_interval,
+    save_bilby_result,
+    software_versions,
+    write_result,
+)
+from gwtools.ringdown.sampling import (
+    NestedSamplingResult,
+    ParameterSpace,
+    PriorRange,
+    SamplerSettings,
+    run_nested,
+)
+
+__all__ = [
+    "PreparedAnalysis",
+    "PipelineOutputs",
+    "load_strain",
+    "estimate_acfs",
+    "prepare_analysis",
+    "build_likelihood",
+    "sample_posterior",
+    "build_result",
+    "read_imr_samples",
+    "make_plots",
+    "run_pipeline",
+]
+
+logger = logging.getLogger(__name__)
+
+#: Posterior samples drawn per sampler sample when reconstructing amplitudes: more reduce the
+#: noise of the physical-prior importance weights (their ESS is reported).
+DRAWS_PER_SAMPLE = 4
+
+#: Posterior draws used for the median/90% band of the whitened ringdown in the data plot.
+WAVEFORM_DRAWS = 300
+
+#: Time span of the whitened-data plot, s: about ten 220 damping times for GW150914.
+WHITENED_PLOT_SPAN = 0.05
+
+
+@dataclass(frozen=True)
+class PreparedAnalysis:
+    """Everything fixed before sampling.
+
+    Attributes
+    ----------
+    peak_geocenter, start_geocenter : float
+        GPS of the peak and of the analysis start at the geocentre, s.
+    start_times : dict of str to float
+        GPS of the analysis start in each detector, s.
+    segments : dict of str to TimeSeries
+        Conditioned analysis segments.
+    acfs : ndarray, shape (n_det, n)
+        Noise autocovariance at lags 0 .. n-1, strain^2.
+    antenna : ndarray, shape (n_det, 2)
+        (F_plus, F_cross) at polarization angle 0.
+    data : AnalysisData
+        Whitened likelihood data.
+    """
+
+    peak_geocenter: float
+    start_geocenter: float
+    start_times: Mapping[str, float]
+    segments: Mapping[str, TimeSeries]
+    acfs: np.ndarray
+    antenna: np.ndarray
+    data: AnalysisData
+
+
+@dataclass(frozen=True)
+class PipelineOutputs:
+    """Paths written by :func:`run_pipeline` and the result itself."""
+
+    result: RingdownResult
+    result_path: Path
+    bilby_path: Path
+    plots: tuple[Path, ...] = ()
+    summary_path: Path | None = None
+    timings: Mapping[str, float] = field(default_factory=dict)
+
+
+def load_strain(config: RingdownConfig) -> dict[str, TimeSeries]:
+    """Read and condition the strain of every detector (whole files, so filter edges fall
+    far from the analysis segment)."""
+    strain = {}
+    for detector in config.data.detectors:
+        raw = read_strain(config.data.files[detector], detector)
+        if raw.detector != detector:
+            raise ValueError(
+                f"[data] files.{detector}: {config.data.files[detector]} holds {raw.detector} data"
+            )
+        analysis = config.analysis
+        strain[detector] = conditioning.condition(
+            raw,
+            sample_rate=analysis.sample_rate,
+            f_low=analysis.f_low if analysis.f_low > 0 else None,
+            f_high=analysis.f_high,
+        )
+    conditioning.check_compatible(strain)
+    return strain
+
+
+def _peak_geocenter(config: RingdownConfig) -> float:
+    event = config.event
+    if event.reference_detector == "geocenter":
+        return event.time
+    delay = detectors.time_delay_from_geocenter(
+        event.reference_detector, event.ra, event.dec, event.time
+    )
+    return event.time - delay
+
+
+def estimate_acfs(config: RingdownConfig, strain: Mapping[str, TimeSeries]) -> np.ndarray:
+    """Noise autocovariance of each detector at lags 0 .. n-1 of the analysis segment.
+
+    Returns
+    -------
+    ndarray, shape (n_det, n)
+        strain^2, for ``n = round(duration * sample_rate)``.
+    """
+    n = int(round(config.analysis.duration * config.analysis.sample_rate))
+    peak = _peak_geocenter(config)
+    acfs = []
+    for detector in config.data.detectors:
+        ts = strain[detector]
+        if config.noise.method == "acf_file":
+            acf = noise.read_acf(config.noise.acf_files[detector], ts.sample_rate, n)
+        else:
+            begin, end = config.noise.offsource
+            offsource = ts.slice(peak + begin, peak + end)
+            acf = noise.estimate_acf(offsource, n, segment_duration=config.noise.welch_segment)
+        acfs.append(np.asarray(acf, dtype=float)[:n])
+    return np.stack(acfs)
+
+
+def prepare_analysis(
+    config: RingdownConfig, strain: Mapping[str, TimeSeries], acfs: np.ndarray
+) -> PreparedAnalysis:
+    """Resolve the start times, cut the segments and whiten them."""
+    event = config.event
+    peak = _peak_geocenter(config)
+    start = peak + start_offset_seconds(config)
+    start_times = detectors.detector_start_times(start, event.ra, event.dec, config.data.detectors)
+    segments, times = {}, []
+    for detector in config.data.detectors:
+        segment, since_start = conditioning.extract_segment(
+            strain[detector], start_times[detector], config.analysis.duration
+        )
+        segments[detector] = segment
+        times.append(since_start)
+    antenna = np.array(
+        [detectors.antenna_pattern(d, event.ra, event.dec, 0.0, start) for d in config.data.detectors]
+    )
+    data = build_analysis_data(
+        np.stack(times),
+        np.stack([segments[d].data for d in config.data.detectors]),
+        acfs,
+        antenna,
+        config.data.detectors,
+    )
+    return PreparedAnalysis(
+        peak_geocenter=peak,
+        start_geocenter=start,
+        start_times=start_times,
+        segments=segments,
+        acfs=acfs,
+        antenna=antenna,
+        data=data,
+    )
+
+
+def _parameter_space(config: RingdownConfig) -> tuple[ParameterSpace, dict[str, float]]:
+    """Sampled parameters with their priors, and the fixed nonlinear parameters."""
+    prior = config.prior
+    priors = [
+        PriorRange("final_mass", *prior.final_mass),
+        PriorRange("final_spin", *prior.final_spin),
+    ]
+    fixed = {"polarization": config.event.psi}
+    if config.model.polarization == "kerr":
+        if isinstance(prior.cos_inclination, tuple):
+            lo, hi = prior.cos_inclination
+            # flat in cos(inclination) <=> sine prior on the angle
+            priors.append(PriorRange("inclination", math.acos(hi), math.acos(lo), kind="sine"))
+        else:
+            fixed["inclination"] = math.acos(prior.cos_inclination)
+    return ParameterSpace(tuple(priors)), fixed
+
+
+def build_likelihood(config: RingdownConfig, prepared: PreparedAnalysis) -> tuple[FireflyLikelihood, ParameterSpace]:
+    """The FIREFLY marginal likelihood and the sampled space of this configuration."""
+    space, fixed = _parameter_space(config)
+    scale = config.prior.quadrature_scale
+    quadrature_prior = QuadraturePrior(
+        kind=config.prior.quadrature,
+        amplitude_max=config.prior.amplitude_max / AMPLITUDE_UNIT,
+        scale=None if scale is None else scale / AMPLITUDE_UNIT,
+    )
+    model = RingdownModel(modes=config.model.modes, polarization=config.model.polarization)
+    likelihood = FireflyLikelihood(
+        model, prepared.data, parameters=space.names, fixed=fixed, prior=quadrature_prior
+    )
+    return likelihood, space
+
+
+def sample_posterior(
+    config: RingdownConfig,
+    likelihood: FireflyLikelihood,
+    space: ParameterSpace,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+) -> NestedSamplingResult:
+    """Run nested sampling; checkpoints go to ``<output>/<label>_checkpoint.pkl``."""
+    sampler = config.sampler
+    settings = SamplerSettings(
+        nlive=sampler.nlive,
+        dlogz=sampler.dlogz,
+        sample=sampler.sample,
+        queue_size=sampler.queue_size,
+        seed=sampler.seed,
+        checkpoint_every=sampler.checkpoint_every,
+    )
+    config.output.directory.mkdir(parents=True, exist_ok=True)
+    checkpoint = config.output.directory / f"{config.output.label}_checkpoint.pkl"
+    return run_nested(
+        likelihood, space, settings, checkpoint_path=checkpoint, resume=resume, progress=progress
+    )
+
+
+def _whitened_waveforms(
+    likelihood: FireflyLikelihood,
+    prepared: PreparedAnalysis,
+    nonlinear: np.ndarray,
+    quadratures: np.ndarray,
+) -> dict[str, dict[str, np.ndarray]]:
+    """Whitened data and the median and 90% band of the whitened ringdown, per detector.
+
+    ``nonlinear`` holds (final_mass, final_spin, inclination, polarization) rows and
+    ``quadratures`` the matching B (units of AMPLITUDE_UNIT).
+    """
+    data = prepared.data
+    model = likelihood.model
+
+    def whitened_template(row, b):
+        antenna = rotate_antenna(data.antenna, row[3])
+        basis = design_matrix(model, row[0], row[1], data.times, antenna, row[2])
+        strain = jnp.einsum("q,dqn->dn", b, basis)
+        return jnp.einsum("dmn,dn->dm", data.whitening, strain)
+
+    templates = np.asarray(jax.jit(jax.vmap(whitened_template))(nonlinear, quadratures))
+    lower, median, upper = np.percentile(templates, [5, 50, 95], axis=0)
+    return {
+        detector: {
+            "time": np.asarray(data.times[i]),
+            "whitened_data": np.asarray(data.whitened_data[i]),
+            "whitened_median": median[i],
+            "whitened_lower": lower[i],
+            "whitened_upper": upper[i],
+        }
+        for i, detector in enumerate(data.detectors)
+    }
+
+
+def build_result(
+    config: RingdownConfig,
+    prepared: PreparedAnalysis,
+    likelihood: FireflyLikelihood,
+    space: ParameterSpace,
+    sampling: NestedSamplingResult,
+    *,
+    diagnostics: Mapping[str, float] = (),
+) -> RingdownResult:
+    """Reconstruct amplitudes and phases under the physical prior and assemble the result.
+
+    The posterior holds, per physical-prior sample: the sampled parameters, then per mode
+    ``amplitude_<mode>`` (units of 1e-21 strain), ``phase_<mode>`` (rad), and for each Kerr
+    mode ``frequency_<mode>`` (Hz) and ``damping_time_<mode>`` (s).
+    """
+    model = likelihood.model
+    recon = reconstruct(
+        likelihood,
+        sampling.samples,
+        sampling.log_evidence,
+        sampling.log_evidence_err,
+        seed=config.sampler.seed,
+        draws_per_sample=DRAWS_PER_SAMPLE,
+    )
+    if recon.physical_indices.size == 0:
+        raise ValueError(
+            "every reconstructed amplitude lies outside the prior: raise [prior] amplitude_max"
+        )
+    idx = recon.physical_indices
+    theta = recon.theta[idx]
+    quadratures = recon.quadratures[idx]
+    amplitudes, phases = amplitudes_and_phases(quadratures)
+    posterior: dict[str, np.ndarray] = {name: theta[:, i] for i, name in enumerate(space.names)}
+    units = {"final_mass": "solar mass (detector frame)", "inclination": "rad"}
+    for j, label in enumerate(model.amplitude_labels):
+        posterior[f"amplitude_{label}"] = np.asarray(amplitudes[:, j])
+        posterior[f"phase_{label}"] = np.asarray(phases[:, j])
+        units[f"amplitude_{label}"] = "1e-21 strain"
+        units[f"phase_{label}"] = "rad"
+    freq, tau = frequency_damping_time(model.modes, posterior["final_mass"], posterior["final_spin"])
+    for j, mode in enumerate(model.modes):
+        posterior[f"frequency_{mode}"] = np.asarray(freq[:, j])
+        posterior[f"damping_time_{mode}"] = np.asarray(tau[:, j])
+        units[f"frequency_{mode}"] = "Hz"
+        units[f"damping_time_{mode}"] = "s"
+
+    nonlinear = np.column_stack([np.asarray(likelihood.nonlinear(row)) for row in theta[:WAVEFORM_DRAWS]]).T
+    waveforms = _whitened_waveforms(likelihood, prepared, nonlinear, quadratures[:WAVEFORM_DRAWS])
+
+    resolved = config_to_dict(config)
+    resolved["resolved"] = {
+        "peak_geocenter_gps": prepared.peak_geocenter,
+        "start_geocenter_gps": prepared.start_geocenter,
+        "start_offset_s": start_offset_seconds(config),
+        "start_times_gps": dict(prepared.start_times),
+        "n_samples": prepared.data.n_samples,
+        "sampled_parameters": list(space.names),
+        "fixed_parameters": dict(likelihood.fixed),
+    }
+    checksums = {str(path): file_sha256(path) for path in config.data.files.values()}
+    if config.noise.method == "acf_file":
+        checksums.update({str(p): file_sha256(p) for p in config.noise.acf_files.values()})
+    return RingdownResult(
+        label=config.output.label,
+        posterior=posterior,
+        search_parameters=space.names,
+        search_ranges={p.name: (p.lower, p.upper) for p in space.priors},
+        log_evidence={
+            config.prior.quadrature: (sampling.log_evidence, sampling.log_evidence_err),
+            "physical": (recon.log_evidence_physical, recon.log_evidence_physical_err),
+        },
+        config=resolved,
+        units={k: v for k, v in units.items() if k in posterior},
+        diagnostics={
+            "ncall": sampling.ncall,
+            "niter": sampling.niter,
+            "sampling_walltime": sampling.walltime,
+            "log_noise_evidence": float(prepared.data.log_l0),
+            "importance_ess": recon.ess,
+            "importance_draws": int(recon.log_weights.size),
+            "importance_efficiency": recon.ess / recon.log_weights.size,
+            "posterior_samples_sampler": int(sampling.samples.shape[0]),
+            **dict(diagnostics),
+        },
+        versions=software_versions(),
+        checksums=checksums,
+        waveforms=waveforms,
+    )
+
+
+def read_imr_samples(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """IMR remnant (final_mass, final_spin) samples from an HDF5 file with those datasets."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"IMR samples file {path} does not exist ([data] imr_samples)")
+    with h5py.File(path, "r") as f:
+        missing = [k for k in ("final_mass", "final_spin") if k not in f]
+        if missing:
+            raise ValueError(f"{path}: datasets {missing} are missing ([data] imr_samples)")
+        return f["final_mass"][()], f["final_spin"][()]
+
+
+def make_plots(result: RingdownResult, directory: str | Path, imr_path: str | Path | None = None) -> tuple[list[Path], Path]:
+    """Draw the figures and the summary page of ``result``; return (PNG paths, summary path)."""
+    from gwtools.ringdown import plots
+
+    directory = Path(directory)
+    label = result.label
+    post = result.posterior
+    modes = result.config["model"]["modes"]
+    imr = read_imr_samples(imr_path) if imr_path is not None else None
+    paths = [
+        plots.plot_remnant_corner(
+            post["final_mass"], post["final_spin"], directory / f"{label}_remnant.png",
+            imr=imr, label=f"ringdown {'+'.join(modes)}",
+        ),
+        plots.plot_amplitudes(
+            {k.removeprefix("amplitude_"): v for k, v in post.items() if k.startswith("amplitude_")},
+            directory / f"{label}_amplitudes.png",
+            amplitude_max=result.config["prior"]["amplitude_max"] / AMPLITUDE_UNIT,
+        ),
+        plots.plot_whitened_data(
+            result.waveforms, directory / f"{label}_whitened.png", t_max=WHITENED_PLOT_SPAN
+        ),
+    ]
+    measured = {m: (post[f"frequency_{m}"], post[f"damping_time_{m}"]) for m in modes}
+    kerr = None
+    if imr is not None:
+        freq, tau = frequency_damping_time(modes, imr[0], imr[1])
+        kerr = {m: (np.asarray(freq[:, j]), np.asarray(tau[:, j])) for j, m in enumerate(modes)}
+    paths.append(plots.plot_qnm_posteriors(measured, directory / f"{label}_qnm.png", kerr=kerr))
+
+    resolved = result.config["resolved"]
+    diag = result.diagnostics
+    facts = [
+        ("event", result.config["event"]["name"]),
+        ("modes", ", ".join(modes) + f" ({result.config['model']['polarization']} polarization)"),
+        ("start (geocentre GPS)", f"{resolved['start_geocenter_gps']:.4f}"),
+        ("start after peak", f"{1e3 * resolved['start_offset_s']:.2f} ms"),
+        ("segment", f"{result.config['analysis']['duration']} s at "
+                    f"{result.config['analysis']['sample_rate']:.0f} Hz"),
+        ("live points / dlogz", f"{result.config['sampler']['nlive']} / "
+                                f"{result.config['sampler']['dlogz']}"),
+        ("likelihood calls", f"{int(diag['ncall'])}"),
+        ("sampling time", f"{diag['sampling_walltime']:.1f} s"),
+        ("importance ESS", f"{diag['importance_ess']:.0f} of {int(diag['importance_draws'])}"),
+    ]
+    if imr is not None:
+        for name, values in (("final_mass", imr[0]), ("final_spin", imr[1])):
+            median, lo, hi = credible_interval(values)
+            facts.append((f"IMR {name}", f"{median:.4g} (90%: {lo:.4g} to {hi:.4g})"))
+    summary = plots.write_summary(
+        directory / f"{label}_summary.md",
+        title=f"Ringdown of {result.config['event']['name']}: {label}",
+        posterior=post,
+        log_evidence=result.log_evidence,
+        facts=facts,
+        images=paths,
+    )
+    return paths, summary
+
+
+def run_pipeline(
+    config: RingdownConfig, *, resume: bool = False, progress: bool = True, plots: bool = True
+) -> PipelineOutputs:
+    """Run the whole analysis of ``config`` and write its outputs.
+
+    Parameters
+    ----------
+    config : RingdownConfig
+    resume : bool
+        Continue from the sampler checkpoint of an interrupted run.
+    progress : bool
+        Show the sampler's progress line (live points, ln Z, dlogz).
+    plots : bool
+        Draw figures and the summary page.
+
+    Returns
+    -------
+    PipelineOutputs
+    """
+    timings: dict[str, float] = {}
+
+    def timed(stage, fn, *args, **kwargs):
+        begin = time.perf_counter()
+        value = fn(*args, **kwargs)
+        timings[stage] = time.perf_counter() - begin
+        logger.info("%s: %.2f s", stage, timings[stage])
+        return value
+
+    strain = timed("data", load_strain, config)
+    acfs = timed("noise", estimate_acfs, config, strain)
+    prepared = timed("prepare", prepare_analysis, config, strain, acfs)
+    likelihood, space = build_likelihood(config, prepared)
+    sampling = timed("sampling", sample_posterior, config, likelihood, space, resume=resume,
+                     progress=progress)
+    result = timed("reconstruction", build_result, config, prepared, likelihood, space, sampling,
+                   diagnostics={f"time_{k}": v for k, v in timings.items()})
+    directory = config.output.directory
+    plot_paths, summary = [], None
+    if plots:
+        plot_paths, summary = timed("plots", make_plots, result, directory, config.data.imr_samples)
+    result_path = write_result(result, directory / f"{config.output.label}.h5")
+    bilby_path = save_bilby_result(result, directory / f"{config.output.label}_bilby.json")
+    logger.info("wrote %s", result_path)
+    return PipelineOutputs(
+        result=result,
+        result_path=result_path,
+        bilby_path=bilby_path,
+        plots=tuple(plot_paths),
+        summary_path=summary,
+        timings=timings,
+    )
