@@ -1,4 +1,4 @@
-"""Conditioning against analytic responses: sinusoids through filters and decimation, segment edges."""
+"""Conditioning against analytic responses: sinusoids through filters and decimation, edges."""
 
 from __future__ import annotations
 

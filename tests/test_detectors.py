@@ -51,11 +51,15 @@ def _gmst(gps_time: float) -> float:
 def _source_direction(ra: float, dec: float, gps_time: float) -> np.ndarray:
     """Unit vector from the geocentre towards the source, Earth-fixed frame."""
     hour_angle = ra - _gmst(gps_time)
-    return np.array([np.cos(dec) * np.cos(hour_angle), np.cos(dec) * np.sin(hour_angle), np.sin(dec)])
+    return np.array(
+        [np.cos(dec) * np.cos(hour_angle), np.cos(dec) * np.sin(hour_angle), np.sin(dec)]
+    )
 
 
 def _vertex(site: dict) -> np.ndarray:
-    loc = EarthLocation.from_geodetic(site["lon"] * u.deg, site["lat"] * u.deg, site["height"] * u.m)
+    loc = EarthLocation.from_geodetic(
+        site["lon"] * u.deg, site["lat"] * u.deg, site["height"] * u.m
+    )
     return np.array([loc.x.to_value(u.m), loc.y.to_value(u.m), loc.z.to_value(u.m)])
 
 
@@ -94,7 +98,8 @@ def _hand_antenna(site: dict, ra: float, dec: float, psi: float, gps_time: float
 )
 def test_delay_matches_hand_computation(detector, ra, dec, gps_time):
     expected = -_source_direction(ra, dec, gps_time) @ _vertex(SITES[detector]) / SPEED_OF_LIGHT
-    assert time_delay_from_geocenter(detector, ra, dec, gps_time) == pytest.approx(expected, abs=1e-6)
+    delay = time_delay_from_geocenter(detector, ra, dec, gps_time)
+    assert delay == pytest.approx(expected, abs=1e-6)
 
 
 @pytest.mark.parametrize("detector", ["H1", "L1"])
@@ -116,7 +121,8 @@ def test_antenna_pattern_closed_forms():
     assert f_plus**2 + f_cross**2 == pytest.approx(1.0, abs=1e-3)
     # A quarter turn of psi flips the sign of both patterns; psi -> psi + pi leaves them alone.
     base = np.array(antenna_pattern("L1", RA, DEC, 0.3, GPS))
-    np.testing.assert_allclose(antenna_pattern("L1", RA, DEC, 0.3 + np.pi / 2, GPS), -base, atol=1e-12)
+    quarter = antenna_pattern("L1", RA, DEC, 0.3 + np.pi / 2, GPS)
+    np.testing.assert_allclose(quarter, -base, atol=1e-12)
     np.testing.assert_allclose(antenna_pattern("L1", RA, DEC, 0.3 + np.pi, GPS), base, atol=1e-12)
 
 

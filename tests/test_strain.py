@@ -1,4 +1,4 @@
-"""Strain readers: real GWOSC files, the shipped GW150914 data, text formats, round trips, errors."""
+"""Strain readers: real GWOSC files, shipped GW150914 data, text formats, round trips, errors."""
 
 from __future__ import annotations
 
@@ -61,7 +61,8 @@ def test_shipped_strain_is_the_gwosc_4khz_release(shared_data, project_data, det
         4096.0,
         32 * 4096,
     )
-    losc = read_strain(shared_data / "strain" / f"{detector[0]}-{detector}_LOSC_4_V2-1126259446-32.hdf5")
+    losc_name = f"{detector[0]}-{detector}_LOSC_4_V2-1126259446-32.hdf5"
+    losc = read_strain(shared_data / "strain" / losc_name)
     # The shipped file starts 1 s later; over the 31 s they share the samples agree to round-off.
     a = shipped.slice(1126259447, 1126259478).data
     b = losc.slice(1126259447, 1126259478).data

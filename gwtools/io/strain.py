@@ -95,7 +95,9 @@ class TimeSeries:
         if not np.isfinite(t0):
             raise ValueError(f"t0 must be a finite GPS time, got {self.t0!r}")
         if not (np.isfinite(sample_rate) and sample_rate > 0):
-            raise ValueError(f"sample_rate must be a positive number of Hz, got {self.sample_rate!r}")
+            raise ValueError(
+                f"sample_rate must be a positive number of Hz, got {self.sample_rate!r}"
+            )
         _check_detector(self.detector)
         bad = np.flatnonzero(~np.isfinite(data))
         if bad.size:
@@ -163,9 +165,8 @@ class TimeSeries:
         stop = self.index_at_or_after(t_end)
         if stop <= first:
             raise ValueError(f"slice [{t_start}, {t_end}) contains no sample")
-        return TimeSeries(
-            self.data[first:stop], self.t0 + first / self.sample_rate, self.sample_rate, self.detector
-        )
+        t_first = self.t0 + first / self.sample_rate
+        return TimeSeries(self.data[first:stop], t_first, self.sample_rate, self.detector)
 
 
 def from_array(data, t0: float, sample_rate: float, detector: str) -> TimeSeries:
@@ -232,7 +233,9 @@ def read_gwosc_hdf5(path: str | os.PathLike, detector: str | None = None) -> Tim
     try:
         f = h5py.File(path, "r")
     except OSError as err:
-        raise ValueError(f"{path} is not a readable HDF5 file (corrupt or truncated?): {err}") from err
+        raise ValueError(
+            f"{path} is not a readable HDF5 file (corrupt or truncated?): {err}"
+        ) from err
     with f:
         if "strain/Strain" not in f:
             raise ValueError(
@@ -255,7 +258,9 @@ def read_gwosc_hdf5(path: str | os.PathLike, detector: str | None = None) -> Tim
     if detector is None and file_detector is None:
         raise ValueError(f"{path} has no meta/Detector: pass detector= explicitly")
     if detector is not None and file_detector is not None and detector != file_detector:
-        raise ValueError(f"{path} holds {file_detector} data, but detector={detector!r} was asked for")
+        raise ValueError(
+            f"{path} holds {file_detector} data, but detector={detector!r} was asked for"
+        )
     sample_rate = 1.0 / spacing
     # Xspacing is stored as a float; GWOSC rates are whole numbers of Hz.
     if abs(sample_rate - round(sample_rate)) < 1e-9 * sample_rate:
@@ -276,7 +281,7 @@ def _open_text(path: Path):
 def _agree(name: str, given, from_header, path: Path):
     if given is None:
         return from_header
-    if from_header is not None and not np.isclose(float(given), float(from_header), rtol=0, atol=1e-9):
+    if from_header is not None and abs(float(given) - float(from_header)) > 1e-9:
         raise ValueError(f"{path}: {name}={given} contradicts the file header ({from_header})")
     return given
 
@@ -342,7 +347,9 @@ def read_text(
         if value is None
     ]
     if missing:
-        raise ValueError(f"{path}: the header does not give {', '.join(missing)}; pass them explicitly")
+        raise ValueError(
+            f"{path}: the header does not give {', '.join(missing)}; pass them explicitly"
+        )
     return TimeSeries(data, float(t0), float(sample_rate), detector)
 
 
@@ -364,7 +371,9 @@ def read_strain(path: str | os.PathLike, detector: str | None = None) -> TimeSer
     if h5py.is_hdf5(path):
         return read_gwosc_hdf5(path, detector)
     if path.suffix.lower() in {".hdf5", ".h5", ".hdf"}:
-        raise ValueError(f"{path} has an HDF5 extension but no HDF5 signature (corrupt or truncated?)")
+        raise ValueError(
+            f"{path} has an HDF5 extension but no HDF5 signature (corrupt or truncated?)"
+        )
     return read_text(path, detector)
 
 
