@@ -305,16 +305,29 @@ def _clenshaw(coefficients: jax.Array, x: jax.Array) -> jax.Array:
     return coefficients[:, 0] + x * b_1 - b_2
 
 
-def _omega_table(modes: Sequence[Mode], final_spin) -> jax.Array:
-    """Dimensionless ``M omega`` for several modes, shape ``final_spin.shape + (K,)``; NaN off-range."""
-    coefficients, mirrored = _coefficients(modes)
+# The numerics are jitted as a whole: called eagerly, the dozens of small operations would
+# each be compiled separately, which takes seconds; nested in a caller's jit it is inlined.
+@jax.jit
+def _omega_from_table(coefficients, mirrored, final_spin) -> jax.Array:
+    """``M omega``, shape ``final_spin.shape + (K,)``, from coefficients (K, D); NaN off-range."""
     final_spin = jnp.asarray(final_spin, dtype=jnp.float64)
     valid = (final_spin >= 0.0) & (final_spin <= CHI_MAX)
     # Evaluate at a harmless spin where invalid, so no NaN reaches the gradient of valid points.
     safe_spin = jnp.where(valid, final_spin, 0.5 * CHI_MAX)
-    omega = _clenshaw(jnp.asarray(coefficients), spin_to_chebyshev_variable(safe_spin))
-    omega = jnp.where(jnp.asarray(mirrored), -jnp.conj(omega), omega)
+    omega = _clenshaw(coefficients, spin_to_chebyshev_variable(safe_spin))
+    omega = jnp.where(mirrored, -jnp.conj(omega), omega)
     return jnp.where(valid[..., None], omega, jnp.nan + 1j * jnp.nan)
+
+
+@jax.jit
+def _frequency_damping_time_from_table(coefficients, mirrored, final_mass, final_spin):
+    """``(f_hz, tau_s)``, each of shape ``broadcast(final_mass, final_spin).shape + (K,)``."""
+    final_mass, final_spin = jnp.broadcast_arrays(
+        jnp.asarray(final_mass, dtype=jnp.float64), jnp.asarray(final_spin, dtype=jnp.float64)
+    )
+    omega = _omega_from_table(coefficients, mirrored, final_spin)
+    mass_s = jnp.where(final_mass > 0.0, final_mass, jnp.nan)[..., None] * MTSUN_S
+    return omega.real / (2.0 * jnp.pi * mass_s), -mass_s / omega.imag
 
 
 def kerr_omega(mode: "Mode | str | Sequence[int]", final_spin) -> jax.Array:
@@ -338,7 +351,7 @@ def kerr_omega(mode: "Mode | str | Sequence[int]", final_spin) -> jax.Array:
     ValueError
         If the mode is malformed or not tabulated (raised while tracing, never at run time).
     """
-    return _omega_table((Mode.parse(mode),), final_spin)[..., 0]
+    return _omega_from_table(*_coefficients((Mode.parse(mode),)), final_spin)[..., 0]
 
 
 def frequency_damping_time(modes, final_mass, final_spin) -> tuple[jax.Array, jax.Array]:
@@ -365,13 +378,8 @@ def frequency_damping_time(modes, final_mass, final_spin) -> tuple[jax.Array, ja
     Both outputs are NaN where the spin is outside ``[0, CHI_MAX]`` or the mass is not positive;
     check inputs beforehand with :func:`validate_remnant`.
     """
-    modes = parse_modes(modes)
-    final_mass = jnp.asarray(final_mass, dtype=jnp.float64)
-    final_spin = jnp.asarray(final_spin, dtype=jnp.float64)
-    final_mass, final_spin = jnp.broadcast_arrays(final_mass, final_spin)
-    omega = _omega_table(modes, final_spin)
-    mass_s = jnp.where(final_mass > 0.0, final_mass, jnp.nan)[..., None] * MTSUN_S
-    return omega.real / (2.0 * jnp.pi * mass_s), -mass_s / omega.imag
+    coefficients, mirrored = _coefficients(parse_modes(modes))
+    return _frequency_damping_time_from_table(coefficients, mirrored, final_mass, final_spin)
 
 
 def validate_remnant(final_mass, final_spin) -> None:
