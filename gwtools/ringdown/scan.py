@@ -1,0 +1,305 @@
+"""Start-time scan: several mode sets at a list of start times, run in parallel with Dask.
+
+Each (start time, mode set) pair is an independent ringdown run of the base configuration
+(:func:`run_scan_point`, a top-level function of plain data, so it pickles to any Dask worker).
+By default the runs go to a :class:`distributed.LocalCluster` on this machine; give the address
+of a running scheduler to use a multi-machine cluster with the same code.  A failed run is
+retried ``[scan] retries`` times by Dask and, if it still fails, is reported in the table with
+its error, never dropped.
+
+The Bayes factor of each mode set against the first one (e.g. 220+221 vs 220) at the same start
+time is ln B = ln Z_phys(set) - ln Z_phys(reference), with both evidences under the physical
+prior (flat in amplitude, uniform phase), as the overtone question requires (arXiv:2411.13333,
+arXiv:2502.01093).
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gwtools.io.atomic import atomic_path
+from gwtools.ringdown.config import ScanConfig, config_to_dict, override, parse_config
+
+__all__ = [
+    "ScanOutputs",
+    "SCAN_COLUMNS",
+    "scan_points",
+    "run_scan_point",
+    "tabulate_scan",
+    "write_scan_table",
+    "read_scan_table",
+    "plot_scan",
+    "run_scan",
+]
+
+logger = logging.getLogger(__name__)
+
+SCAN_COLUMNS = (
+    "start_offset_ms",
+    "modes",
+    "status",
+    "error",
+    "ln_z_physical",
+    "ln_z_physical_err",
+    "ln_b",
+    "ln_b_err",
+    "final_mass_median",
+    "final_mass_lower",
+    "final_mass_upper",
+    "final_spin_median",
+    "final_spin_lower",
+    "final_spin_upper",
+    "start_geocenter_gps",
+    "ncall",
+    "sampling_walltime",
+    "result_path",
+)
+"""Columns of the scan table; ``lower``/``upper`` bound the 90% credible interval, ``ln_b`` is
+against the first mode set at the same start time (empty for the reference itself)."""
+
+
+@dataclass(frozen=True)
+class ScanOutputs:
+    """Rows of the scan table and where it was written."""
+
+    rows: tuple[dict[str, Any], ...]
+    table_path: Path
+    plot_path: Path
+
+
+def _modes_label(modes: Sequence[str]) -> str:
+    return "+".join(modes)
+
+
+def scan_points(scan: ScanConfig) -> list[dict[str, Any]]:
+    """The run configurations of a scan, as plain dicts (one per start time and mode set).
+
+    Each gets its own output directory ``<output>/start_<offset>ms_<modes>``.
+    """
+    points = []
+    base = scan.run
+    for offset in scan.start_offsets_ms:
+        for modes in scan.mode_sets:
+            name = f"start_{offset:+.3f}ms_{_modes_label(modes)}"
+            config = override(
+                base,
+                {
+                    "analysis": {"start_offset_ms": offset},
+                    "model": {"modes": list(modes)},
+                    "output": {
+                        "directory": str(base.output.directory / name),
+                        "label": f"{base.event.name}_{name}",
+                    },
+                },
+            )
+            points.append(config_to_dict(config))
+    return points
+
+
+def run_scan_point(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Run one scan point (a configuration as plain data) and summarize it.
+
+    Top-level and free of closures so Dask can ship it to any worker.
+
+    Returns
+    -------
+    dict
+        ``start_offset_ms``, ``modes``, ``ln_z_physical`` (+ ``_err``), 90% intervals of the
+        remnant mass and spin, ``start_geocenter_gps``, ``ncall``, ``sampling_walltime``,
+        ``result_path``.
+    """
+    from gwtools.ringdown.pipeline import run_pipeline
+    from gwtools.ringdown.results import credible_interval
+
+    parsed = parse_config(config)
+    outputs = run_pipeline(parsed, progress=False, plots=False)
+    result = outputs.result
+    ln_z, ln_z_err = result.log_evidence["physical"]
+    row: dict[str, Any] = {
+        "start_offset_ms": parsed.analysis.start_offset_ms,
+        "modes": _modes_label(parsed.model.modes),
+        "ln_z_physical": ln_z,
+        "ln_z_physical_err": ln_z_err,
+        "start_geocenter_gps": result.config["resolved"]["start_geocenter_gps"],
+        "ncall": int(result.diagnostics["ncall"]),
+        "sampling_walltime": float(result.diagnostics["sampling_walltime"]),
+        "result_path": str(outputs.result_path),
+    }
+    for name in ("final_mass", "final_spin"):
+        median, lower, upper = credible_interval(result.posterior[name])
+        row.update({f"{name}_median": median, f"{name}_lower": lower, f"{name}_upper": upper})
+    return row
+
+
+def tabulate_scan(
+    points: Sequence[Mapping[str, Any]], outcomes: Sequence[Mapping[str, Any] | BaseException]
+) -> list[dict[str, Any]]:
+    """Scan table rows from the configurations and their outcomes (row dicts or exceptions).
+
+    Failed runs keep their start time and modes, with ``status = "failed"`` and the error.
+    ``ln_b`` compares each mode set with the first mode set of the scan at the same start time.
+    """
+    if len(points) != len(outcomes):
+        raise ValueError(f"{len(points)} scan points but {len(outcomes)} outcomes")
+    rows = []
+    for point, outcome in zip(points, outcomes):
+        row = {column: "" for column in SCAN_COLUMNS}
+        row["start_offset_ms"] = point["analysis"]["start_offset_ms"]
+        row["modes"] = _modes_label(point["model"]["modes"])
+        if isinstance(outcome, BaseException):
+            row["status"] = "failed"
+            row["error"] = f"{type(outcome).__name__}: {outcome}"
+        else:
+            row.update(outcome)
+            row["status"] = "ok"
+        rows.append(row)
+    reference = rows[0]["modes"] if rows else ""
+    by_start = {}
+    for row in rows:
+        if row["modes"] == reference and row["status"] == "ok":
+            by_start[row["start_offset_ms"]] = row
+    for row in rows:
+        ref = by_start.get(row["start_offset_ms"])
+        if row["modes"] == reference or row["status"] != "ok" or ref is None:
+            continue
+        row["ln_b"] = row["ln_z_physical"] - ref["ln_z_physical"]
+        row["ln_b_err"] = math.hypot(row["ln_z_physical_err"], ref["ln_z_physical_err"])
+    return rows
+
+
+def write_scan_table(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path:
+    """Write the scan rows as CSV (columns :data:`SCAN_COLUMNS`), atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        with open(tmp, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.DictWriter(handle, fieldnames=SCAN_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+    return path
+
+
+def read_scan_table(path: str | os.PathLike) -> list[dict[str, Any]]:
+    """Read a scan CSV back; numeric fields become floats (empty ones stay ``""``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"scan table {path} does not exist")
+    text = {"modes", "status", "error", "result_path"}
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if tuple(reader.fieldnames or ()) != SCAN_COLUMNS:
+            raise ValueError(f"{path} is not a gwtools scan table (columns {reader.fieldnames})")
+        return [
+            {k: (v if k in text or v == "" else float(v)) for k, v in row.items()} for row in reader
+        ]
+
+
+def plot_scan(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path:
+    """ln B and the remnant mass and spin (median, 90%) against start time, per mode set."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ok = [row for row in rows if row["status"] == "ok"]
+    mode_sets = list(dict.fromkeys(row["modes"] for row in rows))
+    fig, axes = plt.subplots(3, 1, figsize=(7, 8), sharex=True)
+    compared = [row for row in ok if row["ln_b"] != ""]
+    for modes in mode_sets[1:]:
+        sel = [row for row in compared if row["modes"] == modes]
+        axes[0].errorbar(
+            [r["start_offset_ms"] for r in sel], [r["ln_b"] for r in sel],
+            yerr=[r["ln_b_err"] for r in sel], marker="o", capsize=2,
+            label=f"{modes} vs {mode_sets[0]}",
+        )
+    axes[0].axhline(0.0, color="k", lw=0.8)
+    axes[0].set_ylabel(r"$\ln B$ (physical prior)")
+    axes[0].legend(frameon=False)
+    for ax, name, label in ((axes[1], "final_mass", r"$M_f\ [M_\odot]$"),
+                            (axes[2], "final_spin", r"$\chi_f$")):
+        for k, modes in enumerate(mode_sets):
+            sel = [row for row in ok if row["modes"] == modes]
+            t = np.array([r["start_offset_ms"] for r in sel]) + 0.08 * (k - (len(mode_sets) - 1) / 2)
+            median = np.array([r[f"{name}_median"] for r in sel], dtype=float)
+            lower = np.array([r[f"{name}_lower"] for r in sel], dtype=float)
+            upper = np.array([r[f"{name}_upper"] for r in sel], dtype=float)
+            ax.errorbar(t, median, yerr=[median - lower, upper - median], marker="o", ls="",
+                        capsize=2, label=modes)
+        ax.set_ylabel(label)
+        ax.legend(frameon=False)
+    failed = [row for row in rows if row["status"] != "ok"]
+    for row in failed:
+        for ax in axes:
+            ax.axvline(row["start_offset_ms"], color="tab:red", lw=0.8, ls=":")
+    axes[-1].set_xlabel("start time after the peak [ms]")
+    axes[0].set_title("Start-time scan (error bars: 90% intervals; red dotted: failed runs)")
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def run_scan(
+    scan: ScanConfig, *, scheduler: str | None = None, n_workers: int | None = None
+) -> ScanOutputs:
+    """Run every point of ``scan`` on Dask and write ``scan.csv`` and ``scan.png``.
+
+    Parameters
+    ----------
+    scan : ScanConfig
+    scheduler : str, optional
+        Address of a running Dask scheduler; by default a local cluster is started (processes,
+        one thread each: JAX already uses the cores of its process).
+    n_workers : int, optional
+        Workers of the local cluster (default: the number of CPU cores).
+
+    Returns
+    -------
+    ScanOutputs
+    """
+    from distributed import Client, LocalCluster
+
+    points = scan_points(scan)
+    cluster = None
+    if scheduler is None:
+        workers = n_workers or os.cpu_count() or 1
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
+        )
+        client = Client(cluster)
+    else:
+        client = Client(scheduler)
+    try:
+        logger.info("scan: %d runs on %s", len(points), client)
+        futures = [
+            client.submit(run_scan_point, point, retries=scan.retries, pure=False)
+            for point in points
+        ]
+        outcomes: list[Mapping[str, Any] | BaseException] = []
+        for point, future in zip(points, futures):
+            try:
+                outcomes.append(future.result())
+            except Exception as err:  # reported in the table, never dropped
+                logger.warning(
+                    "scan run %s failed after %d retries: %s",
+                    point["output"]["label"], scan.retries, err,
+                )
+                outcomes.append(err)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    rows = tabulate_scan(points, outcomes)
+    directory = scan.run.output.directory
+    table = write_scan_table(rows, directory / "scan.csv")
+    plot = plot_scan(rows, directory / "scan.png")
+    return ScanOutputs(rows=tuple(rows), table_path=table, plot_path=plot)
