@@ -30,6 +30,7 @@ __all__ = [
     "read_gwosc_hdf5",
     "read_strain",
     "read_text",
+    "validate_detector",
     "write_gwosc_hdf5",
 ]
 
@@ -58,14 +59,15 @@ def known_detectors() -> tuple[str, ...]:
     return tuple(sorted(p.stem for p in folder.glob("*.interferometer")))
 
 
-def _check_detector(detector: str) -> str:
+def validate_detector(detector: str) -> str:
+    """Return ``detector`` if bilby knows it, else raise ValueError listing the known names."""
     known = known_detectors()
     if detector not in known:
         raise ValueError(f"unknown detector {detector!r}: expected one of {', '.join(known)}")
     return detector
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class TimeSeries:
     """Uniformly sampled strain from one detector.
 
@@ -79,6 +81,10 @@ class TimeSeries:
         Samples per second (Hz).
     detector : str
         Interferometer name known to bilby (``"H1"``, ``"L1"``, ``"V1"``, ...).
+
+    Notes
+    -----
+    Equality is identity: compare ``data`` with numpy when the values matter.
     """
 
     data: np.ndarray
@@ -98,7 +104,7 @@ class TimeSeries:
             raise ValueError(
                 f"sample_rate must be a positive number of Hz, got {self.sample_rate!r}"
             )
-        _check_detector(self.detector)
+        validate_detector(self.detector)
         bad = np.flatnonzero(~np.isfinite(data))
         if bad.size:
             first = int(bad[0])

@@ -13,7 +13,7 @@ import functools
 import math
 from collections.abc import Iterable
 
-from gwtools.io.strain import known_detectors
+from gwtools.io.strain import validate_detector
 
 __all__ = ["antenna_pattern", "detector_start_times", "time_delay_from_geocenter"]
 
@@ -21,10 +21,7 @@ __all__ = ["antenna_pattern", "detector_start_times", "time_delay_from_geocenter
 @functools.cache
 def _interferometer(detector: str):
     """bilby interferometer for ``detector`` (cached: building one reads PSD files)."""
-    if detector not in known_detectors():
-        raise ValueError(
-            f"unknown detector {detector!r}: expected one of {', '.join(known_detectors())}"
-        )
+    validate_detector(detector)
     # bilby is imported here, not at module import, because it takes about a second.
     from bilby.gw.detector import get_empty_interferometer
 

@@ -110,7 +110,7 @@ def acf_from_psd(freqs, psd, sample_rate: float, n_lags: int) -> np.ndarray:
 
     The PSD is interpolated linearly onto the FFT grid of ``N`` points at ``sample_rate``, with
     ``N`` even and at least ``2 * n_lags`` (no circular wrap-around into the returned lags) and
-    at least ``sample_rate / df`` (keeping the input resolution ``df``).  Below ``freqs[0]`` the
+    at least ``sample_rate / df`` (keeping the input resolution ``df``, the mean spacing).  Below ``freqs[0]`` the
     first PSD value is held; above ``sample_rate / 2`` the PSD is ignored, as for data
     decimated to ``sample_rate`` with an ideal anti-aliasing filter.
 
@@ -141,13 +141,14 @@ def acf_from_psd(freqs, psd, sample_rate: float, n_lags: int) -> np.ndarray:
     if int(n_lags) != n_lags or n_lags < 1:
         raise ValueError(f"n_lags must be a positive integer, got {n_lags}")
     nyquist = sample_rate / 2
-    df = np.min(np.diff(freqs))
+    # Mean spacing: equal to df on uniform (Welch) grids, and bounded for log-spaced tables.
+    df = (freqs[-1] - freqs[0]) / (freqs.size - 1)
     if freqs[-1] < nyquist * (1 - 1e-9):
         raise ValueError(
             f"the PSD stops at {freqs[-1]} Hz, below the Nyquist frequency {nyquist} Hz of "
             "sample_rate: lower the sample rate or provide a PSD up to Nyquist"
         )
-    n_fft = max(2 * int(n_lags), int(np.ceil(sample_rate / df)))
+    n_fft = max(2 * int(n_lags), int(np.ceil(sample_rate / df - 1e-6)))
     n_fft += n_fft % 2
     grid = np.fft.rfftfreq(n_fft, d=1.0 / sample_rate)
     # irfft's 1/N and the trapezoid weights at 0 and Nyquist make (fs / 2) irfft the integral.
