@@ -277,7 +277,7 @@ def read_gwosc_hdf5(path: str | os.PathLike, detector: str | None = None) -> Tim
 
 _HEADER_RATE = re.compile(r"(\d+(?:\.\d*)?)\s+samples\s+per\s+second", re.IGNORECASE)
 _HEADER_START = re.compile(r"starting\s+GPS\s+(\d+(?:\.\d*)?)", re.IGNORECASE)
-_HEADER_DETECTOR = re.compile(r"\bfor\s+([A-Z][A-Z0-9]+)\b")
+_HEADER_FOR = re.compile(r"\bfor\s+(\w+)")
 
 
 def _open_text(path: Path):
@@ -339,9 +339,12 @@ def read_text(
     found = {
         "sample_rate": _HEADER_RATE.search(text),
         "t0": _HEADER_START.search(text),
-        "detector": _HEADER_DETECTOR.search(text),
     }
     found = {key: (match.group(1) if match else None) for key, match in found.items()}
+    # GWOSC headers read "strain for <event>_R1 for H1": take the first known detector name.
+    found["detector"] = next(
+        (word for word in _HEADER_FOR.findall(text) if word in known_detectors()), None
+    )
     sample_rate = _agree("sample_rate", sample_rate, found["sample_rate"], path)
     t0 = _agree("t0", t0, found["t0"], path)
     if detector is None:
