@@ -119,7 +119,7 @@ SEQUENCE_ATTEMPTS: tuple[dict, ...] = (
 
 
 def prograde_sequence(mode: Mode, solver_tol: float):
-    """Solve qnm's spin sequence of the prograde ``(l, |m|, n)`` mode from ``chi = 0`` to ``CHI_MAX``.
+    """Follow qnm's spin sequence of the prograde ``(l, |m|, n)`` mode from 0 to ``CHI_MAX``.
 
     Parameters
     ----------
@@ -152,12 +152,16 @@ def prograde_sequence(mode: Mode, solver_tol: float):
         try:
             sequence.do_find_sequence()
         except Exception as error:  # qnm raises assorted types (AttributeError with SciPy >= 1.15)
-            logger.info("mode %s: qnm stopped at chi = %s with %s (%s)", mode, sequence.a[-1:],
-                        attempt, type(error).__name__)
+            reached = sequence.a[-1] if sequence.a else None
+            logger.info(
+                "mode %s: qnm stopped after chi = %s with settings %s (%s), trying the next",
+                mode, reached, attempt, type(error).__name__,
+            )
             continue
         return sequence, attempt
-    raise RuntimeError(f"qnm could not follow mode {mode} up to chi = {CHI_MAX} with any of "
-                       f"{SEQUENCE_ATTEMPTS}")
+    raise RuntimeError(
+        f"qnm could not follow mode {mode} up to chi = {CHI_MAX} with any of {SEQUENCE_ATTEMPTS}"
+    )
 
 
 def solve_omega(sequence, final_spin: Sequence[float]) -> np.ndarray:
