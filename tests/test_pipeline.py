@@ -1,0 +1,138 @@
+"""A tiny end-to-end ringdown run on the shipped GW150914 data, through the command line."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import astropy.constants as const
+import numpy as np
+import pytest
+import qnm
+
+from gwtools.cli import main
+from gwtools.ringdown.results import credible_interval, read_result
+
+TINY = """
+[data]
+files = {{ H1 = "{data}/H-H1_GWOSC_4KHZ_R1-1126259447-32.hdf5", L1 = "{data}/L-L1_GWOSC_4KHZ_R1-1126259447-32.hdf5" }}
+imr_samples = "{data}/imr_remnant_samples.h5"
+[event]
+name = "GW150914"
+time = 1126259462.423
+reference_detector = "H1"
+ra = 1.95
+dec = -1.27
+psi = 0.82
+[analysis]
+start_offset_ms = 0.0
+duration = 0.05
+sample_rate = 1024.0
+[model]
+modes = ["220", "221"]
+[prior]
+final_mass = [35.0, 140.0]
+amplitude_max = 2e-20
+[sampler]
+nlive = 40
+dlogz = 1.0
+queue_size = 16
+seed = 7
+[output]
+directory = "{out}"
+"""
+
+
+@pytest.fixture(scope="module")
+def tiny_run(project_data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ringdown")
+    config = out / "tiny.toml"
+    config.write_text(TINY.format(data=project_data / "GW150914", out=out / "results"))
+    assert main(["ringdown", str(config), "--quiet"]) == 0
+    return config, out / "results"
+
+
+def test_outputs_are_written(tiny_run):
+    _, out = tiny_run
+    label = "GW150914_220+221"
+    for suffix in (".h5", "_bilby.json", "_summary.md", "_remnant.png", "_amplitudes.png",
+                   "_whitened.png", "_qnm.png"):
+        assert (out / f"{label}{suffix}").is_file(), suffix
+    for png in out.glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = (out / f"{label}_summary.md").read_text()
+    assert "physical" in summary and "final_mass" in summary and f"{label}_remnant.png" in summary
+
+
+def test_times_are_resolved_from_the_h1_peak(tiny_run):
+    _, out = tiny_run
+    resolved = read_result(out / "GW150914_220+221.h5").config["resolved"]
+    # Isi et al. 2019 analyse GW150914 from geocentre GPS 1126259462.4083 (t_H1 = ...462.423)
+    assert resolved["peak_geocenter_gps"] == pytest.approx(1126259462.4083, abs=1e-4)
+    # back in H1 the start (at the peak) is the configured H1 time
+    assert resolved["start_times_gps"]["H1"] == pytest.approx(1126259462.423, abs=1e-7)
+    # L1 sees GW150914 about 7 ms before H1 (Abbott et al. 2016, PRL 116, 061102)
+    lag = resolved["start_times_gps"]["H1"] - resolved["start_times_gps"]["L1"]
+    assert lag == pytest.approx(0.0069, abs=0.0005)
+
+
+def test_result_records_provenance(tiny_run, project_data):
+    config_path, out = tiny_run
+    result = read_result(out / "GW150914_220+221.h5")
+    for path, digest in result.checksums.items():
+        with open(path, "rb") as handle:
+            assert hashlib.sha256(handle.read()).hexdigest() == digest
+    assert len(result.checksums) == 2
+    assert result.config["sampler"]["nlive"] == 40
+    assert result.config["model"]["modes"] == ["220", "221"]
+    assert json.dumps(result.config)  # plain data
+    assert {"gwtools", "jax", "dynesty", "bilby", "numpy"} <= set(result.versions)
+    assert result.search_parameters == ("final_mass", "final_spin")
+    assert result.diagnostics["ncall"] > 0 and result.diagnostics["importance_ess"] > 0
+
+
+def test_derived_qnm_columns_match_the_qnm_package(tiny_run):
+    _, out = tiny_run
+    post = read_result(out / "GW150914_220+221.h5").posterior
+    t_sun = (const.G * const.M_sun / const.c**3).to_value("s")
+    for mode, n in (("220", 0), ("221", 1)):
+        sequence = qnm.modes_cache(s=-2, l=2, m=2, n=n)
+        for i in (0, 7, 19):
+            omega = sequence(a=float(post["final_spin"][i]))[0]
+            mass_s = post["final_mass"][i] * t_sun
+            assert post[f"frequency_{mode}"][i] == pytest.approx(omega.real / (2 * np.pi * mass_s), rel=1e-4)
+            assert post[f"damping_time_{mode}"][i] == pytest.approx(-mass_s / omega.imag, rel=1e-4)
+
+
+def test_signal_is_found_and_remnant_overlaps_imr(tiny_run, project_data):
+    import h5py
+
+    _, out = tiny_run
+    result = read_result(out / "GW150914_220+221.h5")
+    ln_z, ln_z_err = result.log_evidence["physical"]
+    assert np.isfinite(ln_z) and 0 < ln_z_err < 5
+    # GW150914's ringdown is loud: far more evidence than pure noise
+    assert ln_z - result.diagnostics["log_noise_evidence"] > 10
+    with h5py.File(project_data / "GW150914" / "imr_remnant_samples.h5") as f:
+        imr_mass = f["final_mass"][()]
+    _, lo, hi = credible_interval(result.posterior["final_mass"])
+    assert lo < np.median(imr_mass) < hi
+    assert np.all(result.posterior["amplitude_220"] <= 20.0)  # the physical prior's edge, 1e-21
+
+
+def test_bilby_file_holds_the_same_posterior(tiny_run):
+    import bilby
+
+    _, out = tiny_run
+    result = read_result(out / "GW150914_220+221.h5")
+    back = bilby.core.result.read_in_result(str(out / "GW150914_220+221_bilby.json"))
+    np.testing.assert_allclose(back.posterior["final_mass"].to_numpy(), result.posterior["final_mass"])
+    assert back.log_evidence == pytest.approx(result.log_evidence["physical"][0])
+
+
+def test_bad_config_is_one_clear_line(tmp_path, capsys, project_data):
+    config = tmp_path / "bad.toml"
+    text = TINY.format(data=project_data / "GW150914", out=tmp_path)
+    config.write_text(text.replace("final_mass = [35.0, 140.0]", "final_mass = [35.0, 140.0]\nfinal_spin = [0.0, 1.2]"))
+    assert main(["ringdown", str(config)]) == 2
+    assert "[prior] final_spin: upper bound 1.2 > 0.99" in capsys.readouterr().err
