@@ -297,3 +297,29 @@ def test_chebyshev_variable_inverse():
     x = spin_to_chebyshev_variable(spins)
     assert x[0] == pytest.approx(1.0) and x[-1] == pytest.approx(-1.0)
     np.testing.assert_allclose(qnm_table.chebyshev_variable_to_spin(x), spins, atol=1e-14)
+
+
+@pytest.fixture
+def swapped_table(monkeypatch):
+    """Point the loader at another file; the cached shipped table is restored afterwards."""
+    from gwtools.ringdown import qnm as qnm_module
+
+    def swap(path):
+        monkeypatch.setattr(qnm_module, "TABLE_PATH", path)
+        qnm_module._table.cache_clear()
+
+    yield swap
+    monkeypatch.undo()
+    qnm_module._table.cache_clear()
+
+
+def test_missing_or_foreign_table_is_a_clear_error(tmp_path, swapped_table):
+    swapped_table(tmp_path / "absent.npz")
+    with pytest.raises(FileNotFoundError, match="qnm_table"):
+        kerr_omega("220", 0.5)
+    with np.load(TABLE_PATH) as shipped:
+        contents = dict(shipped)
+    contents["format_version"] = np.array(99)
+    swapped_table(qnm_table.write_table(contents, tmp_path / "future.npz"))
+    with pytest.raises(ValueError, match="format version 99"):
+        kerr_omega("220", 0.5)

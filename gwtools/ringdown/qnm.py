@@ -277,7 +277,10 @@ def _coefficients(modes: Sequence[Mode]) -> tuple[np.ndarray, np.ndarray]:
                 f"{available}); add it to gwtools.ringdown.qnm_table and rebuild"
             )
         rows.append(index[key])
-    return coefficients[rows], np.array([mode.m < 0 for mode in modes])
+    selected = coefficients[rows]
+    # Drop the zero padding that only other modes need: it would lengthen the Clenshaw scan.
+    n_terms = int(np.flatnonzero(np.any(selected != 0.0, axis=0))[-1]) + 1
+    return selected[:, :n_terms], np.array([mode.m < 0 for mode in modes])
 
 
 def _clenshaw(coefficients: jax.Array, x: jax.Array) -> jax.Array:
