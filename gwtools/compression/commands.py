@@ -1,15 +1,173 @@
 """Registration of the compression subcommands (``compress``, ``regenerate``, ``logpdf``,
 ``compress-catalog``).
 
-Only argparse is imported here; torch and pykan are imported inside the handlers that fit.
+Only argparse is imported here; torch and pykan are imported inside the handlers that fit,
+and ``regenerate`` / ``logpdf`` import only numpy, scipy and h5py.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+from pathlib import Path
 
 __all__ = ["register"]
+
+logger = logging.getLogger(__name__)
+
+_DEFAULT_PARAMS = "chirp_mass,mass_ratio,a_1,a_2,tilt_1,tilt_2"
+
+
+def _params(text: str) -> tuple[str, ...]:
+    names = tuple(p.strip() for p in text.split(",") if p.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("give at least one parameter name, comma-separated")
+    return names
+
+
+def _settings(args):
+    from gwtools.compression.catalog import CompressionSettings
+
+    density = {}
+    for name in ("hidden", "n_components", "grid", "max_epochs"):
+        value = getattr(args, name)
+        if value is not None:
+            density[name] = value
+    return CompressionSettings(density=density, seed=args.seed)
+
+
+def _compress(args) -> int:
+    from gwtools.compression.catalog import compress_file
+
+    summary = compress_file(
+        args.posterior, args.out, args.params, analysis=args.analysis, settings=_settings(args)
+    )
+    for source in ("weights", "expressions"):
+        fid = summary["fidelity"][source]
+        print(
+            f"{summary[source + '_path']}: {summary[source + '_bytes']} bytes, held-out "
+            f"{fid['heldout_log_density_transformed']:.3f} nats (transformed coordinates), "
+            f"C2ST {fid['c2st_accuracy']:.3f}, max 1-D JSD {fid['jsd_max_bits']:.4f} bits"
+        )
+    return 0
+
+
+def _write_table(path: Path, names, columns) -> None:
+    """Write named columns to HDF5 (one dataset per name) or CSV, atomically."""
+    import numpy as np
+
+    from gwtools.io.atomic import atomic_path
+
+    suffix = path.suffix.lower()
+    if suffix not in (".h5", ".hdf5", ".hdf", ".csv"):
+        raise ValueError(f"output file {path} must end in .h5, .hdf5, .hdf or .csv")
+    with atomic_path(path) as tmp:
+        if suffix == ".csv":
+            np.savetxt(tmp, np.column_stack(columns), delimiter=",", header=",".join(names),
+                       comments="", fmt="%.10g")
+        else:
+            import h5py
+
+            with h5py.File(tmp, "w") as f:
+                for name, column in zip(names, columns):
+                    f.create_dataset(name, data=column)
+
+
+def _regenerate(args) -> int:
+    from gwtools.compression import load
+
+    model = load(args.model, source=args.source)
+    samples = model.sample(args.n, seed=args.seed)
+    names, columns = list(model.parameters), [samples[:, i] for i in range(samples.shape[1])]
+    if model.prior is not None:
+        names.append("ln_prior")
+        columns.append(model.ln_prior(samples))
+    _write_table(Path(args.out), names, columns)
+    logger.info("wrote %d samples from the %s file to %s", args.n, model.source, args.out)
+    return 0
+
+
+def _logpdf(args) -> int:
+    from gwtools.compression import load
+    from gwtools.io.posteriors import read_posterior
+
+    model = load(args.model, source=args.source)
+    table = read_posterior(args.points, params=model.parameters)
+    values = model.log_prob(table)
+    names, columns = ["log_prob"], [values]
+    if model.prior is not None:
+        names.append("ln_prior")
+        columns.append(model.ln_prior(table))
+    _write_table(Path(args.out), names, columns)
+    return 0
+
+
+def _compress_catalog(args) -> int:
+    from gwtools.compression.catalog import SUMMARY_COLUMNS, compress_catalog, summary_row
+
+    summaries = compress_catalog(
+        args.directory,
+        args.out,
+        args.params,
+        scheduler=args.scheduler,
+        n_workers=args.workers,
+        settings=_settings(args),
+    )
+    shown = ("file", "weights_bytes", "expressions_bytes", "heldout_log_density_weights",
+             "heldout_log_density_expressions", "c2st_weights", "error")
+    print("  ".join(shown))
+    for summary in summaries:
+        row = summary_row(summary)
+        print("  ".join(
+            f"{row[k]:.3f}" if isinstance(row[k], float) else str(row[k]) for k in shown
+        ))
+    print(f"summary table: {Path(args.out) / 'summary.csv'} (columns: {', '.join(SUMMARY_COLUMNS)})")
+    failed = [s for s in summaries if "error" in s]
+    return 1 if failed else 0
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--params", type=_params, default=_params(_DEFAULT_PARAMS),
+                   help=f"comma-separated bilby parameter names (default: {_DEFAULT_PARAMS})")
+    p.add_argument("--hidden", type=int, help="hidden KAN width (default 12)")
+    p.add_argument("--n-components", dest="n_components", type=int,
+                   help="Gaussians per conditional (default 6)")
+    p.add_argument("--grid", type=int, help="spline grid intervals (default 5)")
+    p.add_argument("--max-epochs", dest="max_epochs", type=int, help="training epochs at most")
+    p.add_argument("--seed", type=int, default=0, help="seed of split, fit and metrics")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the compression subcommands to the top-level parser."""
+    p = sub.add_parser("compress", help="compress a posterior file into KAN weights and formulas")
+    p.add_argument("posterior", help="posterior file (PyCBC, GWTC, bilby, CSV/NumPy)")
+    p.add_argument("--out", required=True,
+                   help="model stem: writes OUT.weights.npz and OUT.expr.json")
+    p.add_argument("--analysis", help="analysis label of a multi-analysis file")
+    _add_model_options(p)
+    p.set_defaults(handler=_compress)
+
+    p = sub.add_parser("regenerate", help="draw samples from a compressed posterior")
+    p.add_argument("model", help="model stem, or its .weights.npz / .expr.json file")
+    p.add_argument("--n", type=int, required=True, help="number of samples")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="output .h5 (one dataset per parameter) or .csv")
+    p.add_argument("--from", dest="source", choices=("weights", "expressions"), default="weights",
+                   help="which file of a model stem to use (default weights)")
+    p.set_defaults(handler=_regenerate)
+
+    p = sub.add_parser("logpdf", help="log posterior density of a compressed posterior at points")
+    p.add_argument("model", help="model stem, or its .weights.npz / .expr.json file")
+    p.add_argument("points", help="points file (any posterior layout, e.g. CSV with a header)")
+    p.add_argument("--out", required=True, help="output .h5 or .csv with a log_prob column")
+    p.add_argument("--from", dest="source", choices=("weights", "expressions"), default="weights")
+    p.set_defaults(handler=_logpdf)
+
+    p = sub.add_parser("compress-catalog",
+                       help="compress every posterior file of a directory in parallel (Dask)")
+    p.add_argument("directory", help="directory of posterior files")
+    p.add_argument("--out", required=True, help="output directory (models and summary.csv)")
+    p.add_argument("--scheduler", help="dask scheduler address (default: a local cluster)")
+    p.add_argument("--workers", type=int, help="local cluster workers (default: CPU count)")
+    _add_model_options(p)
+    p.set_defaults(handler=_compress_catalog)

@@ -1,0 +1,419 @@
+"""Compress one posterior file, or a whole catalog of them on a Dask cluster.
+
+:func:`compress_file` is the end-to-end pipeline behind ``gwtools compress``: read the file
+(:func:`gwtools.io.posteriors.read_posterior`), map the parameters to the real line
+(:class:`~gwtools.compression.transforms.TransformStack`), split 80/20 into training and
+held-out samples, fit the KAN density (:mod:`.kan_density`), make it symbolic
+(:mod:`.symbolic`), store float16 weights and the formulas, and measure the fidelity of what
+was stored (the files are re-read through the numpy evaluator, so quantisation and formula
+rounding are included in the metrics).  If the file carries prior draws, a second, smaller
+model of the prior is stored so that regenerated samples come with ``ln_prior``.
+
+:func:`compress_catalog` maps :func:`compress_file` over a directory with ``dask.distributed``
+(a local cluster by default, or any scheduler address), one process per file.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from gwtools.compression.model_file import (
+    model_paths,
+    posterior_from_expressions,
+    posterior_from_weights,
+    write_expressions,
+    write_weights,
+)
+from gwtools.io.atomic import atomic_path
+
+__all__ = [
+    "DEFAULT_PARAMETERS",
+    "CompressionSettings",
+    "compress_file",
+    "compress_catalog",
+    "catalog_task",
+    "summary_row",
+    "posterior_files",
+    "SUMMARY_COLUMNS",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The 6-parameter intrinsic set of the issue's size goals (GW150914).
+DEFAULT_PARAMETERS = ("chirp_mass", "mass_ratio", "a_1", "a_2", "tilt_1", "tilt_2")
+_POSTERIOR_SUFFIXES = (".hdf", ".h5", ".hdf5", ".json", ".csv", ".dat", ".txt", ".npy", ".npz")
+SUMMARY_COLUMNS = (
+    "file", "event", "n_parameters", "n_samples", "weights_bytes", "expressions_bytes",
+    "heldout_log_density_weights", "heldout_log_density_expressions", "c2st_weights",
+    "c2st_expressions", "jsd_max_bits_weights", "fit_seconds", "error",
+)
+
+
+@dataclass(frozen=True)
+class CompressionSettings:
+    """Everything :func:`compress_file` needs besides the paths (plain data, picklable).
+
+    Parameters
+    ----------
+    density : dict
+        Keyword arguments of :class:`~gwtools.compression.kan_density.KANDensityConfig`.
+    prior_density : dict
+        The same for the prior model (smaller by default: a prior is simple).
+    symbolic : dict
+        Keyword arguments of :class:`~gwtools.compression.symbolic.SymbolicConfig`.
+    heldout_fraction : float
+        Share of posterior samples kept out of the fit for the metrics.
+    metric_samples : int
+        Samples regenerated for the sample-based metrics.
+    c2st_samples : int
+        Rows per class in the classifier two-sample test.
+    seed : int
+    torch_threads : int
+        Threads torch may use while fitting (1 is usually fastest for these small networks).
+    """
+
+    density: dict = field(default_factory=dict)
+    prior_density: dict = field(default_factory=lambda: {"hidden": 8, "n_components": 4})
+    symbolic: dict = field(default_factory=dict)
+    heldout_fraction: float = 0.2
+    metric_samples: int = 20000
+    c2st_samples: int = 5000
+    seed: int = 0
+    torch_threads: int = 1
+
+    def __post_init__(self):
+        if not 0.0 < self.heldout_fraction < 1.0:
+            raise ValueError(f"heldout_fraction must be in (0, 1), got {self.heldout_fraction}")
+        if self.metric_samples < 100:
+            raise ValueError(f"metric_samples must be >= 100, got {self.metric_samples}")
+
+
+def _quantised(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    # Coefficients tolerate half precision (relative error 5e-4, below the fit's noise);
+    # grids and biases set locations, so they keep single precision.
+    out = {}
+    for key, value in arrays.items():
+        small = key.endswith(("_coef", "_scale_base"))
+        out[prefix + key] = value.astype(np.float16 if small else np.float32)
+    return out
+
+
+def _fit_density(y_train, density_kwargs, symbolic_kwargs, seed):
+    from gwtools.compression import kan_density, symbolic
+
+    config = kan_density.KANDensityConfig(**{"seed": seed, **density_kwargs})
+    fitted = kan_density.fit(y_train, config)
+    sym = symbolic.fit_symbolic(
+        fitted, y_train, symbolic.SymbolicConfig(**{"seed": seed, **symbolic_kwargs})
+    )
+    part = {
+        "n_dim": int(y_train.shape[1]),
+        "hidden": config.hidden,
+        "n_components": config.n_components,
+        "mean": fitted.mean.tolist(),
+        "scale": fitted.scale.tolist(),
+    }
+    info = {
+        "config": config.to_dict(),
+        "symbolic_config": _symbolic_settings(symbolic_kwargs, seed),
+        "epochs": len(fitted.validation_loss),
+        "best_epoch": fitted.best_epoch,
+        "validation_loss": fitted.validation_loss[fitted.best_epoch],
+        "fit_seconds": fitted.fit_seconds,
+        "symbolic_seconds": sym.seconds,
+        "edge_functions": sym.function_counts,
+    }
+    return kan_density.spline_arrays(fitted), sym.formulas, part, info
+
+
+def _symbolic_settings(symbolic_kwargs: dict, seed: int) -> dict:
+    """The resolved symbolic settings, for provenance."""
+    from gwtools.compression.symbolic import SymbolicConfig
+
+    return SymbolicConfig(**{"seed": seed, **symbolic_kwargs}).to_dict()
+
+
+def _metrics(posterior, x_all, y_all, y_heldout, x_heldout, settings) -> dict:
+    from gwtools.compression import metrics
+
+    start = time.perf_counter()
+    regenerated = posterior.sample(settings.metric_samples, seed=settings.seed + 1)
+    sample_seconds = time.perf_counter() - start
+    y_regen = posterior.transforms.forward(regenerated)
+    report = metrics.fidelity_report(
+        y_all, y_regen, posterior.parameters, seed=settings.seed, c2st_samples=settings.c2st_samples
+    )
+    pp = metrics.pp_calibration(y_heldout, y_regen)
+    report.update(
+        heldout_log_density_transformed=metrics.heldout_log_density(
+            posterior.density.log_prob_unbounded, y_heldout
+        ),
+        heldout_log_density=metrics.heldout_log_density(posterior.log_prob, x_heldout),
+        pp_ks_pvalue_min=float(np.min(pp["ks_pvalue"])),
+        samples_per_second=settings.metric_samples / sample_seconds,
+        coordinates="transformed (log/logit) for JSD, MMD, C2ST; heldout_log_density in both",
+    )
+    return report
+
+
+def compress_file(
+    path: str | os.PathLike,
+    out: str | os.PathLike,
+    parameters: Sequence[str] = DEFAULT_PARAMETERS,
+    *,
+    analysis: str | None = None,
+    settings: CompressionSettings | None = None,
+) -> dict:
+    """Compress one posterior file into ``OUT.weights.npz`` and ``OUT.expr.json``.
+
+    Parameters
+    ----------
+    path : str or path
+        Posterior file in any layout :func:`gwtools.io.posteriors.read_posterior` reads.
+    out : str or path
+        Model stem; the two files get the suffixes ``.weights.npz`` and ``.expr.json``.
+    parameters : sequence of str
+        bilby names to compress, in this order.
+    analysis : str, optional
+        Analysis label of a multi-analysis file (default: the file's preferred one).
+    settings : CompressionSettings, optional
+
+    Returns
+    -------
+    dict
+        Summary: paths, sizes in bytes, fit seconds and the fidelity metrics of both files.
+    """
+    import torch
+
+    from gwtools import __version__
+    from gwtools.compression.transforms import TransformStack
+    from gwtools.io.posteriors import read_posterior
+
+    settings = settings or CompressionSettings()
+    parameters = tuple(parameters)
+    if not parameters:
+        raise ValueError("no parameters given; pass e.g. --params chirp_mass,mass_ratio,a_1")
+    start = time.perf_counter()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(settings.torch_threads)
+    try:
+        table = read_posterior(path, analysis=analysis, params=parameters)
+        x = table.array(parameters)
+        prior_x = None
+        if table.prior_samples is not None and all(p in table.prior_samples for p in parameters):
+            prior_x = table.prior_array(parameters)
+        both = x if prior_x is None else np.vstack([x, prior_x])
+        stack = TransformStack.default(parameters, both)
+        y = stack.forward(x)
+        rng = np.random.default_rng(settings.seed)
+        order = rng.permutation(len(y))
+        n_heldout = max(int(round(settings.heldout_fraction * len(y))), 1)
+        heldout, train = order[:n_heldout], order[n_heldout:]
+
+        spline, formulas, part, info = _fit_density(
+            y[train], settings.density, settings.symbolic, settings.seed
+        )
+        arrays = _quantised(spline, "posterior_")
+        expressions_header = {"posterior": {**part, "layers": [list(f) for f in formulas]}}
+        weights_header = {"posterior": part}
+        prior_info = None
+        if prior_x is not None:
+            p_spline, p_formulas, p_part, prior_info = _fit_density(
+                stack.forward(prior_x), settings.prior_density, settings.symbolic, settings.seed
+            )
+            arrays.update(_quantised(p_spline, "prior_"))
+            weights_header["prior"] = p_part
+            expressions_header["prior"] = {**p_part, "layers": [list(f) for f in p_formulas]}
+        common = {"parameters": list(parameters), "transforms": stack.to_dict()}
+        metadata = {
+            "gwtools_version": __version__,
+            "source_file": Path(path).name,
+            "source_sha256": table.metadata.get("sha256"),
+            "event": table.metadata.get("event"),
+            "analysis": table.metadata.get("analysis"),
+            "source_format": table.metadata.get("format"),
+            "n_samples": int(len(x)),
+            "n_train": int(len(train)),
+            "n_heldout": int(n_heldout),
+            "split_seed": settings.seed,
+            "posterior_fit": info,
+            "prior_fit": prior_info,
+            "parameter_bytes": int(sum(a.nbytes for a in arrays.values())),
+        }
+        weights_model = posterior_from_weights({**common, **weights_header}, arrays)
+        expressions_model = posterior_from_expressions({**common, **expressions_header})
+        weights_path, expressions_path = model_paths(out)
+        results = {}
+        for name, model in (("weights", weights_model), ("expressions", expressions_model)):
+            results[name] = _metrics(model, x, y, y[heldout], x[heldout], settings)
+        weights_bytes = write_weights(
+            weights_path,
+            {**common, **weights_header, "metadata": {**metadata, "fidelity": results["weights"]}},
+            arrays,
+        )
+        expressions_bytes = write_expressions(
+            expressions_path,
+            {
+                **common,
+                **expressions_header,
+                "metadata": {**metadata, "fidelity": results["expressions"]},
+            },
+        )
+    finally:
+        torch.set_num_threads(threads)
+    seconds = time.perf_counter() - start
+    logger.info(
+        "%s: weights %d B (held-out %.3f nats), expressions %d B (held-out %.3f nats), %.0f s",
+        Path(path).name,
+        weights_bytes,
+        results["weights"]["heldout_log_density_transformed"],
+        expressions_bytes,
+        results["expressions"]["heldout_log_density_transformed"],
+        seconds,
+    )
+    return {
+        "file": str(path),
+        "event": table.metadata.get("event"),
+        "parameters": list(parameters),
+        "n_parameters": len(parameters),
+        "n_samples": int(len(x)),
+        "weights_path": str(weights_path),
+        "expressions_path": str(expressions_path),
+        "weights_bytes": weights_bytes,
+        "expressions_bytes": expressions_bytes,
+        "parameter_bytes": metadata["parameter_bytes"],
+        "fit_seconds": seconds,
+        "has_prior": prior_x is not None,
+        "fidelity": results,
+    }
+
+
+def posterior_files(directory: str | os.PathLike) -> list[Path]:
+    """Posterior files of a directory (by suffix), sorted by name.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``directory`` is not a directory.
+    ValueError
+        If it holds no file with a posterior suffix.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{directory} is not a directory of posterior files")
+    files = sorted(p for p in directory.iterdir() if p.is_file() and p.suffix in _POSTERIOR_SUFFIXES)
+    if not files:
+        raise ValueError(f"{directory} holds no posterior files (looked for {_POSTERIOR_SUFFIXES})")
+    return files
+
+
+def summary_row(summary: dict) -> dict:
+    """The flat table row (:data:`SUMMARY_COLUMNS`) of one :func:`compress_file` summary."""
+    if "error" in summary:
+        return {key: summary.get(key, "") for key in SUMMARY_COLUMNS}
+    fidelity = summary["fidelity"]
+    return {
+        "file": Path(summary["file"]).name,
+        "event": summary["event"],
+        "n_parameters": summary["n_parameters"],
+        "n_samples": summary["n_samples"],
+        "weights_bytes": summary["weights_bytes"],
+        "expressions_bytes": summary["expressions_bytes"],
+        "heldout_log_density_weights": fidelity["weights"]["heldout_log_density_transformed"],
+        "heldout_log_density_expressions": fidelity["expressions"][
+            "heldout_log_density_transformed"
+        ],
+        "c2st_weights": fidelity["weights"]["c2st_accuracy"],
+        "c2st_expressions": fidelity["expressions"]["c2st_accuracy"],
+        "jsd_max_bits_weights": fidelity["weights"]["jsd_max_bits"],
+        "fit_seconds": summary["fit_seconds"],
+        "error": "",
+    }
+
+
+def catalog_task(path: str, out: str, parameters: tuple, settings: CompressionSettings) -> dict:
+    """One catalog entry; failures become an ``error`` entry instead of stopping the catalog."""
+    try:
+        return compress_file(path, out, parameters, settings=settings)
+    except (ValueError, KeyError, FileNotFoundError, OSError) as err:
+        logger.warning("%s: not compressed: %s", path, err)
+        return {"file": Path(path).name, "error": f"{type(err).__name__}: {err}"}
+
+
+def compress_catalog(
+    directory: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    parameters: Sequence[str] = DEFAULT_PARAMETERS,
+    *,
+    scheduler: str | None = None,
+    n_workers: int | None = None,
+    settings: CompressionSettings | None = None,
+) -> list[dict]:
+    """Compress every posterior file of ``directory`` in parallel with Dask.
+
+    Parameters
+    ----------
+    directory : str or path
+    out_dir : str or path
+        Receives ``<file stem>.weights.npz`` / ``.expr.json`` per file, ``summary.csv`` and
+        ``summary.jsonl`` (full per-file summaries).
+    parameters : sequence of str
+    scheduler : str, optional
+        Address of a running ``dask.distributed`` scheduler (e.g. ``tcp://host:8786``); by
+        default a :class:`~dask.distributed.LocalCluster` of single-threaded processes.
+    n_workers : int, optional
+        Workers of the local cluster (default: the CPU count).
+    settings : CompressionSettings, optional
+
+    Returns
+    -------
+    list of dict
+        One summary per file (an ``error`` entry for files that could not be compressed).
+    """
+    from dask.distributed import Client, LocalCluster
+
+    files = posterior_files(directory)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    settings = settings or CompressionSettings()
+    parameters = tuple(parameters)
+    if scheduler is None:
+        cluster = LocalCluster(
+            n_workers=n_workers or os.cpu_count() or 1,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+        )
+        client = Client(cluster)
+    else:
+        cluster, client = None, Client(scheduler)
+    try:
+        futures = [
+            client.submit(
+                catalog_task, str(f), str(out_dir / f.stem), parameters, settings, pure=False
+            )
+            for f in files
+        ]
+        summaries = client.gather(futures)
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+    rows = [summary_row(s) for s in summaries]
+    with atomic_path(out_dir / "summary.csv") as tmp:
+        with open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=SUMMARY_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+    with atomic_path(out_dir / "summary.jsonl") as tmp:
+        Path(tmp).write_text("".join(json.dumps(s, default=float) + "\n" for s in summaries))
+    return summaries

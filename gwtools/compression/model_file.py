@@ -1,0 +1,656 @@
+"""Compressed posterior files and their numpy-only evaluation (no torch, no pykan).
+
+A compressed posterior is an autoregressive Gaussian mixture whose conditioner is a two-layer
+Kolmogorov-Arnold network with MADE masks (see :mod:`.kan_density`; arXiv:2508.18698).  It
+is stored twice:
+
+``MODEL.weights.npz``
+    The spline network: uniform knot grids, B-spline coefficients (float16), SiLU base
+    scales (float16) and node biases, plus a JSON header (parameters, transforms,
+    standardisation, fidelity metrics, source checksum).
+``MODEL.expr.json``
+    The same network after symbolic regression: every node of every layer is a closed-form
+    formula of the previous layer's nodes (``x0``, ``x1``, ...), parsed here by a small
+    whitelisting evaluator; nothing is passed to :func:`eval`.
+
+Both give a :class:`CompressedPosterior`, which samples (``d`` network passes, one per
+dimension) and evaluates log densities in the original parameters, transform Jacobians
+included.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Mapping
+
+import numpy as np
+
+from gwtools.io.atomic import atomic_path
+
+__all__ = [
+    "FORMAT_VERSION",
+    "LOG_SIGMA_BOUNDS",
+    "WEIGHTS_SUFFIX",
+    "EXPRESSIONS_SUFFIX",
+    "made_masks",
+    "cubic_bspline_basis",
+    "SplineLayer",
+    "ExpressionLayer",
+    "MixtureDensity",
+    "CompressedPosterior",
+    "parse_formula",
+    "posterior_from_weights",
+    "posterior_from_expressions",
+    "write_weights",
+    "write_expressions",
+    "load",
+    "model_paths",
+]
+
+FORMAT_VERSION = 1
+#: Clamp of the mixture log standard deviations (standardised units): keeps densities finite.
+LOG_SIGMA_BOUNDS = (-7.0, 3.0)
+WEIGHTS_SUFFIX = ".weights.npz"
+EXPRESSIONS_SUFFIX = ".expr.json"
+_SPLINE_ORDER = 3
+_CHUNK = 1 << 15
+
+
+def made_masks(n_dim: int, hidden: int, n_components: int) -> tuple[np.ndarray, np.ndarray]:
+    """MADE connectivity (Germain et al. 2015) for a one-hidden-layer mixture conditioner.
+
+    Input ``i`` has degree ``i + 1``; hidden unit ``h`` has degree ``h % max(d - 1, 1) + 1``;
+    output block ``j`` (3K outputs of dimension ``j``) has degree ``j + 1``.  An edge exists
+    where the degree rises (input -> hidden: ``m_h >= i + 1``) or strictly rises
+    (hidden -> output: ``j + 1 > m_h``), so block ``j`` depends on inputs ``< j`` only.
+
+    Returns
+    -------
+    mask_in : numpy.ndarray of bool, shape (d, hidden)
+    mask_out : numpy.ndarray of bool, shape (hidden, d * 3 * n_components)
+    """
+    hidden_degree = np.arange(hidden) % max(n_dim - 1, 1) + 1
+    in_degree = np.arange(1, n_dim + 1)
+    out_degree = np.repeat(np.arange(1, n_dim + 1), 3 * n_components)
+    mask_in = hidden_degree[None, :] >= in_degree[:, None]
+    mask_out = out_degree[None, :] > hidden_degree[:, None]
+    return mask_in, mask_out
+
+
+def cubic_bspline_basis(x: np.ndarray, lo: np.ndarray, step: np.ndarray, n_intervals: int):
+    """Cubic B-spline basis on uniform knots, pykan's convention (de Boor 1978).
+
+    Knots are ``lo + step * m`` for ``m = -3 .. n_intervals + 3`` (the grid extended by three
+    knots each side); basis ``b`` is supported on knots ``b .. b + 4``.  Outside the
+    extended grid all bases vanish, as in pykan.
+
+    Parameters
+    ----------
+    x : numpy.ndarray, shape (n, m)
+    lo, step : numpy.ndarray, shape (m,)
+    n_intervals : int
+        Interior grid intervals ``G``.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, m, G + 3)
+    """
+    n_basis = n_intervals + _SPLINE_ORDER
+    t = (x - lo) / step + _SPLINE_ORDER  # position in units of knots from the first knot
+    cell = np.floor(t)
+    u = t - cell
+    cell = cell.astype(np.int64)
+    u2 = u * u
+    u3 = u2 * u
+    # The four cardinal cubic pieces that are nonzero on a knot interval (cell), for the
+    # bases cell-3 .. cell.
+    pieces = (
+        (1.0 - 3.0 * u + 3.0 * u2 - u3) / 6.0,
+        (4.0 - 6.0 * u2 + 3.0 * u3) / 6.0,
+        (1.0 + 3.0 * u + 3.0 * u2 - 3.0 * u3) / 6.0,
+        u3 / 6.0,
+    )
+    padded = np.zeros(x.shape + (n_basis + 6,))
+    for offset, value in enumerate(pieces):
+        index = np.clip(cell + offset, 0, n_basis + 5)  # padded index of basis cell-3+offset
+        np.put_along_axis(padded, index[..., None], value[..., None], axis=-1)
+    return padded[..., 3 : 3 + n_basis]
+
+
+def _silu(x: np.ndarray) -> np.ndarray:
+    return x / (1.0 + np.exp(-x))
+
+
+@dataclass(frozen=True)
+class SplineLayer:
+    """One KAN layer: ``out_j = sum_i [w_ij silu(x_i) + sum_b c_ijb B_b(x_i)] + bias_j``.
+
+    Attributes
+    ----------
+    grid_lo, grid_step : numpy.ndarray, shape (n_in,)
+    n_intervals : int
+    coef : numpy.ndarray, shape (n_in, G + 3, n_out)
+        Dense, zero on masked edges.
+    scale_base : numpy.ndarray, shape (n_in, n_out)
+    bias : numpy.ndarray, shape (n_out,)
+    """
+
+    grid_lo: np.ndarray
+    grid_step: np.ndarray
+    n_intervals: int
+    coef: np.ndarray
+    scale_base: np.ndarray
+    bias: np.ndarray
+
+    def __call__(self, x: np.ndarray, columns: slice | None = None) -> np.ndarray:
+        columns = slice(None) if columns is None else columns
+        basis = cubic_bspline_basis(x, self.grid_lo, self.grid_step, self.n_intervals)
+        coef = self.coef[:, :, columns]
+        out = basis.reshape(len(x), -1) @ coef.reshape(-1, coef.shape[-1])
+        out += _silu(x) @ self.scale_base[:, columns]
+        out += self.bias[columns]
+        return out
+
+
+_FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "exp": np.exp,
+    "sin": np.sin,
+    "cos": np.cos,
+    "tanh": np.tanh,
+    "abs": np.abs,
+}
+_BINARY = {
+    ast.Add: np.add,
+    ast.Sub: np.subtract,
+    ast.Mult: np.multiply,
+    ast.Div: np.divide,
+    ast.Pow: np.power,
+}
+
+
+def _compile(node: ast.AST, n_in: int) -> Callable[[np.ndarray], np.ndarray]:
+    """Compile a whitelisted expression tree into a function of the input matrix (n, n_in)."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+        value = float(node.value)
+        return lambda x: value
+    if isinstance(node, ast.Name):
+        if not (node.id.startswith("x") and node.id[1:].isdigit() and int(node.id[1:]) < n_in):
+            raise ValueError(f"unknown variable {node.id!r} (expected x0 .. x{n_in - 1})")
+        column = int(node.id[1:])
+        return lambda x: x[:, column]
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        inner = _compile(node.operand, n_in)
+        sign = -1.0 if isinstance(node.op, ast.USub) else 1.0
+        return lambda x: sign * inner(x)
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+        op = _BINARY[type(node.op)]
+        left, right = _compile(node.left, n_in), _compile(node.right, n_in)
+        return lambda x: op(left(x), right(x))
+    if (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name)
+        and node.func.id in _FUNCTIONS
+        and len(node.args) == 1
+        and not node.keywords
+    ):
+        fun, arg = _FUNCTIONS[node.func.id], _compile(node.args[0], n_in)
+        return lambda x: fun(arg(x))
+    raise ValueError(
+        f"unsupported expression element {ast.dump(node)[:60]!r}; allowed: numbers, x<i>, "
+        f"+ - * / **, and {sorted(_FUNCTIONS)}"
+    )
+
+
+def _additive_terms(node: ast.AST, sign: float = 1.0):
+    """Flatten a top-level sum into (sign, term) pairs."""
+    if isinstance(node, ast.BinOp) and isinstance(node.op, (ast.Add, ast.Sub)):
+        yield from _additive_terms(node.left, sign)
+        yield from _additive_terms(node.right, sign if isinstance(node.op, ast.Add) else -sign)
+    elif isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+        yield from _additive_terms(node.operand, -sign)
+    else:
+        yield sign, node
+
+
+def _linear_term(node: ast.AST) -> tuple[float, str | None] | None:
+    """``c``, ``x3`` or ``c*x3`` as (c, name); None for anything else."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
+        return float(node.value), None
+    if isinstance(node, ast.Name):
+        return 1.0, node.id
+    if (
+        isinstance(node, ast.BinOp)
+        and isinstance(node.op, ast.Mult)
+        and isinstance(node.left, ast.Constant)
+        and isinstance(node.left.value, (int, float))
+        and isinstance(node.right, ast.Name)
+    ):
+        return float(node.left.value), node.right.id
+    return None
+
+
+def parse_formula(text: str, n_in: int):
+    """Parse one node formula into its linear part and compiled nonlinear terms.
+
+    Parameters
+    ----------
+    text : str
+        E.g. ``"0.31*x0 - 1.2*tanh(0.8*x2 + 0.1) + 0.05"``; variables ``x0 .. x{n_in-1}``.
+    n_in : int
+
+    Returns
+    -------
+    weights : numpy.ndarray, shape (n_in,)
+        Coefficients of the terms linear in one variable.
+    constant : float
+    nonlinear : list of callables
+        Each maps the input matrix (n, n_in) to an (n,) array.
+    """
+    try:
+        tree = ast.parse(text, mode="eval").body
+    except SyntaxError as err:
+        raise ValueError(f"cannot parse formula {text!r}: {err.msg}") from None
+    weights = np.zeros(n_in)
+    constant = 0.0
+    nonlinear = []
+    for sign, term in _additive_terms(tree):
+        linear = _linear_term(term)
+        if linear is not None and (linear[1] is None or linear[1].startswith("x")):
+            value, name = linear
+            if name is None:
+                constant += sign * value
+                continue
+            _compile(ast.Name(id=name), n_in)  # validates the variable name
+            weights[int(name[1:])] += sign * value
+        else:
+            compiled = _compile(term, n_in)
+            nonlinear.append(compiled if sign > 0 else (lambda x, f=compiled: -f(x)))
+    return weights, constant, nonlinear
+
+
+@dataclass(frozen=True)
+class ExpressionLayer:
+    """A layer of closed-form node formulas: linear parts as a matrix, the rest as terms.
+
+    Attributes
+    ----------
+    formulas : tuple of str
+        One formula per output node, in the variables ``x0 .. x{n_in-1}``.
+    weights : numpy.ndarray, shape (n_in, n_out)
+    constant : numpy.ndarray, shape (n_out,)
+    nonlinear : tuple of tuple of callables
+    """
+
+    formulas: tuple[str, ...]
+    weights: np.ndarray
+    constant: np.ndarray
+    nonlinear: tuple
+
+    @classmethod
+    def from_formulas(cls, formulas, n_in: int) -> "ExpressionLayer":
+        parsed = [parse_formula(text, n_in) for text in formulas]
+        return cls(
+            formulas=tuple(formulas),
+            weights=np.stack([p[0] for p in parsed], axis=1),
+            constant=np.array([p[1] for p in parsed]),
+            nonlinear=tuple(tuple(p[2]) for p in parsed),
+        )
+
+    def __call__(self, x: np.ndarray, columns: slice | None = None) -> np.ndarray:
+        columns = slice(None) if columns is None else columns
+        out = x @ self.weights[:, columns] + self.constant[columns]
+        for j, terms in zip(range(len(self.formulas))[columns], self.nonlinear[columns]):
+            for term in terms:
+                out[:, j - (columns.start or 0)] += term(x)
+        return out
+
+
+@dataclass(frozen=True)
+class MixtureDensity:
+    """Autoregressive Gaussian mixture on standardised coordinates, numpy only.
+
+    Attributes
+    ----------
+    layers : tuple of SplineLayer or ExpressionLayer
+        The conditioner, (n, d) -> (n, d * 3 * K).
+    mean, scale : numpy.ndarray, shape (d,)
+        ``z = (y - mean) / scale`` for unbounded coordinates ``y``.
+    n_components : int
+    """
+
+    layers: tuple
+    mean: np.ndarray
+    scale: np.ndarray
+    n_components: int
+
+    @property
+    def n_dim(self) -> int:
+        return int(self.mean.shape[0])
+
+    def _outputs(self, z: np.ndarray, dim: int | None = None) -> np.ndarray:
+        width = 3 * self.n_components
+        columns = None if dim is None else slice(dim * width, (dim + 1) * width)
+        h = z
+        for layer in self.layers[:-1]:
+            h = layer(h)
+        return self.layers[-1](h, columns)
+
+    def _split(self, out: np.ndarray):
+        k = self.n_components
+        out = out.reshape(len(out), -1, 3, k)
+        logits = out[:, :, 0]
+        log_weight = logits - _logsumexp(logits)[..., None]
+        log_sigma = np.clip(out[:, :, 2], *LOG_SIGMA_BOUNDS)
+        return log_weight, out[:, :, 1], log_sigma
+
+    def log_prob_unbounded(self, y: np.ndarray) -> np.ndarray:
+        """Log density of unbounded coordinates ``y``, shape (n, d) -> (n,)."""
+        result = np.empty(len(y))
+        for start in range(0, len(y), _CHUNK):
+            chunk = y[start : start + _CHUNK]
+            z = (chunk - self.mean) / self.scale
+            log_weight, mu, log_sigma = self._split(self._outputs(z))
+            r = (z[:, :, None] - mu) * np.exp(-log_sigma)
+            comp = log_weight - 0.5 * r * r - log_sigma - 0.5 * math.log(2.0 * math.pi)
+            result[start : start + _CHUNK] = _logsumexp(comp).sum(axis=1)
+        return result - np.log(self.scale).sum()
+
+    def sample_unbounded(self, n: int, rng: np.random.Generator) -> np.ndarray:
+        """Draw ``n`` samples of the unbounded coordinates, shape (n, d).
+
+        Ancestral sampling, one network pass per dimension; the uniform and normal draws are
+        taken in fixed-size chunks, so a seed gives the same draws for any network.
+        """
+        out = np.empty((n, self.n_dim))
+        for start in range(0, n, _CHUNK):
+            m = min(_CHUNK, n - start)
+            uniform = rng.random((m, self.n_dim))
+            normal = rng.standard_normal((m, self.n_dim))
+            z = np.zeros((m, self.n_dim))
+            for dim in range(self.n_dim):
+                log_weight, mu, log_sigma = self._split(self._outputs(z, dim))
+                cdf = np.cumsum(np.exp(log_weight[:, 0]), axis=1)
+                comp = (uniform[:, dim, None] * cdf[:, -1:] > cdf).sum(axis=1)
+                comp = np.minimum(comp, self.n_components - 1)[:, None]
+                mean = np.take_along_axis(mu[:, 0], comp, axis=1)[:, 0]
+                sigma = np.exp(np.take_along_axis(log_sigma[:, 0], comp, axis=1)[:, 0])
+                z[:, dim] = mean + sigma * normal[:, dim]
+            out[start : start + m] = z * self.scale + self.mean
+        return out
+
+
+def _logsumexp(a: np.ndarray) -> np.ndarray:
+    peak = a.max(axis=-1)
+    return peak + np.log(np.exp(a - peak[..., None]).sum(axis=-1))
+
+
+@dataclass(frozen=True)
+class CompressedPosterior:
+    """A posterior regenerated from a weights or expressions file.
+
+    Attributes
+    ----------
+    parameters : tuple of str
+        Parameter names (bilby convention), the column order of samples.
+    transforms : gwtools.compression.transforms.TransformStack
+        Physical support -> real line, one transform per parameter.
+    density : MixtureDensity
+        Posterior density of the transformed coordinates.
+    prior : MixtureDensity or None
+        Prior density of the transformed coordinates, when the source carried prior draws.
+    metadata : dict
+        Source file and checksum, fit settings, fidelity metrics, sizes.
+    source : str
+        ``"weights"`` or ``"expressions"``.
+    """
+
+    parameters: tuple[str, ...]
+    transforms: object
+    density: MixtureDensity
+    prior: MixtureDensity | None
+    metadata: dict
+    source: str
+
+    def sample(self, n: int, *, seed: int | None = None) -> np.ndarray:
+        """Draw ``n`` posterior samples, shape (n, d), columns in :attr:`parameters` order."""
+        if n < 0:
+            raise ValueError(f"number of samples must be >= 0, got {n}")
+        y = self.density.sample_unbounded(int(n), np.random.default_rng(seed))
+        return self.transforms.inverse(y)
+
+    def _points(self, points) -> np.ndarray:
+        if hasattr(points, "array") and hasattr(points, "parameters"):
+            points = points.array(self.parameters)
+        elif isinstance(points, Mapping):
+            missing = [p for p in self.parameters if p not in points]
+            if missing:
+                raise KeyError(f"points lack parameters {missing}; have {sorted(points)}")
+            points = np.column_stack([np.asarray(points[p], dtype=float) for p in self.parameters])
+        x = np.atleast_2d(np.asarray(points, dtype=float))
+        if x.shape[1] != len(self.parameters):
+            raise ValueError(
+                f"points have {x.shape[1]} columns, the model has {len(self.parameters)} "
+                f"parameters {list(self.parameters)}"
+            )
+        return x
+
+    def _log_density(self, density: MixtureDensity, points) -> np.ndarray:
+        x = self._points(points)
+        result = np.full(len(x), -np.inf)
+        inside = self.transforms.in_support(x)
+        if inside.any():
+            with np.errstate(divide="ignore", invalid="ignore"):
+                y = self.transforms.forward(x[inside])
+                log_jac = self.transforms.log_abs_det_jacobian(x[inside])
+            # Points on a logit/log bound map to infinity: zero density there.
+            finite = np.all(np.isfinite(y), axis=1) & np.isfinite(log_jac)
+            values = np.full(len(y), -np.inf)
+            values[finite] = density.log_prob_unbounded(y[finite]) + log_jac[finite]
+            result[inside] = values
+        return result
+
+    def log_prob(self, points) -> np.ndarray:
+        """Posterior log density in the original parameters (Jacobian included), shape (n,).
+
+        ``points`` is an (n, d) array in :attr:`parameters` order, a mapping of names to
+        arrays, or a :class:`~gwtools.io.posteriors.PosteriorTable`.  Points outside the
+        physical support get ``-inf``.
+        """
+        return self._log_density(self.density, points)
+
+    def ln_prior(self, points) -> np.ndarray:
+        """Prior log density in the original parameters, shape (n,).
+
+        Raises
+        ------
+        ValueError
+            If the source file carried no prior information.
+        """
+        if self.prior is None:
+            raise ValueError(
+                "this compressed posterior stores no prior (the source had no prior samples)"
+            )
+        return self._log_density(self.prior, points)
+
+
+def model_paths(model: str | os.PathLike) -> tuple[Path, Path]:
+    """Weights and expressions paths of a model stem (``MODEL`` -> two files)."""
+    stem = str(model)
+    for suffix in (WEIGHTS_SUFFIX, EXPRESSIONS_SUFFIX):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+    return Path(stem + WEIGHTS_SUFFIX), Path(stem + EXPRESSIONS_SUFFIX)
+
+
+def _spline_layers(arrays: Mapping[str, np.ndarray], prefix: str, header: dict) -> tuple:
+    masks = made_masks(header["n_dim"], header["hidden"], header["n_components"])
+    layers = []
+    for index, mask in enumerate(masks):
+        key = f"{prefix}layer{index}_"
+        coef_edges = np.asarray(arrays[key + "coef"], dtype=np.float64)
+        n_basis = coef_edges.shape[1]
+        if coef_edges.shape[0] != mask.sum():
+            raise ValueError(f"{key}coef has {coef_edges.shape[0]} edges, mask has {mask.sum()}")
+        coef = np.zeros(mask.shape + (n_basis,))
+        coef[mask] = coef_edges
+        scale_base = np.zeros(mask.shape)
+        scale_base[mask] = arrays[key + "scale_base"]
+        layers.append(
+            SplineLayer(
+                grid_lo=np.asarray(arrays[key + "grid_lo"], dtype=np.float64),
+                grid_step=np.asarray(arrays[key + "grid_step"], dtype=np.float64),
+                n_intervals=n_basis - _SPLINE_ORDER,
+                coef=np.ascontiguousarray(coef.transpose(0, 2, 1)),
+                scale_base=scale_base,
+                bias=np.asarray(arrays[key + "bias"], dtype=np.float64),
+            )
+        )
+    return tuple(layers)
+
+
+def _check_header(header: dict, path: Path, kind: str) -> None:
+    if header.get("format") != f"gwtools-kan-{kind}":
+        raise ValueError(f"{path} is not a gwtools KAN {kind} file (format={header.get('format')!r})")
+    if header.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{path} has format version {header.get('format_version')}, this gwtools reads "
+            f"version {FORMAT_VERSION}; re-run `gwtools compress`"
+        )
+
+
+def _transform_stack(header: dict):
+    from gwtools.compression.transforms import TransformStack
+
+    return TransformStack.from_dict(header["transforms"])
+
+
+def posterior_from_weights(header: dict, arrays: Mapping[str, np.ndarray]) -> CompressedPosterior:
+    """Build a :class:`CompressedPosterior` from a weights header and its arrays."""
+    densities = {}
+    for name in ("posterior", "prior"):
+        part = header.get(name)
+        densities[name] = None if part is None else MixtureDensity(
+            layers=_spline_layers(arrays, f"{name}_", part),
+            mean=np.asarray(part["mean"], dtype=np.float64),
+            scale=np.asarray(part["scale"], dtype=np.float64),
+            n_components=part["n_components"],
+        )
+    return CompressedPosterior(
+        parameters=tuple(header["parameters"]),
+        transforms=_transform_stack(header),
+        density=densities["posterior"],
+        prior=densities["prior"],
+        metadata=header.get("metadata", {}),
+        source="weights",
+    )
+
+
+def posterior_from_expressions(header: dict) -> CompressedPosterior:
+    """Build a :class:`CompressedPosterior` from an expressions header (formulas included)."""
+    densities = {}
+    for name in ("posterior", "prior"):
+        part = header.get(name)
+        if part is None:
+            densities[name] = None
+            continue
+        n_in = part["n_dim"]
+        layers = []
+        for formulas in part["layers"]:
+            layers.append(ExpressionLayer.from_formulas(formulas, n_in))
+            n_in = len(formulas)
+        densities[name] = MixtureDensity(
+            layers=tuple(layers),
+            mean=np.asarray(part["mean"], dtype=np.float64),
+            scale=np.asarray(part["scale"], dtype=np.float64),
+            n_components=part["n_components"],
+        )
+    return CompressedPosterior(
+        parameters=tuple(header["parameters"]),
+        transforms=_transform_stack(header),
+        density=densities["posterior"],
+        prior=densities["prior"],
+        metadata=header.get("metadata", {}),
+        source="expressions",
+    )
+
+
+def _load_weights(path: Path) -> CompressedPosterior:
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {key: data[key] for key in data.files}
+    header = json.loads(str(arrays.pop("header")))
+    _check_header(header, path, "weights")
+    return posterior_from_weights(header, arrays)
+
+
+def _load_expressions(path: Path) -> CompressedPosterior:
+    try:
+        header = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} is not valid JSON ({err}); is it a gwtools expressions file?") from None
+    _check_header(header, path, "expressions")
+    return posterior_from_expressions(header)
+
+
+def load(model: str | os.PathLike, source: str = "weights") -> CompressedPosterior:
+    """Load a compressed posterior.
+
+    Parameters
+    ----------
+    model : str or path
+        A model stem (``MODEL``), or the path of one of its files
+        (``MODEL.weights.npz`` / ``MODEL.expr.json``; the file then decides the source).
+    source : {"weights", "expressions"}
+        Which file to read when ``model`` is a stem.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file is missing.
+    ValueError
+        For an unknown ``source`` or a file of another format or version.
+    """
+    text = str(model)
+    if text.endswith(WEIGHTS_SUFFIX):
+        source = "weights"
+    elif text.endswith(EXPRESSIONS_SUFFIX):
+        source = "expressions"
+    if source not in ("weights", "expressions"):
+        raise ValueError(f"source must be 'weights' or 'expressions', got {source!r}")
+    weights_path, expressions_path = model_paths(model)
+    path = weights_path if source == "weights" else expressions_path
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no compressed-posterior {source} file at {path}; create it with `gwtools compress`"
+        )
+    return _load_weights(path) if source == "weights" else _load_expressions(path)
+
+
+def write_weights(path: str | os.PathLike, header: dict, arrays: Mapping[str, np.ndarray]) -> int:
+    """Write a weights file atomically; return its size in bytes.
+
+    ``header`` holds ``parameters``, ``transforms``, ``metadata`` and, per density
+    (``posterior``, optionally ``prior``), ``n_dim``, ``hidden``, ``n_components``, ``mean``
+    and ``scale``; ``arrays`` holds ``<density>_layer<l>_<name>`` arrays.
+    """
+    header = {"format": "gwtools-kan-weights", "format_version": FORMAT_VERSION, **header}
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez_compressed(handle, header=np.array(json.dumps(header)), **arrays)
+    return Path(path).stat().st_size
+
+
+def write_expressions(path: str | os.PathLike, header: dict) -> int:
+    """Write an expressions file atomically; return its size in bytes.
+
+    ``header`` is as for :func:`write_weights`, with per density ``layers``: a list of
+    layers, each a list of node formulas.
+    """
+    header = {"format": "gwtools-kan-expressions", "format_version": FORMAT_VERSION, **header}
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(json.dumps(header, separators=(",", ":")))
+    return Path(path).stat().st_size
