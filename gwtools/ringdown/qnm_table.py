@@ -21,7 +21,6 @@ import argparse
 import json
 import logging
 import math
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -299,8 +298,6 @@ def write_table(table: dict[str, np.ndarray], path: str | Path = TABLE_PATH) -> 
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         # A file handle, because np.savez would append ".npz" to the temporary name.
         np.savez_compressed(handle, **table)
-        # mkstemp creates the file private (0600); the table is package data everyone reads.
-        os.chmod(tmp, 0o644)
     return path
 
 
