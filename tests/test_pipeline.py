@@ -36,7 +36,7 @@ amplitude_max = 2e-20
 [sampler]
 nlive = 40
 dlogz = 1.0
-queue_size = 16
+queue_size = 1
 seed = 7
 [output]
 directory = "{out}"
