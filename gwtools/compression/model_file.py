@@ -24,6 +24,7 @@ import ast
 import json
 import math
 import os
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Mapping
@@ -53,8 +54,9 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
-#: Clamp of the mixture log standard deviations (standardised units): keeps densities finite.
-LOG_SIGMA_BOUNDS = (-7.0, 3.0)
+#: Clamp of the mixture log standard deviations (standardised units): keeps densities finite
+#: and stops a poorly constrained component from throwing samples far into the tails.
+LOG_SIGMA_BOUNDS = (-7.0, 1.0)
 WEIGHTS_SUFFIX = ".weights.npz"
 EXPRESSIONS_SUFFIX = ".expr.json"
 _SPLINE_ORDER = 3
@@ -115,11 +117,16 @@ def cubic_bspline_basis(x: np.ndarray, lo: np.ndarray, step: np.ndarray, n_inter
         (1.0 + 3.0 * u + 3.0 * u2 - 3.0 * u3) / 6.0,
         u3 / 6.0,
     )
-    padded = np.zeros(x.shape + (n_basis + 6,))
+    width = n_basis + 6
+    # Scatter into a padded row per value (padded index of basis cell-3+offset is
+    # cell+offset); the three pad slots each side absorb bases beyond the extended grid.
+    padded = np.zeros(x.size * width)
+    cell = cell.ravel()
+    inside = (cell >= 0) & (cell <= width - 4)  # x within the extended grid
+    cell = np.where(inside, cell, 0) + np.arange(x.size) * width
     for offset, value in enumerate(pieces):
-        index = np.clip(cell + offset, 0, n_basis + 5)  # padded index of basis cell-3+offset
-        np.put_along_axis(padded, index[..., None], value[..., None], axis=-1)
-    return padded[..., 3 : 3 + n_basis]
+        padded[cell + offset] = np.where(inside, value.ravel(), 0.0)
+    return padded.reshape(x.shape + (width,))[..., 3 : 3 + n_basis]
 
 
 def _silu(x: np.ndarray) -> np.ndarray:
@@ -130,31 +137,46 @@ def _silu(x: np.ndarray) -> np.ndarray:
 class SplineLayer:
     """One KAN layer: ``out_j = sum_i [w_ij silu(x_i) + sum_b c_ijb B_b(x_i)] + bias_j``.
 
+    Evaluation is split in two steps so that ancestral sampling can reuse work:
+    :meth:`features` maps inputs to per-input features (the B-spline bases and the SiLU
+    value), :meth:`combine` sums the weighted features into chosen outputs.
+
     Attributes
     ----------
     grid_lo, grid_step : numpy.ndarray, shape (n_in,)
     n_intervals : int
-    coef : numpy.ndarray, shape (n_in, G + 3, n_out)
-        Dense, zero on masked edges.
-    scale_base : numpy.ndarray, shape (n_in, n_out)
+    weights : numpy.ndarray, shape (n_in * (G + 4), n_out)
+        Per input, G + 3 spline coefficients then the SiLU scale; zero on masked edges.
     bias : numpy.ndarray, shape (n_out,)
     """
 
     grid_lo: np.ndarray
     grid_step: np.ndarray
     n_intervals: int
-    coef: np.ndarray
-    scale_base: np.ndarray
+    weights: np.ndarray
     bias: np.ndarray
 
-    def __call__(self, x: np.ndarray, columns: slice | None = None) -> np.ndarray:
-        columns = slice(None) if columns is None else columns
-        basis = cubic_bspline_basis(x, self.grid_lo, self.grid_step, self.n_intervals)
-        coef = self.coef[:, :, columns]
-        out = basis.reshape(len(x), -1) @ coef.reshape(-1, coef.shape[-1])
-        out += _silu(x) @ self.scale_base[:, columns]
-        out += self.bias[columns]
-        return out
+    @property
+    def n_features(self) -> int:
+        return self.n_intervals + _SPLINE_ORDER + 1
+
+    @property
+    def n_out(self) -> int:
+        return int(self.bias.shape[0])
+
+    def features(self, x: np.ndarray, inputs=slice(None)) -> np.ndarray:
+        """Features of inputs ``x`` (n, m) that are layer inputs ``inputs``: (n, m, G + 4)."""
+        basis = cubic_bspline_basis(x, self.grid_lo[inputs], self.grid_step[inputs], self.n_intervals)
+        return np.concatenate([basis, _silu(x)[..., None]], axis=-1)
+
+    def combine(self, features: np.ndarray, columns=slice(None)) -> np.ndarray:
+        """Outputs ``columns`` from the features of all inputs (n, n_in, G + 4)."""
+        # A contiguous copy of the (small) weight block keeps numpy's matmul on BLAS.
+        weights = np.ascontiguousarray(self.weights[:, columns])
+        return features.reshape(len(features), -1) @ weights + self.bias[columns]
+
+    def __call__(self, x: np.ndarray, columns=slice(None)) -> np.ndarray:
+        return self.combine(self.features(x), columns)
 
 
 _FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -301,13 +323,28 @@ class ExpressionLayer:
             nonlinear=tuple(tuple(p[2]) for p in parsed),
         )
 
-    def __call__(self, x: np.ndarray, columns: slice | None = None) -> np.ndarray:
-        columns = slice(None) if columns is None else columns
-        out = x @ self.weights[:, columns] + self.constant[columns]
-        for j, terms in zip(range(len(self.formulas))[columns], self.nonlinear[columns]):
-            for term in terms:
-                out[:, j - (columns.start or 0)] += term(x)
+    n_features = 1
+
+    @property
+    def n_out(self) -> int:
+        return len(self.formulas)
+
+    def features(self, x: np.ndarray, inputs=slice(None)) -> np.ndarray:
+        """The inputs themselves, shape (n, m, 1)."""
+        return x[..., None]
+
+    def combine(self, features: np.ndarray, columns=slice(None)) -> np.ndarray:
+        """Evaluate the formulas of nodes ``columns`` at inputs (n, n_in, 1)."""
+        x = features[..., 0]
+        out = x @ np.ascontiguousarray(self.weights[:, columns]) + self.constant[columns]
+        nodes = np.arange(len(self.formulas))[columns]
+        for k, node in enumerate(nodes):
+            for term in self.nonlinear[node]:
+                out[:, k] += term(x)
         return out
+
+    def __call__(self, x: np.ndarray, columns=slice(None)) -> np.ndarray:
+        return self.combine(self.features(x), columns)
 
 
 @dataclass(frozen=True)
@@ -332,13 +369,11 @@ class MixtureDensity:
     def n_dim(self) -> int:
         return int(self.mean.shape[0])
 
-    def _outputs(self, z: np.ndarray, dim: int | None = None) -> np.ndarray:
-        width = 3 * self.n_components
-        columns = None if dim is None else slice(dim * width, (dim + 1) * width)
+    def _outputs(self, z: np.ndarray) -> np.ndarray:
         h = z
-        for layer in self.layers[:-1]:
+        for layer in self.layers:
             h = layer(h)
-        return self.layers[-1](h, columns)
+        return h
 
     def _split(self, out: np.ndarray):
         k = self.n_components
@@ -363,17 +398,32 @@ class MixtureDensity:
     def sample_unbounded(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """Draw ``n`` samples of the unbounded coordinates, shape (n, d).
 
-        Ancestral sampling, one network pass per dimension; the uniform and normal draws are
-        taken in fixed-size chunks, so a seed gives the same draws for any network.
+        Ancestral sampling, one dimension at a time.  By the MADE degrees, hidden unit ``h``
+        depends on dimensions ``< m_h`` only, so it is evaluated once, as soon as those are
+        drawn, and its output-layer features are kept: sampling all ``d`` dimensions costs
+        about one network pass.  Uniform and normal draws are taken in fixed-size chunks,
+        so a seed gives the same draws whichever file the network came from.
         """
+        first, last = self.layers
+        hidden_degree = np.arange(first.n_out) % max(self.n_dim - 1, 1) + 1
+        width = 3 * self.n_components
         out = np.empty((n, self.n_dim))
         for start in range(0, n, _CHUNK):
             m = min(_CHUNK, n - start)
             uniform = rng.random((m, self.n_dim))
             normal = rng.standard_normal((m, self.n_dim))
             z = np.zeros((m, self.n_dim))
+            input_features = np.zeros((m, self.n_dim, first.n_features))
+            hidden_features = np.zeros((m, len(hidden_degree), last.n_features))
             for dim in range(self.n_dim):
-                log_weight, mu, log_sigma = self._split(self._outputs(z, dim))
+                if dim > 0:
+                    input_features[:, dim - 1] = first.features(z[:, dim - 1 : dim], [dim - 1])[:, 0]
+                    new = np.flatnonzero(hidden_degree == dim)
+                    if new.size:
+                        hidden = first.combine(input_features, new)
+                        hidden_features[:, new] = last.features(hidden, new)
+                block = last.combine(hidden_features, slice(dim * width, (dim + 1) * width))
+                log_weight, mu, log_sigma = self._split(block)
                 cdf = np.cumsum(np.exp(log_weight[:, 0]), axis=1)
                 comp = (uniform[:, dim, None] * cdf[:, -1:] > cdf).sum(axis=1)
                 comp = np.minimum(comp, self.n_components - 1)[:, None]
@@ -496,17 +546,17 @@ def _spline_layers(arrays: Mapping[str, np.ndarray], prefix: str, header: dict) 
         n_basis = coef_edges.shape[1]
         if coef_edges.shape[0] != mask.sum():
             raise ValueError(f"{key}coef has {coef_edges.shape[0]} edges, mask has {mask.sum()}")
-        coef = np.zeros(mask.shape + (n_basis,))
-        coef[mask] = coef_edges
-        scale_base = np.zeros(mask.shape)
-        scale_base[mask] = arrays[key + "scale_base"]
+        weights = np.zeros(mask.shape + (n_basis + 1,))
+        weights[mask, :n_basis] = coef_edges
+        weights[mask, n_basis] = arrays[key + "scale_base"]
         layers.append(
             SplineLayer(
                 grid_lo=np.asarray(arrays[key + "grid_lo"], dtype=np.float64),
                 grid_step=np.asarray(arrays[key + "grid_step"], dtype=np.float64),
                 n_intervals=n_basis - _SPLINE_ORDER,
-                coef=np.ascontiguousarray(coef.transpose(0, 2, 1)),
-                scale_base=scale_base,
+                weights=np.ascontiguousarray(
+                    weights.transpose(0, 2, 1).reshape(-1, mask.shape[1])
+                ),
                 bias=np.asarray(arrays[key + "bias"], dtype=np.float64),
             )
         )
@@ -580,9 +630,12 @@ def posterior_from_expressions(header: dict) -> CompressedPosterior:
 
 
 def _load_weights(path: Path) -> CompressedPosterior:
-    with np.load(path, allow_pickle=False) as data:
-        arrays = {key: data[key] for key in data.files}
-    header = json.loads(str(arrays.pop("header")))
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {key: data[key] for key in data.files}
+        header = json.loads(str(arrays.pop("header")))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
+        raise ValueError(f"{path} is not a gwtools KAN weights file ({err})") from None
     _check_header(header, path, "weights")
     return posterior_from_weights(header, arrays)
 

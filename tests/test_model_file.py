@@ -1,0 +1,253 @@
+"""Numpy-only evaluation of compressed posteriors: B-splines, MADE masks, the formula
+evaluator, densities against closed forms, file round trips, errors, and no torch import."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from scipy import interpolate, stats
+
+from gwtools.compression import load
+from gwtools.compression.model_file import (
+    ExpressionLayer,
+    MixtureDensity,
+    cubic_bspline_basis,
+    made_masks,
+    parse_formula,
+    posterior_from_weights,
+    write_expressions,
+    write_weights,
+)
+from gwtools.compression.transforms import TransformStack
+
+
+def test_bspline_basis_matches_scipy():
+    lo, step, n_intervals = np.array([-2.0, 0.5]), np.array([0.8, 0.1]), 5
+    x = np.column_stack([np.linspace(-6, 6, 401), np.linspace(-0.2, 1.5, 401)])
+    basis = cubic_bspline_basis(x, lo, step, n_intervals)
+    assert basis.shape == (401, 2, n_intervals + 3)
+    for m in range(2):
+        knots = lo[m] + step[m] * np.arange(-3, n_intervals + 4)
+        for b in range(n_intervals + 3):
+            element = interpolate.BSpline.basis_element(knots[b : b + 5], extrapolate=False)
+            expected = np.nan_to_num(element(x[:, m]))
+            np.testing.assert_allclose(basis[:, m, b], expected, atol=1e-12)
+
+
+def test_made_masks_are_autoregressive():
+    d, hidden, k = 4, 7, 2
+    mask_in, mask_out = made_masks(d, hidden, k)
+    # Brute force: output block j may reach input i only through a path, and only if i < j.
+    reach = (mask_in.astype(int) @ mask_out.astype(int)) > 0  # (d, d * 3k)
+    for i in range(d):
+        for j in range(d):
+            block = reach[i, j * 3 * k : (j + 1) * 3 * k]
+            if i >= j:
+                assert not block.any()
+    # Every dimension but the first is conditioned on the one before it.
+    for j in range(1, d):
+        assert reach[j - 1, j * 3 * k]
+
+
+def test_formula_parser_matches_numpy_and_splits_linear_terms():
+    x = np.random.default_rng(0).normal(size=(50, 3))
+    text = "0.5*x0 - 2*x2 + 1.25*tanh(0.3*x1 - 0.2) - exp(-(x0+1)**2) + 0.75 - x1"
+    weights, constant, nonlinear = parse_formula(text, 3)
+    np.testing.assert_allclose(weights, [0.5, -1.0, -2.0])
+    assert constant == pytest.approx(0.75)
+    value = x @ weights + constant + sum(term(x) for term in nonlinear)
+    expected = (
+        0.5 * x[:, 0] - 2 * x[:, 2] + 1.25 * np.tanh(0.3 * x[:, 1] - 0.2)
+        - np.exp(-((x[:, 0] + 1) ** 2)) + 0.75 - x[:, 1]
+    )
+    np.testing.assert_allclose(value, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["__import__('os').system('true')", "x0.real", "y0 + 1", "x5", "lambda: 1", "open(x0)",
+     "x0 +", "[x0]"],
+)
+def test_formula_parser_rejects_anything_else(text):
+    with pytest.raises(ValueError):
+        parse_formula(text, 3)
+
+
+# An autoregressive Gaussian written as formulas: z0 ~ N(0.5, 1.2^2), z1 | z0 ~ N(0.8 z0, 0.6^2);
+# one hidden unit copies z0.  Its joint is a bivariate normal with known mean and covariance.
+_MEAN = np.array([0.5, 0.4])
+_COV = np.array([[1.44, 0.8 * 1.44], [0.8 * 1.44, 0.64 * 1.44 + 0.36]])
+
+
+def _gaussian_header(names=("mass_ratio", "a_1"), shift=(0.0, 0.0)):
+    part = {
+        "n_dim": 2,
+        "hidden": 1,
+        "n_components": 1,
+        "mean": list(shift),
+        "scale": [1.0, 1.0],
+        "layers": [
+            ["x0"],
+            ["0", "0.5", repr(math.log(1.2)), "0", "0.8*x0", repr(math.log(0.6))],
+        ],
+    }
+    stack = TransformStack.default(names)
+    return {"parameters": list(names), "transforms": stack.to_dict(), "posterior": part,
+            "metadata": {"note": "test"}}
+
+
+def test_expression_density_equals_closed_form(tmp_path):
+    write_expressions(tmp_path / "m.expr.json", _gaussian_header())
+    model = load(tmp_path / "m.expr.json")
+    y = np.random.default_rng(1).normal(size=(200, 2)) * 2
+    expected = stats.multivariate_normal(_MEAN, _COV).logpdf(y)
+    np.testing.assert_allclose(model.density.log_prob_unbounded(y), expected, rtol=1e-10)
+    draws = model.density.sample_unbounded(40000, np.random.default_rng(2))
+    np.testing.assert_allclose(draws.mean(axis=0), _MEAN, atol=0.03)
+    np.testing.assert_allclose(np.cov(draws.T), _COV, atol=0.05)
+
+
+def test_log_prob_in_physical_parameters_integrates_to_one(tmp_path):
+    """The logit Jacobians make exp(log_prob) a density on the unit square."""
+    write_expressions(tmp_path / "m.expr.json", _gaussian_header())
+    model = load(tmp_path / "m.expr.json")
+    edges = np.linspace(0.0, 1.0, 801)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    q, a = np.meshgrid(centres, centres, indexing="ij")
+    density = np.exp(model.log_prob(np.column_stack([q.ravel(), a.ravel()])))
+    assert density.sum() * (edges[1] - edges[0]) ** 2 == pytest.approx(1.0, abs=2e-3)
+    # Outside the support the density is zero, not an error.
+    assert np.all(model.log_prob(np.array([[1.2, 0.5], [0.5, -0.1]])) == -np.inf)
+    assert model.log_prob({"mass_ratio": [0.5], "a_1": [0.5]}).shape == (1,)
+
+
+def _random_weights(rng, d=3, hidden=5, k=2, grid=4):
+    mask_in, mask_out = made_masks(d, hidden, k)
+    arrays = {}
+    for index, mask in enumerate((mask_in, mask_out)):
+        n_in, n_out = mask.shape
+        key = f"posterior_layer{index}_"
+        arrays[key + "grid_lo"] = np.full(n_in, -2.0, dtype=np.float32)
+        arrays[key + "grid_step"] = np.full(n_in, 4.0 / grid, dtype=np.float32)
+        arrays[key + "coef"] = (0.3 * rng.normal(size=(mask.sum(), grid + 3))).astype(np.float16)
+        arrays[key + "scale_base"] = (0.3 * rng.normal(size=mask.sum())).astype(np.float16)
+        arrays[key + "bias"] = (0.1 * rng.normal(size=n_out)).astype(np.float32)
+    names = ("chirp_mass", "mass_ratio", "tilt_1")
+    header = {
+        "parameters": list(names),
+        "transforms": TransformStack.default(names).to_dict(),
+        "posterior": {"n_dim": d, "hidden": hidden, "n_components": k,
+                      "mean": [3.4, 0.5, 0.1], "scale": [0.1, 1.0, 1.0]},
+        "metadata": {"source_sha256": "0" * 64},
+    }
+    return header, arrays
+
+
+def test_weights_round_trip_and_seeded_sampling(tmp_path):
+    header, arrays = _random_weights(np.random.default_rng(3))
+    size = write_weights(tmp_path / "m.weights.npz", header, arrays)
+    assert size == (tmp_path / "m.weights.npz").stat().st_size
+    in_memory = posterior_from_weights(header, arrays)
+    loaded = load(tmp_path / "m")
+    assert loaded.parameters == ("chirp_mass", "mass_ratio", "tilt_1")
+    assert loaded.metadata["source_sha256"] == "0" * 64
+    a, b = in_memory.sample(5000, seed=7), loaded.sample(5000, seed=7)
+    np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(a, loaded.sample(5000, seed=8))
+    assert np.all(np.isfinite(loaded.log_prob(a)))
+    with pytest.raises(ValueError, match="stores no prior"):
+        loaded.ln_prior(a)
+
+
+def test_sampling_follows_the_density_of_a_random_network(tmp_path):
+    """Independent check of ancestral sampling against the density: 1-D conditional
+    histograms of the samples versus the normalised density on a grid (d = 2)."""
+    rng = np.random.default_rng(4)
+    header, arrays = _random_weights(rng, d=2, hidden=3, k=3, grid=3)
+    header["parameters"] = ["x", "y"]
+    header["transforms"] = TransformStack.default(["x", "y"]).to_dict()  # identity
+    header["posterior"]["mean"], header["posterior"]["scale"] = [0.0, 0.0], [1.0, 1.0]
+    model = posterior_from_weights(header, arrays)
+    draws = model.sample(200000, seed=5)
+    edges = np.linspace(-6, 6, 121)
+    centres = 0.5 * (edges[1:] + edges[:-1])
+    gx, gy = np.meshgrid(centres, centres, indexing="ij")
+    p = np.exp(model.log_prob(np.column_stack([gx.ravel(), gy.ravel()]))).reshape(gx.shape)
+    cell = (edges[1] - edges[0]) ** 2
+    assert p.sum() * cell == pytest.approx(1.0, abs=5e-3)
+    hist, _, _ = np.histogram2d(draws[:, 0], draws[:, 1], bins=[edges, edges])
+    expected = p * cell * len(draws)
+    big = expected > 50
+    pulls = (hist[big] - expected[big]) / np.sqrt(expected[big])
+    assert np.abs(pulls).max() < 5.5
+    assert abs(pulls.mean()) < 0.2
+
+
+def test_expression_file_round_trip_same_seed(tmp_path):
+    header = _gaussian_header()
+    write_expressions(tmp_path / "g.expr.json", header)
+    first = load(tmp_path / "g", source="expressions")
+    second = load(tmp_path / "g.expr.json")
+    np.testing.assert_array_equal(first.sample(1000, seed=3), second.sample(1000, seed=3))
+    assert first.source == "expressions"
+
+
+def test_bad_files_fail_clearly(tmp_path):
+    with pytest.raises(FileNotFoundError, match="gwtools compress"):
+        load(tmp_path / "missing")
+    with pytest.raises(ValueError, match="source"):
+        load(tmp_path / "missing", source="pickle")
+    (tmp_path / "bad.expr.json").write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(ValueError, match="not a gwtools KAN expressions file"):
+        load(tmp_path / "bad.expr.json")
+    header = _gaussian_header()
+    write_expressions(tmp_path / "v.expr.json", header)
+    text = (tmp_path / "v.expr.json").read_text().replace('"format_version":1', '"format_version":99')
+    (tmp_path / "v.expr.json").write_text(text)
+    with pytest.raises(ValueError, match="format version 99"):
+        load(tmp_path / "v.expr.json")
+    header["posterior"]["layers"][1][1] = "__import__('os')"
+    write_expressions(tmp_path / "evil.expr.json", header)
+    with pytest.raises(ValueError, match="unsupported expression element"):
+        load(tmp_path / "evil.expr.json")
+    (tmp_path / "junk.weights.npz").write_bytes(b"not a zip file")
+    with pytest.raises(ValueError, match="junk.weights.npz"):
+        load(tmp_path / "junk.weights.npz")
+    model = ExpressionLayer.from_formulas(["x0"], 1)
+    assert model.n_out == 1
+    good = posterior_from_weights(*_random_weights(np.random.default_rng(0)))
+    with pytest.raises(ValueError, match="3 parameters"):
+        good.log_prob(np.zeros((2, 2)))
+    with pytest.raises(KeyError, match="tilt_1"):
+        good.log_prob({"chirp_mass": [30.0], "mass_ratio": [0.5]})
+    assert isinstance(good.density, MixtureDensity)
+
+
+def test_regeneration_imports_neither_torch_nor_pykan(tmp_path):
+    header, arrays = _random_weights(np.random.default_rng(5))
+    write_weights(tmp_path / "m.weights.npz", header, arrays)
+    write_expressions(tmp_path / "g.expr.json", _gaussian_header())
+    script = textwrap.dedent(
+        f"""
+        import sys
+        import gwtools.compression as compression
+        weights = compression.load({str(tmp_path / "m")!r})
+        x = weights.sample(1000, seed=1)
+        assert weights.log_prob(x).shape == (1000,)
+        expressions = compression.load({str(tmp_path / "g")!r}, source="expressions")
+        y = expressions.sample(1000, seed=1)
+        assert expressions.log_prob(y).shape == (1000,)
+        heavy = sorted(m for m in sys.modules if m.split(".")[0] in ("torch", "kan", "sympy"))
+        assert not heavy, heavy
+        print("ok")
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
