@@ -144,3 +144,16 @@ def test_dict_round_trip_through_json():
         ParameterTransform.from_dict({"name": "a", "kind": "identity", "scale": 2})
     with pytest.raises(ValueError, match="duplicate"):
         TransformStack((TRANSFORMS[0], TRANSFORMS[0]))
+
+
+def test_bound_overrides():
+    a = np.array([0.2, 0.5, 0.98])
+    t = default_transform("a_1", a, bounds=(0.0, 0.99))
+    assert (t.kind, t.lower, t.upper) == ("logit", 0.0, 0.99)
+    assert default_transform("geocent_time", bounds=(1e9, None)).kind == "log"
+    with pytest.raises(ValueError, match="outside its support"):
+        default_transform("a_1", np.array([0.995]), bounds=(0.0, 0.99))
+    stack = TransformStack.default(["a_1", "a_2"], np.column_stack([a, a]), bounds={"a_2": (0.0, 0.99)})
+    assert [t.upper for t in stack.transforms] == [1.0, 0.99]
+    with pytest.raises(ValueError, match="not among the parameters"):
+        TransformStack.default(["a_1"], bounds={"a_3": (0.0, 1.0)})

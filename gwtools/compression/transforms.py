@@ -219,7 +219,11 @@ class ParameterTransform:
         return cls(name=str(d["name"]), kind=str(d["kind"]), lower=lower, upper=upper)
 
 
-def default_transform(name: str, samples: np.ndarray | None = None) -> ParameterTransform:
+def default_transform(
+    name: str,
+    samples: np.ndarray | None = None,
+    bounds: tuple[float | None, float | None] | None = None,
+) -> ParameterTransform:
     """The transform of a bilby-named parameter onto the real line, from its physical support.
 
     Masses, distances and redshift get ``log`` (lower bound 0); bounded parameters get ``logit``
@@ -236,6 +240,11 @@ def default_transform(name: str, samples: np.ndarray | None = None) -> Parameter
         Posterior samples of the parameter.  If given they are checked against the support, and a
         logit bound that a sample touches exactly (e.g. ``mass_ratio == 1``) is moved outwards by
         ``BOUNDARY_PAD`` times the interval width, so that every sample maps to a finite value.
+    bounds : (lower, upper), optional
+        Replace the physical bounds, e.g. by the analysis prior's tighter ones (``a_1`` in
+        ``(0, 0.99)`` for the 2-OGC runs): a posterior piled up against a prior edge is much
+        easier to model when the logit puts that edge at infinity.  ``(lower, None)`` gives a
+        ``log`` transform, ``(None, None)`` the identity.
 
     Raises
     ------
@@ -243,6 +252,11 @@ def default_transform(name: str, samples: np.ndarray | None = None) -> Parameter
         If a sample lies outside the physical support or is not finite.
     """
     kind, lower, upper = physical_support(name)
+    if bounds is not None:
+        lower, upper = bounds
+        kind = "identity" if lower is None and upper is None else "log" if upper is None else "logit"
+        if lower is None and upper is not None:
+            raise ValueError(f"bounds for {name!r} with an upper but no lower bound are not supported")
     transform = ParameterTransform(name, kind, lower, upper)
     if samples is None:
         return transform
@@ -280,14 +294,26 @@ class TransformStack:
             raise ValueError(f"duplicate parameter names in transform stack: {names}")
 
     @classmethod
-    def default(cls, names: Sequence[str], samples: np.ndarray | None = None) -> TransformStack:
-        """Stack of :func:`default_transform` for ``names``; ``samples`` has shape ``(n, len(names))``."""
+    def default(
+        cls,
+        names: Sequence[str],
+        samples: np.ndarray | None = None,
+        bounds: dict[str, tuple[float | None, float | None]] | None = None,
+    ) -> TransformStack:
+        """Stack of :func:`default_transform` for ``names``.
+
+        ``samples`` has shape ``(n, len(names))``; ``bounds`` maps names to bound overrides.
+        """
+        bounds = {} if bounds is None else dict(bounds)
+        unknown = sorted(set(bounds) - set(names))
+        if unknown:
+            raise ValueError(f"bounds given for {unknown}, which are not among the parameters {list(names)}")
         if samples is None:
-            return cls(tuple(default_transform(name) for name in names))
+            return cls(tuple(default_transform(name, None, bounds.get(name)) for name in names))
         samples = np.asarray(samples, dtype=float)
         if samples.ndim != 2 or samples.shape[1] != len(names):
             raise ValueError(f"samples must have shape (n, {len(names)}), got {samples.shape}")
-        return cls(tuple(default_transform(name, samples[:, i]) for i, name in enumerate(names)))
+        return cls(tuple(default_transform(name, samples[:, i], bounds.get(name)) for i, name in enumerate(names)))
 
     @property
     def names(self) -> tuple[str, ...]:
