@@ -130,9 +130,13 @@ def plot_amplitudes(
         median, lo, hi = np.percentile(samples, [50, 5, 95])
         for value, style in ((median, "-"), (lo, "--"), (hi, "--")):
             ax.axvline(value, color="k", ls=style, lw=0.8)
-        if amplitude_max is not None:
+        if amplitude_max is not None and amplitude_max <= 1.2 * samples.max():
             ax.axvline(amplitude_max, color="tab:red", lw=0.8, label="prior edge")
             ax.legend(frameon=False)
+        elif amplitude_max is not None:
+            # a distant prior edge would squeeze the histogram: state it instead
+            ax.text(0.97, 0.95, f"prior edge at {amplitude_max:g}", transform=ax.transAxes,
+                    ha="right", va="top", fontsize="small")
         ax.set_xlabel(rf"$A_{{{label}}}\ [10^{{-21}}]$")
         ax.set_title(f"{label}: {median:.2f} (+{hi - median:.2f} / -{median - lo:.2f})")
         ax.set_yticks([])
