@@ -33,7 +33,12 @@ def _settings(args):
         value = getattr(args, name)
         if value is not None:
             density[name] = value
-    return CompressionSettings(density=density, seed=args.seed)
+    return CompressionSettings(
+        density=density,
+        seed=args.seed,
+        metric_samples=args.metric_samples,
+        c2st_samples=min(5000, args.metric_samples),
+    )
 
 
 def _compress(args) -> int:
@@ -135,6 +140,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grid", type=int, help="spline grid intervals (default 5)")
     p.add_argument("--max-epochs", dest="max_epochs", type=int, help="training epochs at most")
     p.add_argument("--seed", type=int, default=0, help="seed of split, fit and metrics")
+    p.add_argument("--metric-samples", dest="metric_samples", type=int, default=20000,
+                   help="samples regenerated to measure fidelity (default 20000)")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
