@@ -290,3 +290,23 @@ def test_file_sha256_matches_hashlib(tmp_path):
     data = np.random.default_rng(0).bytes(3 << 20)
     path.write_bytes(data)
     assert file_sha256(path) == hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        {"remapped_params": np.array([[b"srcmass1", b"mass1"], [b"srcmass2", b"mass2"]])},
+        {"variable_params": np.array([b"srcmass1", b"srcmass2", b"spin1_a"])},
+    ],
+    ids=["remapped_params", "variable_params"],
+)
+def test_pycbc_source_frame_masses_are_recognised(tmp_path, attrs):
+    path = tmp_path / "post.hdf"
+    with h5py.File(path, "w") as f:
+        f["samples/mass1"] = np.array([30.0, 36.0])
+        f["samples/mass2"] = np.array([25.0, 30.0])
+        f["samples/redshift"] = np.array([0.1, 0.2])
+        f.attrs.update(attrs)
+    table = read_posterior(path, params=["mass_1", "mass_1_source"])
+    assert table.metadata["mass_frame_in_file"] == "source"
+    np.testing.assert_allclose(table.array(), [[33.0, 30.0], [43.2, 36.0]])

@@ -271,7 +271,10 @@ def _decode(value: Any) -> Any:
 
 
 def _json_safe(attrs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
-    """Attributes that survive ``json.dumps``; long or exotic values are dropped."""
+    """Attributes that survive ``json.dumps``; long or exotic values are dropped.
+
+    Metadata travels into compressed-model files whose size matters, hence the short cap.
+    """
     out = {}
     for key, value in attrs:
         value = _decode(value)
@@ -279,7 +282,7 @@ def _json_safe(attrs: Iterable[tuple[str, Any]]) -> dict[str, Any]:
             text = json.dumps(value)
         except TypeError:
             continue
-        if len(text) <= 2000:
+        if len(text) <= 300:
             out[key] = value
     return out
 
@@ -304,20 +307,20 @@ def _pycbc_mass_frame(attrs: dict[str, Any]) -> str:
     """``"source"`` when the file's ``mass1``/``mass2`` are source-frame (2-OGC remaps them)."""
     remapped = str(attrs.get("remapped_params", ""))
     variable = [str(v) for v in attrs.get("variable_params", [])]
-    if re.search(r"srcmass1'?\s+'?mass1", remapped) or ("srcmass1" in variable and "mass1" not in variable):
+    if re.search(r"srcmass1'?[\s,]+'?mass1\b", remapped) or ("srcmass1" in variable and "mass1" not in variable):
         return "source"
     return "detector"
 
 
 def _read_pycbc(path: Path, analysis: str) -> tuple[dict, dict | None, dict]:
     with h5py.File(path, "r") as f:
+        frame = _pycbc_mass_frame({k: _decode(v) for k, v in f.attrs.items()})
         attrs = _json_safe(f.attrs.items())
         columns = _columns_of(f["samples"], f"{path}:samples")
         if isinstance(f.get("likelihood_stats"), h5py.Group):
             stats = _columns_of(f["likelihood_stats"], f"{path}:likelihood_stats")
             columns.update({("log_prior" if k == "prior" else k): v for k, v in stats.items()})
         prior = _columns_of(f["prior_samples"], f"{path}:prior_samples") if "prior_samples" in f else None
-    frame = _pycbc_mass_frame(attrs)
     mass_names = {"mass1": "mass_1_source", "mass2": "mass_2_source"} if frame == "source" else \
         {"mass1": "mass_1", "mass2": "mass_2"}
     meta = {"mass_frame_in_file": frame, "file_attributes": attrs}
