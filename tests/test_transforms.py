@@ -157,3 +157,11 @@ def test_bound_overrides():
     assert [t.upper for t in stack.transforms] == [1.0, 0.99]
     with pytest.raises(ValueError, match="not among the parameters"):
         TransformStack.default(["a_1"], bounds={"a_3": (0.0, 1.0)})
+
+
+def test_inverse_of_extreme_values_stays_inside_the_support():
+    for t in TRANSFORMS[1:]:
+        # a log transform's inverse genuinely overflows for y > 709, so only logits get large y
+        x = t.inverse(np.array([-1e4, -800.0] + ([800.0, 1e4] if t.kind == "logit" else [])))
+        assert np.all(t.contains(x)) and np.all(np.isfinite(t.forward(x)))
+        assert np.all(x > t.lower) and (t.upper is None or np.all(x < t.upper))

@@ -181,13 +181,20 @@ class ParameterTransform:
             return np.log(x - self.lower) - np.log(self.upper - x)
 
     def inverse(self, y: np.ndarray) -> np.ndarray:
-        """Map real values ``y`` (any shape) back to the parameter's support."""
+        """Map real values ``y`` (any shape) back into the open support ``(lower, upper)``.
+
+        For ``|y|`` beyond ~37 (logit) or below ~-745 (log) float64 rounds the result onto a
+        bound; it is nudged to the nearest float inside, so that :meth:`forward` of any
+        regenerated sample stays finite.
+        """
         y = np.asarray(y, dtype=float)
         if self.kind == "identity":
             return y.copy()
+        inner_lower = np.nextafter(self.lower, np.inf)
         if self.kind == "log":
-            return self.lower + np.exp(y)
-        return self.lower + (self.upper - self.lower) * expit(y)
+            return np.maximum(self.lower + np.exp(y), inner_lower)
+        x = self.lower + (self.upper - self.lower) * expit(y)
+        return np.clip(x, inner_lower, np.nextafter(self.upper, -np.inf))
 
     def log_abs_det_jacobian(self, x: np.ndarray) -> np.ndarray:
         """``ln |dy/dx|`` at physical values ``x`` (same shape as ``x``).
