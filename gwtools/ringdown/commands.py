@@ -71,7 +71,12 @@ def _run_scan(args: argparse.Namespace) -> int:
 
     _quiet(args)
     # Dask logs every worker start and stop at INFO: keep the scan's own messages readable.
-    logging.getLogger("distributed").setLevel(logging.WARNING)
+    # (Importing distributed applies its logging config, so set the level afterwards.)
+    import distributed  # noqa: F401
+
+    for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.core",
+                 "distributed.worker", "distributed.http.proxy"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     scan = load_scan_config(args.config)
     updates = _overrides(args)
     if updates:

@@ -453,6 +453,8 @@ def make_plots(result: RingdownResult, directory: str | Path, imr_path: str | Pa
                     f"{result.config['analysis']['sample_rate']:.0f} Hz"),
         ("live points / dlogz", f"{result.config['sampler']['nlive']} / "
                                 f"{result.config['sampler']['dlogz']}"),
+        ("ln B (ringdown vs noise, physical prior)",
+         f"{result.log_evidence['physical'][0] - diag['log_noise_evidence']:.2f}"),
         ("likelihood calls", f"{int(diag['ncall'])}"),
         ("sampling time", f"{diag['sampling_walltime']:.1f} s"),
         ("importance ESS", f"{diag['importance_ess']:.0f} of {int(diag['importance_draws'])}"),
