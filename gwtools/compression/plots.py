@@ -62,7 +62,8 @@ def corner_comparison(
     style = dict(bins=bins, range=ranges, labels=list(names), plot_datapoints=False, plot_density=False,
                  levels=(0.5, 0.9), smooth=1.0, hist_kwargs={"density": True})
     corner.corner(original, fig=fig, color="k", **style)
-    corner.corner(regenerated, fig=fig, color="tab:red", **{**style, "hist_kwargs": {"density": True, "color": "tab:red"}})
+    style["hist_kwargs"] = {"density": True, "color": "tab:red"}
+    corner.corner(regenerated, fig=fig, color="tab:red", **style)
     fig.legend(handles=[Line2D([], [], color="k", label=labels[0]), Line2D([], [], color="tab:red", label=labels[1])],
                loc="upper right", frameon=False)
     _save(fig, path)
