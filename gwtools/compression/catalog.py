@@ -391,7 +391,7 @@ def compress_catalog(
             n_workers=n_workers or os.cpu_count() or 1,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",  # any free port: never clash with a running cluster
         )
         client = Client(cluster)
     else:

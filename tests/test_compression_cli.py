@@ -1,0 +1,116 @@
+"""The compression command line: compress, regenerate, logpdf, compress-catalog, and errors."""
+
+from __future__ import annotations
+
+import csv
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+from gwtools.cli import main
+
+NAMES = ("mass_ratio", "a_1")
+TINY = ["--hidden", "4", "--n-components", "2", "--max-epochs", "15", "--metric-samples", "1000"]
+
+
+def _write_posterior(path, seed, n=1500):
+    """Correlated bounded 2-D posterior: q ~ Beta(3, 3), a_1 | q ~ Beta(2 + 4 q, 4)."""
+    rng = np.random.default_rng(seed)
+    q = rng.beta(3.0, 3.0, n)
+    a = rng.beta(2.0 + 4.0 * q, 4.0)
+    np.savetxt(path, np.column_stack([q, a]), delimiter=",", header=",".join(NAMES), comments="")
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("cli")
+    source = tmp / "posterior.csv"
+    _write_posterior(source, seed=0)
+    assert main(["compress", str(source), "--params", ",".join(NAMES), "--out",
+                 str(tmp / "model"), *TINY]) == 0
+    return tmp
+
+
+def test_compress_writes_both_files(model):
+    assert (model / "model.weights.npz").is_file()
+    assert (model / "model.expr.json").is_file()
+
+
+@pytest.mark.parametrize("source", ["weights", "expressions"])
+def test_regenerate_hdf5_and_csv(model, source):
+    h5 = model / f"draws-{source}.h5"
+    text = model / f"draws-{source}.csv"
+    for out in (h5, text):
+        assert main(["regenerate", str(model / "model"), "--n", "2000", "--seed", "4",
+                     "--out", str(out), "--from", source]) == 0
+    with h5py.File(h5, "r") as f:
+        assert sorted(f) == sorted(NAMES)
+        from_h5 = np.column_stack([f[n][()] for n in NAMES])
+    with open(text) as handle:
+        assert next(csv.reader(handle)) == list(NAMES)
+    from_csv = np.loadtxt(text, delimiter=",", skiprows=1)
+    np.testing.assert_allclose(from_csv, from_h5, rtol=1e-9)
+    # Samples stay in the physical support and follow the source roughly (the model is tiny).
+    assert np.all((from_h5 > 0) & (from_h5 < 1))
+    assert from_h5[:, 0].mean() == pytest.approx(0.5, abs=0.04)
+
+
+def test_logpdf_matches_python_api(model):
+    from gwtools.compression import load
+
+    points = model / "points.csv"
+    _write_posterior(points, seed=9, n=200)
+    out = model / "logpdf.csv"
+    assert main(["logpdf", str(model / "model"), str(points), "--out", str(out)]) == 0
+    values = np.loadtxt(out, delimiter=",", skiprows=1)
+    expected = load(model / "model").log_prob(np.loadtxt(points, delimiter=",", skiprows=1))
+    np.testing.assert_allclose(values, expected, rtol=1e-8)
+
+
+def test_cli_errors_are_one_clear_line(model, capsys):
+    assert main(["regenerate", str(model / "absent"), "--n", "10", "--out",
+                 str(model / "x.h5")]) == 2
+    assert "no compressed-posterior weights file" in capsys.readouterr().err
+    assert main(["regenerate", str(model / "model"), "--n", "10", "--out",
+                 str(model / "x.parquet")]) == 2
+    assert "must end in" in capsys.readouterr().err
+    assert main(["compress", str(model / "absent.hdf"), "--out", str(model / "m")]) == 2
+    assert capsys.readouterr().err.startswith("gwtools compress: error:")
+    assert main(["compress", str(model / "posterior.csv"), "--params", "chirp_mass",
+                 "--out", str(model / "m")]) == 2
+    assert "chirp_mass" in capsys.readouterr().err
+
+
+def test_regenerate_subprocess_does_not_import_torch(model):
+    script = (
+        "import sys; from gwtools.cli import main; "
+        f"rc = main(['regenerate', {str(model / 'model')!r}, '--n', '100', '--out', "
+        f"{str(model / 'sub.csv')!r}, '--from', 'expressions']); "
+        "assert rc == 0; assert 'torch' not in sys.modules and 'kan' not in sys.modules; print('ok')"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "ok" in result.stdout
+
+
+def test_compress_catalog_on_a_local_dask_cluster(tmp_path):
+    catalog = tmp_path / "catalog"
+    catalog.mkdir()
+    _write_posterior(catalog / "event_a.csv", seed=1, n=800)
+    _write_posterior(catalog / "event_b.csv", seed=2, n=800)
+    (catalog / "broken.csv").write_text("mass_ratio,a_1\n0.5,1.7\n0.4,0.2\n")  # a_1 > 1
+    out = tmp_path / "models"
+    rc = main(["compress-catalog", str(catalog), "--out", str(out), "--workers", "1",
+               "--params", ",".join(NAMES), "--hidden", "3", "--n-components", "2",
+               "--max-epochs", "4", "--metric-samples", "500"])
+    assert rc == 1  # one file failed, and says so
+    with open(out / "summary.csv") as handle:
+        rows = {row["file"]: row for row in csv.DictReader(handle)}
+    assert set(rows) == {"event_a.csv", "event_b.csv", "broken.csv"}
+    assert "a_1" in rows["broken.csv"]["error"]
+    for name in ("event_a", "event_b"):
+        assert rows[f"{name}.csv"]["error"] == ""
+        assert (out / f"{name}.weights.npz").is_file() and (out / f"{name}.expr.json").is_file()
