@@ -100,6 +100,7 @@ def test_relative_paths_resolve_against_the_config_directory(tmp_path):
         (with_change("sampler", "sample", "hmc"), r"\[sampler\] sample"),
         (with_change("noise", "method", "acf_file"), r"\[noise\] acf_files: no ACF file"),
         (with_change("noise", "welch_segment", 30.0), r"\[noise\] welch_segment"),
+        (with_change("noise", "offsource", [-5.0, 0.1]), r"\[noise\] offsource: window \[-5.0, 0.1\] s overlaps"),
         (with_change("data", "detectors", ["H1", "V1"]), r"\[data\] files: no strain file for detector\(s\) V1"),
         (with_change("output", "label", "a/b"), r"\[output\] label"),
     ],

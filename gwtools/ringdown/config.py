@@ -64,6 +64,9 @@ __all__ = [
 #: Largest remnant spin accepted in priors: the Kerr QNM fits are validated up to here.
 MAX_FINAL_SPIN = 0.99
 
+#: Largest light-travel delay between a detector and the geocentre, s (Earth radius / c).
+_MAX_DELAY = 0.0213
+
 _MODE_PATTERN = re.compile(r"^[2-9]\d\d$")
 _SAMPLE_METHODS = ("auto", "unif", "rwalk", "slice", "rslice")
 _NOISE_METHODS = ("welch", "acf_file")
@@ -641,7 +644,7 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: str | os.PathLike = ".") -
     event = _parse_event(raw, data.detectors)
     model = _parse_model(raw)
     default_label = f"{event.name}_{'+'.join(model.modes)}"
-    return RingdownConfig(
+    config = RingdownConfig(
         data=data,
         event=event,
         analysis=_parse_analysis(raw),
@@ -651,6 +654,18 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: str | os.PathLike = ".") -
         sampler=_parse_sampler(raw),
         output=_parse_output(raw, base, default_label),
     )
+    if config.noise.method == "welch":
+        # the noise estimate must not see the signal; allow for the inter-detector delays
+        begin, end = config.noise.offsource
+        start = start_offset_seconds(config)
+        if begin < start + config.analysis.duration + _MAX_DELAY and end > start - _MAX_DELAY:
+            raise _fail(
+                "noise",
+                "offsource",
+                f"window {list(config.noise.offsource)} s overlaps the analysis segment "
+                f"[{start:.4f}, {start + config.analysis.duration:.4f}] s after the peak",
+            )
+    return config
 
 
 def _read_toml(path: str | os.PathLike) -> dict[str, Any]:
