@@ -23,7 +23,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--config", default=str(ROOT / "pipelines" / "gw150914.toml"))
     parser.add_argument("--nlive", type=int, help="override [sampler] nlive")
     parser.add_argument("--dlogz", type=float, help="override [sampler] dlogz")
@@ -59,8 +61,9 @@ def main() -> None:
     stage("plots", pipeline.make_plots, result, config.output.directory, config.data.imr_samples)
     total = sum(timings.values())
 
-    print(f"GW150914 {'+'.join(config.model.modes)}: nlive {config.sampler.nlive}, dlogz {config.sampler.dlogz}, "
-          f"{prepared.data.n_samples} samples x {prepared.data.n_detectors} detectors")
+    print(f"GW150914 {'+'.join(config.model.modes)}: nlive {config.sampler.nlive}, "
+          f"dlogz {config.sampler.dlogz}, {prepared.data.n_samples} samples x "
+          f"{prepared.data.n_detectors} detectors")
     for name, seconds in timings.items():
         print(f"  {name:15s} {seconds:8.2f} s")
     print(f"  {'total':15s} {total:8.2f} s")

@@ -128,6 +128,7 @@ def test_bilby_file_holds_the_same_posterior(tiny_run):
     back = bilby.core.result.read_in_result(str(out / "GW150914_220+221_bilby.json"))
     np.testing.assert_allclose(back.posterior["final_mass"].to_numpy(), result.posterior["final_mass"])
     assert back.log_evidence == pytest.approx(result.log_evidence["physical"][0])
+    assert back.log_noise_evidence == pytest.approx(result.diagnostics["log_noise_evidence"])
 
 
 def test_bad_config_is_one_clear_line(tmp_path, capsys, project_data):

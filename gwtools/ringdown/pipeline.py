@@ -235,7 +235,9 @@ def _parameter_space(config: RingdownConfig) -> tuple[ParameterSpace, dict[str, 
     return ParameterSpace(tuple(priors)), fixed
 
 
-def build_likelihood(config: RingdownConfig, prepared: PreparedAnalysis) -> tuple[FireflyLikelihood, ParameterSpace]:
+def build_likelihood(
+    config: RingdownConfig, prepared: PreparedAnalysis
+) -> tuple[FireflyLikelihood, ParameterSpace]:
     """The FIREFLY marginal likelihood and the sampled space of this configuration."""
     space, fixed = _parameter_space(config)
     scale = config.prior.quadrature_scale
@@ -356,7 +358,8 @@ def build_result(
         units[f"frequency_{mode}"] = "Hz"
         units[f"damping_time_{mode}"] = "s"
 
-    nonlinear = np.column_stack([np.asarray(likelihood.nonlinear(row)) for row in theta[:WAVEFORM_DRAWS]]).T
+    draws = theta[:WAVEFORM_DRAWS]
+    nonlinear = np.array([[float(v) for v in likelihood.nonlinear(row)] for row in draws])
     waveforms = _whitened_waveforms(likelihood, prepared, nonlinear, quadratures[:WAVEFORM_DRAWS])
 
     resolved = config_to_dict(config)
@@ -412,7 +415,9 @@ def read_imr_samples(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         return f["final_mass"][()], f["final_spin"][()]
 
 
-def make_plots(result: RingdownResult, directory: str | Path, imr_path: str | Path | None = None) -> tuple[list[Path], Path]:
+def make_plots(
+    result: RingdownResult, directory: str | Path, imr_path: str | Path | None = None
+) -> tuple[list[Path], Path]:
     """Draw the figures and the summary page of ``result``; return (PNG paths, summary path)."""
     from gwtools.ringdown import plots
 

@@ -259,9 +259,9 @@ def to_bilby_result(result: RingdownResult, prior: str = "physical"):
     Notes
     -----
     The posterior DataFrame holds every column; ``search_parameter_keys`` are the sampled
-    parameters, with uniform priors on their ranges.  The configuration, versions, checksums, the other priors' ln Z and the
-    diagnostics go into ``meta_data``.  bilby has no slot for the noise evidence of a
-    ringdown analysis, so ``log_noise_evidence`` is NaN.
+    parameters, with uniform priors on their ranges.  The configuration, versions, checksums,
+    the other priors' ln Z and the diagnostics go into ``meta_data``.  ``log_noise_evidence``
+    is the diagnostic ``log_noise_evidence`` (ln L of the data without signal), NaN if absent.
     """
     import bilby
     import pandas as pd
@@ -287,7 +287,7 @@ def to_bilby_result(result: RingdownResult, prior: str = "physical"):
         posterior=pd.DataFrame({k: np.asarray(v) for k, v in result.posterior.items()}),
         log_evidence=float(ln_z),
         log_evidence_err=float(ln_z_err),
-        log_noise_evidence=float("nan"),
+        log_noise_evidence=float(result.diagnostics.get("log_noise_evidence", float("nan"))),
         num_likelihood_evaluations=int(result.diagnostics.get("ncall", 0)),
         sampling_time=float(result.diagnostics.get("sampling_walltime", 0.0)),
         meta_data={
