@@ -41,6 +41,7 @@ __all__ = [
     "compress_file",
     "compress_catalog",
     "catalog_task",
+    "heldout_split",
     "summary_row",
     "posterior_files",
     "SUMMARY_COLUMNS",
@@ -79,6 +80,10 @@ class CompressionSettings:
     seed : int
     torch_threads : int
         Threads torch may use while fitting (1 is usually fastest for these small networks).
+    bounds : dict
+        Per-parameter ``(lower, upper)`` overrides of the physical supports of the transforms,
+        e.g. the analysis prior's ``a_1`` range ``(0, 0.99)``: a posterior piled up against a
+        prior edge is easier to model when that edge maps to infinity.
     """
 
     density: dict = field(default_factory=dict)
@@ -89,12 +94,20 @@ class CompressionSettings:
     c2st_samples: int = 5000
     seed: int = 0
     torch_threads: int = 1
+    bounds: dict = field(default_factory=dict)
 
     def __post_init__(self):
         if not 0.0 < self.heldout_fraction < 1.0:
             raise ValueError(f"heldout_fraction must be in (0, 1), got {self.heldout_fraction}")
         if self.metric_samples < 100:
             raise ValueError(f"metric_samples must be >= 100, got {self.metric_samples}")
+
+
+def heldout_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random (held-out, training) row indices; the same for the KAN model and baselines."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_heldout = max(int(round(fraction * n)), 1)
+    return order[:n_heldout], order[n_heldout:]
 
 
 def _quantised(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
@@ -212,12 +225,10 @@ def compress_file(
         if table.prior_samples is not None and all(p in table.prior_samples for p in parameters):
             prior_x = table.prior_array(parameters)
         both = x if prior_x is None else np.vstack([x, prior_x])
-        stack = TransformStack.default(parameters, both)
+        stack = TransformStack.default(parameters, both, bounds=settings.bounds)
         y = stack.forward(x)
-        rng = np.random.default_rng(settings.seed)
-        order = rng.permutation(len(y))
-        n_heldout = max(int(round(settings.heldout_fraction * len(y))), 1)
-        heldout, train = order[:n_heldout], order[n_heldout:]
+        heldout, train = heldout_split(len(y), settings.heldout_fraction, settings.seed)
+        n_heldout = len(heldout)
 
         spline, formulas, part, info = _fit_density(
             y[train], settings.density, settings.symbolic, settings.seed
@@ -260,12 +271,18 @@ def compress_file(
             {**common, **weights_header, "metadata": {**metadata, "fidelity": results["weights"]}},
             arrays,
         )
+        # The formulas file is meant to be small and readable: scalar metrics only.
+        summary_keys = ("heldout_log_density_transformed", "heldout_log_density",
+                        "jsd_median_bits", "jsd_max_bits", "c2st_accuracy", "ci_shift_max")
         expressions_bytes = write_expressions(
             expressions_path,
             {
                 **common,
                 **expressions_header,
-                "metadata": {**metadata, "fidelity": results["expressions"]},
+                "metadata": {
+                    **{k: v for k, v in metadata.items() if k not in ("posterior_fit", "prior_fit")},
+                    "fidelity": {k: results["expressions"][k] for k in summary_keys},
+                },
             },
         )
     finally:

@@ -25,6 +25,21 @@ def _params(text: str) -> tuple[str, ...]:
     return names
 
 
+def _bounds(text: str) -> dict:
+    """``a_1=0,0.99;a_2=0,0.99`` -> {"a_1": (0.0, 0.99), ...}."""
+    bounds = {}
+    for item in filter(None, (part.strip() for part in text.split(";"))):
+        name, _, values = item.partition("=")
+        try:
+            lower, upper = (float(v) for v in values.split(","))
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"bad bounds {item!r}: write NAME=LOWER,UPPER, separated by ';'"
+            ) from None
+        bounds[name.strip()] = (lower, upper)
+    return bounds
+
+
 def _settings(args):
     from gwtools.compression.catalog import CompressionSettings
 
@@ -36,6 +51,7 @@ def _settings(args):
     return CompressionSettings(
         density=density,
         seed=args.seed,
+        bounds=args.bounds,
         metric_samples=args.metric_samples,
         c2st_samples=min(5000, args.metric_samples),
     )
@@ -140,6 +156,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--grid", type=int, help="spline grid intervals (default 5)")
     p.add_argument("--max-epochs", dest="max_epochs", type=int, help="training epochs at most")
     p.add_argument("--seed", type=int, default=0, help="seed of split, fit and metrics")
+    p.add_argument("--bounds", type=_bounds, default={},
+                   help="support overrides, e.g. 'a_1=0,0.99;a_2=0,0.99' (the analysis prior)")
     p.add_argument("--metric-samples", dest="metric_samples", type=int, default=20000,
                    help="samples regenerated to measure fidelity (default 20000)")
 

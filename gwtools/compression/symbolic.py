@@ -73,11 +73,11 @@ class SymbolicConfig:
     hidden_library: tuple[str, ...] = ("x", "x^2", "x^3", "tanh", "sin", "gaussian")
     output_library: tuple[str, ...] = ("x", "x^2", "tanh")
     weight_simple: float = 0.8
-    prune_threshold: float = 2e-3
+    prune_threshold: float = 3e-2
     n_fit_samples: int = 600
     finetune_steps: int = 150
     learning_rate: float = 2e-3
-    digits: int = 4
+    digits: int = 3
     seed: int = 0
 
     def __post_init__(self):
