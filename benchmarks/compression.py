@@ -219,7 +219,7 @@ def main() -> None:
                         help="small KAN, few flow epochs, fewer metric samples")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    args.gmm = (4, 8, 16, 32, 64)
+    args.gmm = (4, 8, 16, 32, 64, 128)
     args.density, args.symbolic = {}, {}
     args.metric_samples, args.c2st_samples, args.flow_epochs = 20000, 5000, 60
     if args.quick:

@@ -151,3 +151,35 @@ def test_symbolic_forward_equals_pykan_forward():
     torch.testing.assert_close(ours, expected, atol=1e-4, rtol=1e-4)
     # Every unmasked edge got a function (or was pruned to a constant), no masked one did.
     assert sum(sym.function_counts.values()) == sum(int(m.sum()) for m in made_masks(3, 4, 2))
+
+
+def test_prior_samples_give_a_normalised_ln_prior(shared_data, tmp_path):
+    """An O2 PyCBC file carries prior draws: the stored prior model integrates to one and
+    follows those draws."""
+    source = shared_data / "posteriors" / "o2-bbh-pe" / "gw170814_posteriors_thinned.hdf"
+    names = ("mass_ratio", "chirp_mass")
+    settings = CompressionSettings(
+        density={"hidden": 4, "n_components": 3, "max_epochs": 25},
+        prior_density={"hidden": 4, "n_components": 4, "max_epochs": 40},
+        symbolic={"finetune_steps": 10, "n_fit_samples": 200},
+        metric_samples=1000, c2st_samples=500,
+    )
+    summary = compress_file(source, tmp_path / "gw170814", names, settings=settings)
+    assert summary["has_prior"]
+    from gwtools.io.posteriors import read_posterior
+
+    prior = read_posterior(source, params=names).prior_array(names)
+    for source_kind in ("weights", "expressions"):
+        model = load(tmp_path / "gw170814", source=source_kind)
+        q_edges = np.linspace(0.0, 1.0, 201)
+        m_edges = np.linspace(0.5 * prior[:, 1].min(), 1.5 * prior[:, 1].max(), 301)
+        q, m = np.meshgrid(0.5 * (q_edges[1:] + q_edges[:-1]), 0.5 * (m_edges[1:] + m_edges[:-1]),
+                           indexing="ij")
+        density = np.exp(model.ln_prior(np.column_stack([q.ravel(), m.ravel()])))
+        total = density.sum() * (q_edges[1] - q_edges[0]) * (m_edges[1] - m_edges[0])
+        assert total == pytest.approx(1.0, abs=0.03)
+        draws = model.transforms.inverse(model.prior.sample_unbounded(20000, np.random.default_rng(0)))
+        for j in range(2):
+            assert js_divergence_1d(prior[:, j], draws[:, j]) < 0.02
+        regenerated = model.sample(500, seed=1)
+        assert np.all(np.isfinite(model.ln_prior(regenerated)))
