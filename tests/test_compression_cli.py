@@ -114,3 +114,23 @@ def test_compress_catalog_on_a_local_dask_cluster(tmp_path):
     for name in ("event_a", "event_b"):
         assert rows[f"{name}.csv"]["error"] == ""
         assert (out / f"{name}.weights.npz").is_file() and (out / f"{name}.expr.json").is_file()
+
+
+def test_size_is_chosen_by_validation_loss(tmp_path):
+    from gwtools.compression import load
+    from gwtools.compression.catalog import CompressionSettings, compress_file
+
+    source = tmp_path / "posterior.csv"
+    _write_posterior(source, seed=3, n=1000)
+    candidates = ({"hidden": 2, "n_components": 1}, {"hidden": 6, "n_components": 3})
+    settings = CompressionSettings(
+        density={"max_epochs": 12}, size_candidates=candidates, size_tolerance=0.0,
+        symbolic={"finetune_steps": 2, "n_fit_samples": 100}, metric_samples=300,
+        c2st_samples=200,
+    )
+    compress_file(source, tmp_path / "m", NAMES, settings=settings)
+    info = load(tmp_path / "m").metadata["posterior_fit"]
+    losses = [c["validation_loss"] for c in info["size_candidates"]]
+    assert len(losses) == 2
+    chosen = candidates[int(np.argmin(losses))]
+    assert info["config"]["hidden"] == chosen["hidden"]

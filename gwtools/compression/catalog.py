@@ -84,6 +84,12 @@ class CompressionSettings:
         Per-parameter ``(lower, upper)`` overrides of the physical supports of the transforms,
         e.g. the analysis prior's ``a_1`` range ``(0, 0.99)``: a posterior piled up against a
         prior edge is easier to model when that edge maps to infinity.
+    size_candidates : tuple of dict
+        Network sizes to choose from (e.g. ``({"hidden": 8, "n_components": 4}, ...)``),
+        each overriding ``density``; empty: fit ``density`` only.
+    size_tolerance : float
+        The smallest candidate (by ``hidden * n_components``) whose validation loss is within
+        this many nats of the best one is kept.
     """
 
     density: dict = field(default_factory=dict)
@@ -95,6 +101,8 @@ class CompressionSettings:
     seed: int = 0
     torch_threads: int = 1
     bounds: dict = field(default_factory=dict)
+    size_candidates: tuple = ()
+    size_tolerance: float = 0.02
 
     def __post_init__(self):
         if not 0.0 < self.heldout_fraction < 1.0:
@@ -120,11 +128,19 @@ def _quantised(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarr
     return out
 
 
-def _fit_density(y_train, density_kwargs, symbolic_kwargs, seed):
+def _fit_density(y_train, density_kwargs, symbolic_kwargs, seed, candidates=(), tolerance=0.02):
     from gwtools.compression import kan_density, symbolic
 
-    config = kan_density.KANDensityConfig(**{"seed": seed, **density_kwargs})
-    fitted = kan_density.fit(y_train, config)
+    tried = []
+    for candidate in candidates or ({},):
+        config = kan_density.KANDensityConfig(**{"seed": seed, **density_kwargs, **candidate})
+        fit = kan_density.fit(y_train, config)
+        tried.append((fit.validation_loss[fit.best_epoch], config.hidden * config.n_components, fit))
+    # The smallest network within `tolerance` nats of the best validation loss: sizes are
+    # chosen on the training data's own validation split, never on the held-out samples.
+    best = min(loss for loss, _, _ in tried)
+    fitted = min((t for t in tried if t[0] <= best + tolerance), key=lambda t: t[1])[2]
+    config = fitted.config
     sym = symbolic.fit_symbolic(
         fitted, y_train, symbolic.SymbolicConfig(**{"seed": seed, **symbolic_kwargs})
     )
@@ -141,7 +157,11 @@ def _fit_density(y_train, density_kwargs, symbolic_kwargs, seed):
         "epochs": len(fitted.validation_loss),
         "best_epoch": fitted.best_epoch,
         "validation_loss": fitted.validation_loss[fitted.best_epoch],
-        "fit_seconds": fitted.fit_seconds,
+        "fit_seconds": sum(t[2].fit_seconds for t in tried),
+        "size_candidates": [
+            {"hidden": t[2].config.hidden, "n_components": t[2].config.n_components,
+             "validation_loss": t[0]} for t in tried
+        ],
         "symbolic_seconds": sym.seconds,
         "edge_functions": sym.function_counts,
     }
@@ -231,7 +251,8 @@ def compress_file(
         n_heldout = len(heldout)
 
         spline, formulas, part, info = _fit_density(
-            y[train], settings.density, settings.symbolic, settings.seed
+            y[train], settings.density, settings.symbolic, settings.seed,
+            settings.size_candidates, settings.size_tolerance,
         )
         arrays = _quantised(spline, "posterior_")
         expressions_header = {"posterior": {**part, "layers": [list(f) for f in formulas]}}

@@ -16,6 +16,11 @@ __all__ = ["register"]
 logger = logging.getLogger(__name__)
 
 _DEFAULT_PARAMS = "chirp_mass,mass_ratio,a_1,a_2,tilt_1,tilt_2"
+_SIZE_LADDER = (
+    {"hidden": 8, "n_components": 4},
+    {"hidden": 12, "n_components": 6},
+    {"hidden": 16, "n_components": 8},
+)
 
 
 def _params(text: str) -> tuple[str, ...]:
@@ -52,6 +57,7 @@ def _settings(args):
         density=density,
         seed=args.seed,
         bounds=args.bounds,
+        size_candidates=_SIZE_LADDER if args.select_size else (),
         metric_samples=args.metric_samples,
         c2st_samples=min(5000, args.metric_samples),
     )
@@ -158,6 +164,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of split, fit and metrics")
     p.add_argument("--bounds", type=_bounds, default={},
                    help="support overrides, e.g. 'a_1=0,0.99;a_2=0,0.99' (the analysis prior)")
+    p.add_argument("--select-size", dest="select_size", action="store_true",
+                   help="fit hidden/components 8/4, 12/6, 16/8 and keep the smallest within "
+                        "0.02 nats of the best validation loss")
     p.add_argument("--metric-samples", dest="metric_samples", type=int, default=20000,
                    help="samples regenerated to measure fidelity (default 20000)")
 

@@ -319,6 +319,11 @@ def fit(
             since_best += 1
             if since_best >= config.patience:
                 break
+    if best_state is None:
+        raise ValueError(
+            "KAN density training diverged (non-finite validation loss); "
+            "lower KANDensityConfig.learning_rate"
+        )
     kan.load_state_dict(best_state)
     seconds = time.perf_counter() - start
     logger.info(
