@@ -118,3 +118,19 @@ def test_bad_analysis_input_is_rejected(two_detector_setup):
     indefinite[0, 1:] = 2 * indefinite[0, 0]
     with pytest.raises(ValueError, match="positive definite"):
         build_analysis_data(times, data, indefinite, antenna, ("H1", "L1"))
+
+
+def test_design_matrix_on_arbitrary_times_matches_reference_template():
+    """The general (non-uniform-grid) template path, used for plots, against the numpy template."""
+    from gwtools.ringdown.model import design_matrix
+
+    model = RingdownModel(parse_modes(["220", "221"]))
+    times = np.sort(np.random.default_rng(2).uniform(-0.002, 0.05, (2, 300)), axis=1)
+    antenna = np.array([[0.4, -0.2], [0.1, 0.7]])
+    amps, phases = np.array([2.0, 3.0]), np.array([0.3, 5.0])
+    b = np.stack([amps * np.cos(phases), amps * np.sin(phases)], axis=-1).ravel()
+    basis = np.asarray(design_matrix(model, 70.0, 0.6, times, antenna, 1.0))
+    freqs, taus = (np.asarray(x) for x in frequency_damping_time(model.modes, 70.0, 0.6))
+    for i in range(2):
+        expected = reference_template(times[i], freqs, taus, amps, phases, antenna[i], ms=[2, 2], inclination=1.0)
+        np.testing.assert_allclose(b @ basis[i], expected, rtol=0, atol=1e-12 * np.abs(expected).max())

@@ -12,7 +12,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from gwtools.ringdown.likelihood import NONLINEAR_PARAMETERS, VectorizedLikelihood, projections
+from gwtools.ringdown.likelihood import NONLINEAR_PARAMETERS, VectorizedLikelihood, log_likelihood
 from gwtools.ringdown.sampling import ParameterSpace, PriorRange
 
 __all__ = ["FullLikelihood", "full_parameter_space"]
@@ -38,12 +38,11 @@ class FullLikelihood(VectorizedLikelihood):
             raise ValueError(f"the full-parameter likelihood must sample {missing}")
 
     def _point(self, row, data):
-        overlap_data, normal = projections(self.model, data, *self.nonlinear(row))
         labels = self.model.amplitude_labels
         amplitude = jnp.stack([self.value(row, f"amplitude_{x}") for x in labels])
         phase = jnp.stack([self.value(row, f"phase_{x}") for x in labels])
         quadratures = jnp.stack([amplitude * jnp.cos(phase), amplitude * jnp.sin(phase)], axis=-1).ravel()
-        return data.log_l0 + overlap_data @ quadratures - 0.5 * quadratures @ normal @ quadratures
+        return log_likelihood(self.model, data, quadratures, *self.nonlinear(row))
 
 
 def full_parameter_space(nonlinear: ParameterSpace, amplitude_labels, amplitude_max: float) -> ParameterSpace:

@@ -27,7 +27,8 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 
-from gwtools.ringdown.model import AMPLITUDE_UNIT, RingdownModel, design_matrix
+from gwtools.ringdown.model import AMPLITUDE_UNIT, RingdownModel, mixing_matrix, mode_waveforms_uniform
+from gwtools.ringdown.noise import cholesky_factor, toeplitz_covariance
 
 __all__ = [
     "AnalysisData",
@@ -103,7 +104,7 @@ def build_analysis_data(times, data, acfs, antenna, detectors=()) -> AnalysisDat
     ------
     ValueError
         On mismatched shapes, non-finite input, or a covariance that is not numerically
-        positive definite (the message names the detector and what to change).
+        positive definite or is ill-conditioned (see :func:`gwtools.ringdown.noise.cholesky_factor`).
     """
     times = np.atleast_2d(np.asarray(times, dtype=float))
     data = np.atleast_2d(np.asarray(data, dtype=float))
@@ -123,20 +124,20 @@ def build_analysis_data(times, data, acfs, antenna, detectors=()) -> AnalysisDat
     for name, arr in (("times", times), ("data", data), ("acfs", acfs), ("antenna", antenna)):
         if not np.all(np.isfinite(arr)):
             raise ValueError(f"{name} contains NaN or inf: check the input strain and noise estimate")
+    if n < 2:
+        raise ValueError(f"the analysis segment needs at least 2 samples, got {n}")
+    steps = np.diff(times, axis=1)
+    if not np.allclose(steps, steps[0, 0], rtol=1e-9, atol=0) or steps[0, 0] <= 0:
+        raise ValueError("times must be uniformly and increasingly sampled at one rate in all detectors")
+    if np.any(times[:, 0] < 0):
+        raise ValueError("times are counted from the analysis start and must be >= 0")
 
     whitening = np.empty((n_det, n, n))
     whitened = np.empty((n_det, n))
     log_l0 = 0.0
     eye = np.eye(n)
     for i, det in enumerate(detectors):
-        cov = scipy.linalg.toeplitz(acfs[i] / AMPLITUDE_UNIT**2)
-        try:
-            chol = scipy.linalg.cholesky(cov, lower=True)
-        except np.linalg.LinAlgError as err:
-            raise ValueError(
-                f"{det}: the noise covariance is not positive definite ({err}); estimate the ACF "
-                "from more off-source data, use a shorter segment or a lower sample rate"
-            ) from None
+        chol = cholesky_factor(toeplitz_covariance(acfs[i] / AMPLITUDE_UNIT**2), detector=det)
         whitening[i] = scipy.linalg.solve_triangular(chol, eye, lower=True)
         whitened[i] = whitening[i] @ (data[i] / AMPLITUDE_UNIT)
         log_det_cov = 2.0 * np.sum(np.log(np.diag(chol))) + 2.0 * n * np.log(AMPLITUDE_UNIT)
@@ -169,9 +170,19 @@ def rotate_antenna(antenna, polarization):
     return jnp.stack([f_plus * c + f_cross * s, -f_plus * s + f_cross * c], axis=-1)
 
 
+def _mode_waveforms(model: RingdownModel, data: AnalysisData, final_mass, final_spin):
+    """Mode waveforms (n_det, 2 n_modes, n) on the data's (uniform) time grids."""
+    delta_t = data.times[0, 1] - data.times[0, 0]
+    return mode_waveforms_uniform(model, final_mass, final_spin, data.times[:, 0], delta_t, data.n_samples)
+
+
 def projections(model: RingdownModel, data: AnalysisData, final_mass, final_spin,
                 inclination=0.0, polarization=0.0):
     """Data projection S and normal matrix M of the quadratures at one parameter point.
+
+    Only the 2 n_modes damped cosines and sines are whitened (n x n products); antenna patterns
+    and inclination enter through the small mixing matrix, so S and M follow from their
+    projections and Gram matrices at negligible cost.
 
     Returns
     -------
@@ -179,17 +190,22 @@ def projections(model: RingdownModel, data: AnalysisData, final_mass, final_spin
         S: (n_quadratures,), M: (n_quadratures, n_quadratures), both for B in units of
         AMPLITUDE_UNIT.  vmap over the scalar arguments for batches.
     """
-    antenna = rotate_antenna(data.antenna, polarization)
-    basis = design_matrix(model, final_mass, final_spin, data.times, antenna, inclination)
-    white_basis = jnp.einsum("dqn,dmn->dqm", basis, data.whitening)
-    overlap_data = jnp.einsum("dqn,dn->q", white_basis, data.whitened_data)
-    normal = jnp.einsum("dqn,dpn->qp", white_basis, white_basis)
+    waveforms = _mode_waveforms(model, data, final_mass, final_spin)
+    white = jnp.einsum("dkn,dmn->dkm", waveforms, data.whitening)
+    mixing = mixing_matrix(model, rotate_antenna(data.antenna, polarization), inclination)
+    overlap_modes = jnp.einsum("dkm,dm->dk", white, data.whitened_data)
+    gram = jnp.einsum("dkm,dlm->dkl", white, white)
+    overlap_data = jnp.einsum("dqk,dk->q", mixing, overlap_modes)
+    normal = jnp.einsum("dqk,dkl,dpl->qp", mixing, gram, mixing)
     return overlap_data, normal
 
 
 def log_likelihood(model: RingdownModel, data: AnalysisData, quadratures, final_mass, final_spin,
                    inclination=0.0, polarization=0.0):
     """Exact Gaussian log likelihood ln L(theta, B) at one point.
+
+    Whitens the template itself (one n x n product per detector):
+    ln L = ln L0 + sum_i [(W_i h_i).(W_i d_i) - 1/2 |W_i h_i|^2].
 
     Parameters
     ----------
@@ -199,9 +215,12 @@ def log_likelihood(model: RingdownModel, data: AnalysisData, quadratures, final_
     final_mass, final_spin, inclination, polarization
         Scalars (Msun, dimensionless, rad, rad).
     """
-    overlap_data, normal = projections(model, data, final_mass, final_spin, inclination, polarization)
-    b = jnp.asarray(quadratures)
-    return data.log_l0 + overlap_data @ b - 0.5 * b @ normal @ b
+    waveforms = _mode_waveforms(model, data, final_mass, final_spin)
+    mixing = mixing_matrix(model, rotate_antenna(data.antenna, polarization), inclination)
+    coefficients = jnp.einsum("q,dqk->dk", jnp.asarray(quadratures), mixing)
+    template = jnp.einsum("dk,dkn->dn", coefficients, waveforms)
+    white = jnp.einsum("dmn,dn->dm", data.whitening, template)
+    return data.log_l0 + jnp.sum(white * data.whitened_data) - 0.5 * jnp.sum(white * white)
 
 
 NONLINEAR_PARAMETERS = ("final_mass", "final_spin", "inclination", "polarization")
