@@ -266,34 +266,42 @@ def run_scan(
     -------
     ScanOutputs
     """
-    from distributed import Client, LocalCluster
+    import dask
+    from distributed import Client, LocalCluster, as_completed
 
     points = scan_points(scan)
     cluster = None
     if scheduler is None:
         workers = n_workers or os.cpu_count() or 1
-        cluster = LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
-        )
+        # A run keeps its worker busy for minutes; on a loaded machine its heartbeats can lag
+        # past the default time-to-live, and the scheduler would restart a healthy worker.
+        with dask.config.set({"distributed.scheduler.worker-ttl": None}):
+            cluster = LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+            )
         client = Client(cluster)
     else:
         client = Client(scheduler)
     try:
         logger.info("scan: %d runs on %s", len(points), client)
-        futures = [
-            client.submit(run_scan_point, point, retries=scan.retries, pure=False)
-            for point in points
-        ]
-        outcomes: list[Mapping[str, Any] | BaseException] = []
-        for point, future in zip(points, futures):
+        futures = {
+            client.submit(run_scan_point, point, retries=scan.retries, pure=False): i
+            for i, point in enumerate(points)
+        }
+        outcomes: list[Mapping[str, Any] | BaseException] = [RuntimeError("not run")] * len(points)
+        # collect each run as it finishes, so a worker lost later cannot take finished results
+        for future in as_completed(futures):
+            i = futures[future]
             try:
-                outcomes.append(future.result())
+                outcomes[i] = future.result()
+                logger.info("scan run %s done", points[i]["output"]["label"])
             except Exception as err:  # reported in the table, never dropped
                 logger.warning(
                     "scan run %s failed after %d retries: %s",
-                    point["output"]["label"], scan.retries, err,
+                    points[i]["output"]["label"], scan.retries, err,
                 )
-                outcomes.append(err)
+                outcomes[i] = err
+            future.release()
     finally:
         client.close()
         if cluster is not None:
