@@ -28,6 +28,7 @@ import numpy as np
 
 from gwtools.io.atomic import atomic_path
 from gwtools.ringdown.config import ScanConfig, config_to_dict, override, parse_config
+from gwtools.ringdown.results import credible_interval
 
 __all__ = [
     "ScanOutputs",
@@ -118,7 +119,6 @@ def run_scan_point(config: Mapping[str, Any]) -> dict[str, Any]:
         ``result_path``.
     """
     from gwtools.ringdown.pipeline import run_pipeline
-    from gwtools.ringdown.results import credible_interval
 
     parsed = parse_config(config)
     outputs = run_pipeline(parsed, progress=False, plots=False)
@@ -202,8 +202,23 @@ def read_scan_table(path: str | os.PathLike) -> list[dict[str, Any]]:
         ]
 
 
-def plot_scan(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Path:
-    """ln B and the remnant mass and spin (median, 90%) against start time, per mode set."""
+def plot_scan(
+    rows: Sequence[Mapping[str, Any]],
+    path: str | os.PathLike,
+    *,
+    imr: tuple[np.ndarray, np.ndarray] | None = None,
+) -> Path:
+    """ln B and the remnant mass and spin (median, 90%) against start time, per mode set.
+
+    Parameters
+    ----------
+    rows : sequence of mapping
+        Scan table rows (:func:`tabulate_scan`).
+    path : path-like
+        PNG to write.
+    imr : (array_like, array_like), optional
+        IMR remnant (mass, spin) samples, drawn as 90% bands.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -223,8 +238,11 @@ def plot_scan(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Pat
     axes[0].axhline(0.0, color="k", lw=0.8)
     axes[0].set_ylabel(r"$\ln B$ (physical prior)")
     axes[0].legend(frameon=False)
-    for ax, name, label in ((axes[1], "final_mass", r"$M_f\ [M_\odot]$"),
-                            (axes[2], "final_spin", r"$\chi_f$")):
+    for j, (ax, name, label) in enumerate(((axes[1], "final_mass", r"$M_f\ [M_\odot]$"),
+                                           (axes[2], "final_spin", r"$\chi_f$"))):
+        if imr is not None:
+            _, lower, upper = credible_interval(imr[j])
+            ax.axhspan(lower, upper, color="0.85", label="IMR 90%")
         for k, modes in enumerate(mode_sets):
             sel = [row for row in ok if row["modes"] == modes]
             t = np.array([r["start_offset_ms"] for r in sel]) + 0.08 * (k - (len(mode_sets) - 1) / 2)
@@ -240,7 +258,8 @@ def plot_scan(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike) -> Pat
         for ax in axes:
             ax.axvline(row["start_offset_ms"], color="tab:red", lw=0.8, ls=":")
     axes[-1].set_xlabel("start time after the peak [ms]")
-    axes[0].set_title("Start-time scan (error bars: 90% intervals; red dotted: failed runs)")
+    axes[0].set_title(r"Start-time scan ($\ln B$: $\pm 1\sigma$; $M_f$, $\chi_f$: 90% intervals;"
+                      " red dotted: failed runs)", fontsize="medium")
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
@@ -309,5 +328,10 @@ def run_scan(
     rows = tabulate_scan(points, outcomes)
     directory = scan.run.output.directory
     table = write_scan_table(rows, directory / "scan.csv")
-    plot = plot_scan(rows, directory / "scan.png")
+    imr = None
+    if scan.run.data.imr_samples is not None:
+        from gwtools.ringdown.pipeline import read_imr_samples
+
+        imr = read_imr_samples(scan.run.data.imr_samples)
+    plot = plot_scan(rows, directory / "scan.png", imr=imr)
     return ScanOutputs(rows=tuple(rows), table_path=table, plot_path=plot)
