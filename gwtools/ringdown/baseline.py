@@ -48,5 +48,5 @@ class FullLikelihood(VectorizedLikelihood):
 def full_parameter_space(nonlinear: ParameterSpace, amplitude_labels, amplitude_max: float) -> ParameterSpace:
     """The nonlinear priors followed by flat amplitude and uniform phase priors per label."""
     amplitudes = tuple(PriorRange(f"amplitude_{x}", 0.0, amplitude_max) for x in amplitude_labels)
-    phases = tuple(PriorRange(f"phase_{x}", 0.0, 2 * np.pi) for x in amplitude_labels)
+    phases = tuple(PriorRange(f"phase_{x}", 0.0, 2 * np.pi, periodic=True) for x in amplitude_labels)
     return ParameterSpace(tuple(nonlinear.priors) + amplitudes + phases)

@@ -235,9 +235,10 @@ class VectorizedLikelihood:
     shape (n, n_parameters) evaluates all rows in one jit-compiled, vmapped call and returns a numpy
     array (n,) in which non-finite values (e.g. a failed Cholesky factorization) become -inf.
 
-    Batches are padded to the next power of two so that the sampler's varying batch sizes trigger
-    at most ~log2(n) compilations.  Instances pickle without their compiled function (dynesty
-    checkpoints pickle the likelihood); it is rebuilt on first use.
+    Batches are padded to the next power of four so that the sampler's varying batch sizes
+    trigger at most ~log4(n) compilations (each takes about a second).  Instances pickle
+    without their compiled function (dynesty checkpoints pickle the likelihood); it is rebuilt
+    on first use.
     """
 
     def __init__(self, model: RingdownModel, data: AnalysisData, parameters, fixed=None):
@@ -293,7 +294,9 @@ class VectorizedLikelihood:
         if self._compiled is None:
             self._compiled = jax.jit(self._batch)
         n = theta.shape[0]
-        padded = 1 << max(0, (n - 1).bit_length())
+        padded = 1
+        while padded < n:
+            padded *= 4
         if padded != n:
             theta = np.concatenate([theta, np.repeat(theta[:1], padded - n, axis=0)])
         values = np.asarray(self._compiled(jnp.asarray(theta), self.data))[:n]

@@ -45,13 +45,16 @@ class PriorRange:
     """One-dimensional prior of a sampled parameter.
 
     ``uniform``: flat on [lower, upper].  ``sine``: density proportional to sin(x) on
-    [lower, upper] within [0, pi] (isotropic inclination: flat in cos x).
+    [lower, upper] within [0, pi] (isotropic inclination: flat in cos x).  ``periodic``: the
+    sampler wraps the parameter around its range (phases), so no posterior mode is split at
+    the boundary.
     """
 
     name: str
     lower: float
     upper: float
     kind: str = "uniform"
+    periodic: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in PRIOR_KINDS:
@@ -101,6 +104,11 @@ class ParameterSpace:
     @property
     def ndim(self) -> int:
         return len(self.priors)
+
+    @property
+    def periodic_indices(self) -> list[int] | None:
+        indices = [i for i, p in enumerate(self.priors) if p.periodic]
+        return indices or None
 
     def __call__(self, u) -> np.ndarray:
         """Prior transform from the unit cube (dynesty's ``prior_transform``)."""
@@ -346,6 +354,7 @@ def run_nested(likelihood, space: ParameterSpace, settings: SamplerSettings = Sa
             sample=settings.sample,
             pool=pool,
             queue_size=settings.queue_size,
+            periodic=space.periodic_indices,
             use_pool={"prior_transform": False, "loglikelihood": True,
                       "propose_point": True, "update_bound": False},
             rstate=np.random.default_rng(settings.seed),
