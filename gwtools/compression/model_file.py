@@ -658,7 +658,7 @@ def _load_weights(path: Path) -> CompressedPosterior:
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
-        header = json.loads(str(arrays.pop("header")))
+        header = json.loads(arrays.pop("header").tobytes().decode())
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
         raise ValueError(f"{path} is not a gwtools KAN weights file ({err})") from None
     _check_header(header, path, "weights")
@@ -718,7 +718,9 @@ def write_weights(path: str | os.PathLike, header: dict, arrays: Mapping[str, np
     header = {"format": "gwtools-kan-weights", "format_version": FORMAT_VERSION, **header}
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
-            np.savez_compressed(handle, header=np.array(json.dumps(header)), **arrays)
+            # The header as UTF-8 bytes: a numpy string array would spend 4 bytes a character.
+            text = np.frombuffer(json.dumps(header, separators=(",", ":")).encode(), np.uint8)
+            np.savez_compressed(handle, header=text, **arrays)
     return Path(path).stat().st_size
 
 
