@@ -208,8 +208,12 @@ class FireflyLikelihood(VectorizedLikelihood):
     def projections(self, theta):
         """(S, M) at each row of theta: arrays (n, D) and (n, D, D)."""
         theta = jnp.atleast_2d(jnp.asarray(theta, dtype=float))
-        fn = jax.jit(jax.vmap(self._projections, in_axes=(0, None)))
-        return fn(theta, self.data)
+        return _batched_projections(self, theta)
+
+
+def _batched_projections(likelihood: FireflyLikelihood, theta):
+    # not cached on the instance: the instance is pickled into dynesty checkpoints
+    return jax.vmap(likelihood._projections, in_axes=(0, None))(theta, likelihood.data)
 
 
 def amplitudes_and_phases(quadratures):
