@@ -137,3 +137,14 @@ def test_bad_config_is_one_clear_line(tmp_path, capsys, project_data):
     config.write_text(text.replace("final_mass = [35.0, 140.0]", "final_mass = [35.0, 140.0]\nfinal_spin = [0.0, 1.2]"))
     assert main(["ringdown", str(config)]) == 2
     assert "[prior] final_spin: upper bound 1.2 > 0.99" in capsys.readouterr().err
+
+
+def test_resume_from_the_checkpoint_of_a_finished_run(tiny_run):
+    config, out = tiny_run
+    before = read_result(out / "GW150914_220+221.h5")
+    assert (out / "GW150914_220+221_checkpoint.pkl").is_file()
+    assert main(["ringdown", str(config), "--resume", "--quiet", "--no-plots"]) == 0
+    after = read_result(out / "GW150914_220+221.h5")
+    # nothing left to sample: the restored run gives the same evidence and calls
+    assert after.log_evidence["flat"] == before.log_evidence["flat"]
+    assert after.diagnostics["ncall"] == before.diagnostics["ncall"]
