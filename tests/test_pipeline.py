@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import astropy.constants as const
 import numpy as np
@@ -148,3 +149,27 @@ def test_resume_from_the_checkpoint_of_a_finished_run(tiny_run):
     # nothing left to sample: the restored run gives the same evidence and calls
     assert after.log_evidence["flat"] == before.log_evidence["flat"]
     assert after.diagnostics["ncall"] == before.diagnostics["ncall"]
+
+
+def test_parameter_space_follows_the_inclination_and_polarization_settings():
+    import scipy.stats
+
+    from gwtools.ringdown.config import load_config, override
+    from gwtools.ringdown.pipeline import parameter_space
+
+    base = load_config(Path(__file__).resolve().parents[1] / "pipelines" / "gw150914.toml")
+    space, fixed = parameter_space(base)
+    assert space.names == ("final_mass", "final_spin")
+    assert fixed == {"polarization": 0.82, "inclination": pytest.approx(np.pi)}
+    sampled = override(base, {"prior": {"cos_inclination": [-1.0, -0.5]}})
+    space, fixed = parameter_space(sampled)
+    assert space.names == ("final_mass", "final_spin", "inclination") and "inclination" not in fixed
+    # flat in cos(inclination) on [-1, -0.5]: Kolmogorov-Smirnov against the uniform law
+    u = np.random.default_rng(5).uniform(size=(4000, 3))
+    cos_i = np.cos(space(u)[:, 2])
+    assert scipy.stats.kstest(cos_i, scipy.stats.uniform(-1.0, 0.5).cdf).pvalue > 0.01
+    masses = space(u)[:, 0]
+    assert masses.min() >= 35.0 and masses.max() <= 140.0
+    free = override(base, {"model": {"polarization": "free"}})
+    space, fixed = parameter_space(free)
+    assert space.names == ("final_mass", "final_spin") and fixed == {"polarization": 0.82}

@@ -65,6 +65,7 @@ __all__ = [
     "load_strain",
     "estimate_acfs",
     "prepare_analysis",
+    "parameter_space",
     "build_likelihood",
     "sample_posterior",
     "build_result",
@@ -217,8 +218,17 @@ def prepare_analysis(
     )
 
 
-def _parameter_space(config: RingdownConfig) -> tuple[ParameterSpace, dict[str, float]]:
-    """Sampled parameters with their priors, and the fixed nonlinear parameters."""
+def parameter_space(config: RingdownConfig) -> tuple[ParameterSpace, dict[str, float]]:
+    """Sampled parameters with their priors, and the fixed nonlinear parameters.
+
+    Always sampled: ``final_mass`` and ``final_spin`` (uniform).  The polarization angle is
+    fixed to ``[event] psi``.  For the ``"kerr"`` amplitude model the inclination is fixed to
+    ``arccos([prior] cos_inclination)``, or sampled flat in its cosine when that is a range.
+
+    Returns
+    -------
+    (ParameterSpace, dict of str to float)
+    """
     prior = config.prior
     priors = [
         PriorRange("final_mass", *prior.final_mass),
@@ -239,7 +249,7 @@ def build_likelihood(
     config: RingdownConfig, prepared: PreparedAnalysis
 ) -> tuple[FireflyLikelihood, ParameterSpace]:
     """The FIREFLY marginal likelihood and the sampled space of this configuration."""
-    space, fixed = _parameter_space(config)
+    space, fixed = parameter_space(config)
     scale = config.prior.quadrature_scale
     quadrature_prior = QuadraturePrior(
         kind=config.prior.quadrature,
