@@ -138,6 +138,10 @@ def test_bad_config_is_one_clear_line(tmp_path, capsys, project_data):
     config.write_text(text.replace("final_mass = [35.0, 140.0]", "final_mass = [35.0, 140.0]\nfinal_spin = [0.0, 1.2]"))
     assert main(["ringdown", str(config)]) == 2
     assert "[prior] final_spin: upper bound 1.2 > 0.99" in capsys.readouterr().err
+    # the data start 15.4 s before the peak: a longer off-source window cannot be cut
+    config.write_text(text.replace("[analysis]", "[noise]\noffsource = [-20.0, -1.0]\n[analysis]"))
+    assert main(["ringdown", str(config)]) == 2
+    assert "[noise] offsource: window [-20.0, -1.0] s" in capsys.readouterr().err
 
 
 def test_resume_from_the_checkpoint_of_a_finished_run(tiny_run):

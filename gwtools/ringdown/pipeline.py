@@ -176,7 +176,13 @@ def estimate_acfs(config: RingdownConfig, strain: Mapping[str, TimeSeries]) -> n
             acf = noise.read_acf(config.noise.acf_files[detector], ts.sample_rate, n)
         else:
             begin, end = config.noise.offsource
-            offsource = ts.slice(peak + begin, peak + end)
+            try:
+                offsource = ts.slice(peak + begin, peak + end)
+            except ValueError as err:
+                raise ValueError(
+                    f"[noise] offsource: window {list(config.noise.offsource)} s around the peak "
+                    f"does not fit in the data ({err})"
+                ) from None
             acf = noise.estimate_acf(offsource, n, segment_duration=config.noise.welch_segment)
         acfs.append(np.asarray(acf, dtype=float)[:n])
     return np.stack(acfs)
