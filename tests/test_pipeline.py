@@ -177,3 +177,16 @@ def test_parameter_space_follows_the_inclination_and_polarization_settings():
     free = override(base, {"model": {"polarization": "free"}})
     space, fixed = parameter_space(free)
     assert space.names == ("final_mass", "final_spin") and fixed == {"polarization": 0.82}
+
+
+def test_plots_refuse_bad_input(tmp_path):
+    from gwtools.ringdown import plots
+
+    good = np.linspace(60.0, 80.0, 50)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        plots.plot_remnant_corner(np.append(good, np.nan), np.append(good, 0.5) / 100, tmp_path / "a.png")
+    with pytest.raises(ValueError, match="no amplitudes"):
+        plots.plot_amplitudes({}, tmp_path / "b.png")
+    with pytest.raises(ValueError, match=r"H1: waveform arrays \['whitened_median'\] are missing"):
+        plots.plot_whitened_data({"H1": {"time": good, "whitened_data": good}}, tmp_path / "c.png")
+    assert not list(tmp_path.iterdir())

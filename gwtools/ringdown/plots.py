@@ -34,6 +34,12 @@ _IMR_COLOR = "tab:orange"
 _LEVELS = (0.5, 0.9)
 
 
+def _bulk_range(samples: np.ndarray, margin: float = 0.05) -> tuple[float, float]:
+    """The central 99% of the samples, widened by ``margin`` of its width on each side."""
+    lo, hi = np.percentile(samples, [0.5, 99.5])
+    return lo - margin * (hi - lo), hi + margin * (hi - lo)
+
+
 def _save(fig: plt.Figure, path: str | os.PathLike) -> Path:
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -83,10 +89,7 @@ def plot_remnant_corner(
         _check_samples("IMR remnant", imr_samples[:, 0], imr_samples[:, 1])
         sets.append(imr_samples)
     stacked = np.concatenate(sets)
-    ranges = [
-        (np.percentile(stacked[:, i], 0.5), np.percentile(stacked[:, i], 99.5)) for i in range(2)
-    ]
-    ranges = [(lo - 0.05 * (hi - lo), hi + 0.05 * (hi - lo)) for lo, hi in ranges]
+    ranges = [_bulk_range(stacked[:, i]) for i in range(2)]
     labels = [r"$M_f\ [M_\odot]$", r"$\chi_f$"]
     fig = corner.corner(
         ringdown, labels=labels, range=ranges, color=_RINGDOWN_COLOR, levels=_LEVELS,
@@ -213,18 +216,22 @@ def plot_qnm_posteriors(
     for ax, (label, (freq, tau)) in zip(axes[0], measured.items()):
         freq, tau_ms = np.asarray(freq, float), 1e3 * np.asarray(tau, float)
         _check_samples(f"mode {label}", freq, tau_ms)
-        corner.hist2d(freq, tau_ms, ax=ax, color=_RINGDOWN_COLOR, levels=_LEVELS,
-                      plot_datapoints=False, plot_density=False, smooth=1.0, bins=40)
-        handles = [plt.Line2D([], [], color=_RINGDOWN_COLOR, label="ringdown")]
+        sets = [(freq, tau_ms, _RINGDOWN_COLOR, "ringdown")]
         if kerr is not None and label in kerr:
             k_freq, k_tau = (np.asarray(v, float) for v in kerr[label])
-            corner.hist2d(k_freq, 1e3 * k_tau, ax=ax, color=_IMR_COLOR, levels=_LEVELS,
+            sets.append((k_freq, 1e3 * k_tau, _IMR_COLOR, kerr_label))
+        # frame the bulk of both sets: the far tails would squeeze the contours
+        ranges = [_bulk_range(np.concatenate([s[i] for s in sets])) for i in (0, 1)]
+        handles = []
+        for x, y, color, name in sets:
+            corner.hist2d(x, y, ax=ax, color=color, levels=_LEVELS, range=ranges,
                           plot_datapoints=False, plot_density=False, smooth=1.0, bins=40)
-            handles.append(plt.Line2D([], [], color=_IMR_COLOR, label=kerr_label))
+            handles.append(plt.Line2D([], [], color=color, label=name))
+        ax.set_xlim(ranges[0])
+        ax.set_ylim(ranges[1])
         ax.set_xlabel(rf"$f_{{{label}}}$ [Hz]")
         ax.set_ylabel(rf"$\tau_{{{label}}}$ [ms]")
-        ax.legend(handles=handles, frameon=False, fontsize="small")
-        ax.autoscale()
+        ax.legend(handles=handles, frameon=False, fontsize="small", loc="best")
     fig.suptitle("QNM frequency and damping time (contours: 50%, 90%)")
     fig.tight_layout()
     return _save(fig, path)
