@@ -80,7 +80,9 @@ def test_bayes_factors_and_failures_in_the_table(tmp_path):
 
 
 @pytest.mark.slow
-def test_scan_on_a_local_dask_cluster(tmp_path, project_data):
+def test_scan_on_a_dask_cluster_given_by_its_address(tmp_path, project_data):
+    from distributed import LocalCluster
+
     config = tmp_path / "scan.toml"
     # two real start times and one far outside the data, which must fail and be reported
     config.write_text(SCAN.format(data=project_data / "GW150914", out=tmp_path / "scan",
@@ -88,7 +90,9 @@ def test_scan_on_a_local_dask_cluster(tmp_path, project_data):
     scan = load_scan_config(config)
     points = scan_points(scan)
     assert len(points) == 6 and len({p["output"]["directory"] for p in points}) == 6
-    outputs = run_scan(scan, n_workers=2)
+    # an already running cluster, reached through its scheduler address as a remote one would be
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=":0") as cluster:
+        outputs = run_scan(scan, scheduler=cluster.scheduler_address)
     rows = read_scan_table(outputs.table_path)
     assert outputs.plot_path.is_file()
     assert [(r["start_offset_ms"], r["modes"]) for r in rows] == [
@@ -104,3 +108,14 @@ def test_scan_on_a_local_dask_cluster(tmp_path, project_data):
         assert two["ln_b"] == pytest.approx(two["ln_z_physical"] - ref["ln_z_physical"])
     # the start times are 3 ms apart at the geocentre as well
     assert rows[2]["start_geocenter_gps"] - rows[0]["start_geocenter_gps"] == pytest.approx(3e-3, abs=1e-7)
+
+
+def test_default_local_cluster_reports_failures(tmp_path, project_data):
+    config = tmp_path / "scan.toml"
+    config.write_text(SCAN.format(data=project_data / "GW150914", out=tmp_path / "scan",
+                                  offsets="[-20000.0]"))
+    outputs = run_scan(load_scan_config(config), n_workers=1)
+    rows = read_scan_table(outputs.table_path)
+    assert [(r["modes"], r["status"]) for r in rows] == [("220", "failed"), ("220+221", "failed")]
+    assert all("not inside the H1 data" in r["error"] for r in rows)
+    assert outputs.plot_path.is_file()
