@@ -164,6 +164,9 @@ def test_round_trip_and_override_revalidate():
     assert changed.analysis.start_offset_ms is None
     assert start_offset_seconds(changed) == pytest.approx(0.077, abs=1e-6)
     assert config.sampler.nlive == 100  # the original is untouched
+    assert override(config, {"model": {"modes": ["220"]}}).output.label == "X_220"
+    named = override(config, {"output": {"label": "mine"}})
+    assert override(named, {"model": {"modes": ["220"]}}).output.label == "mine"
     with pytest.raises(ValueError, match=r"\[prior\] final_spin: upper bound 1.0 > 0.99"):
         override(config, {"prior": {"final_spin": [0.0, 1.0]}})
     with pytest.raises(ValueError, match=r"\[priors\]: unknown section"):

@@ -35,7 +35,7 @@ modes = ["220", "221"]
 final_mass = [35.0, 140.0]
 amplitude_max = 2e-20
 [sampler]
-nlive = 40
+nlive = 400
 dlogz = 1.0
 queue_size = 1
 seed = 7
@@ -49,7 +49,8 @@ def tiny_run(project_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("ringdown")
     config = out / "tiny.toml"
     config.write_text(TINY.format(data=project_data / "GW150914", out=out / "results"))
-    assert main(["ringdown", str(config), "--quiet"]) == 0
+    # the command line lowers nlive (and checks --set reaches the recorded configuration)
+    assert main(["ringdown", str(config), "--quiet", "--set", "sampler.nlive=40"]) == 0
     return config, out / "results"
 
 
@@ -138,6 +139,8 @@ def test_bad_config_is_one_clear_line(tmp_path, capsys, project_data):
     config.write_text(text.replace("final_mass = [35.0, 140.0]", "final_mass = [35.0, 140.0]\nfinal_spin = [0.0, 1.2]"))
     assert main(["ringdown", str(config)]) == 2
     assert "[prior] final_spin: upper bound 1.2 > 0.99" in capsys.readouterr().err
+    assert main(["ringdown", str(config), "--set", "nlive=10"]) == 2
+    assert "expected SECTION.KEY=VALUE" in capsys.readouterr().err
     # the data start 15.4 s before the peak: a longer off-source window cannot be cut
     config.write_text(text.replace("[analysis]", "[noise]\noffsource = [-20.0, -1.0]\n[analysis]"))
     assert main(["ringdown", str(config)]) == 2
@@ -148,7 +151,8 @@ def test_resume_from_the_checkpoint_of_a_finished_run(tiny_run):
     config, out = tiny_run
     before = read_result(out / "GW150914_220+221.h5")
     assert (out / "GW150914_220+221_checkpoint.pkl").is_file()
-    assert main(["ringdown", str(config), "--resume", "--quiet", "--no-plots"]) == 0
+    assert main(["ringdown", str(config), "--resume", "--quiet", "--no-plots",
+                 "--set", "sampler.nlive=40"]) == 0
     after = read_result(out / "GW150914_220+221.h5")
     # nothing left to sample: the restored run gives the same evidence and calls
     assert after.log_evidence["flat"] == before.log_evidence["flat"]

@@ -17,13 +17,42 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--nlive", type=int, metavar="N", help="override [sampler] nlive")
     parser.add_argument("--dlogz", type=float, metavar="X", help="override [sampler] dlogz")
     parser.add_argument(
+        "--set", action="append", default=[], metavar="SECTION.KEY=VALUE", dest="settings",
+        help="override any configuration value, VALUE in TOML syntax (repeatable), e.g. "
+        "--set analysis.sample_rate=4096 --set 'model.modes=[\"220\"]'",
+    )
+    parser.add_argument(
         "-q", "--quiet", action="store_true",
         help="batch mode: no sampler progress line, warnings only",
     )
 
 
+def _parse_setting(text: str) -> tuple[str, str, object]:
+    """``"section.key=value"`` -> (section, key, value), the value read as TOML."""
+    import sys
+
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10 only
+        import tomli as tomllib
+
+    name, sep, value = text.partition("=")
+    section, dot, key = name.strip().partition(".")
+    if not sep or not dot or not section or not key:
+        raise ValueError(f"--set {text!r}: expected SECTION.KEY=VALUE, e.g. sampler.nlive=500")
+    try:
+        parsed = tomllib.loads(f"value = {value.strip()}")["value"]
+    except tomllib.TOMLDecodeError:
+        # an unquoted word is meant as a string (e.g. noise.method=acf_file)
+        parsed = value.strip()
+    return section, key.strip(), parsed
+
+
 def _overrides(args: argparse.Namespace) -> dict[str, dict[str, object]]:
     updates: dict[str, dict[str, object]] = {}
+    for text in args.settings:
+        section, key, value = _parse_setting(text)
+        updates.setdefault(section, {})[key] = value
     if args.nlive is not None:
         updates.setdefault("sampler", {})["nlive"] = args.nlive
     if args.dlogz is not None:
@@ -45,7 +74,8 @@ def _run_ringdown(args: argparse.Namespace) -> int:
     from gwtools.ringdown.pipeline import run_pipeline
 
     _quiet(args)
-    config = override(load_config(args.config), _overrides(args))
+    updates = _overrides(args)  # command-line mistakes first, before reading any file
+    config = override(load_config(args.config), updates)
     outputs = run_pipeline(
         config, resume=args.resume, progress=not args.quiet, plots=not args.no_plots
     )
@@ -77,8 +107,8 @@ def _run_scan(args: argparse.Namespace) -> int:
     for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.core",
                  "distributed.worker", "distributed.http.proxy"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    scan = load_scan_config(args.config)
     updates = _overrides(args)
+    scan = load_scan_config(args.config)
     if updates:
         scan = dataclasses.replace(scan, run=override(scan.run, updates))
     outputs = run_scan(scan, scheduler=args.scheduler, n_workers=args.workers)

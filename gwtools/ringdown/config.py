@@ -612,6 +612,10 @@ def _parse_output(raw: Mapping[str, Any], base_dir: Path, default_label: str) ->
     )
 
 
+def _default_label(name: str, modes: tuple[str, ...]) -> str:
+    return f"{name}_{'+'.join(modes)}"
+
+
 _SECTIONS = ("data", "event", "analysis", "noise", "model", "prior", "sampler", "output")
 
 
@@ -643,7 +647,7 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: str | os.PathLike = ".") -
     data = _parse_data(raw, base)
     event = _parse_event(raw, data.detectors)
     model = _parse_model(raw)
-    default_label = f"{event.name}_{'+'.join(model.modes)}"
+    default_label = _default_label(event.name, model.modes)
     config = RingdownConfig(
         data=data,
         event=event,
@@ -753,9 +757,12 @@ def override(config: RingdownConfig, updates: Mapping[str, Mapping[str, Any]]) -
     """A new configuration with ``updates`` (section -> key -> value) applied and re-validated.
 
     Setting one start option (``start_time``, ``start_offset_ms``, ``start_offset_m``) removes
-    the others, so a start time can be overridden whatever the base gave.
+    the others, so a start time can be overridden whatever the base gave.  A default output
+    label (event and modes) follows changed modes or event name.
     """
     raw = config_to_dict(config)
+    if config.output.label == _default_label(config.event.name, config.model.modes):
+        del raw["output"]["label"]
     for section, values in updates.items():
         if section not in raw:
             raise ValueError(f"[{section}]: unknown section (allowed: {', '.join(_SECTIONS)})")
