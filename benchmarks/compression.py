@@ -150,7 +150,7 @@ def benchmark_file(path: Path, names, out_dir: Path, args) -> list[dict]:
             lambda n, m=model: stack.forward(m.sample(n, seed=args.seed + 1)), **common,
         ))
 
-    for k in args.gmm:
+    for k in () if args.kan_only else args.gmm:
         start = time.perf_counter()
         gmm = baselines.fit_gaussian_mixture(x[train], names, k, seed=args.seed, transforms=stack)
         rows.append(_row(
@@ -158,13 +158,14 @@ def benchmark_file(path: Path, names, out_dir: Path, args) -> list[dict]:
             gmm.log_prob, lambda n, g=gmm: stack.forward(g.sample(n, seed=args.seed + 1)),
             **common,
         ))
-    start = time.perf_counter()
-    kde = baselines.fit_gaussian_kde(x[train], names, transforms=stack)
-    rows.append(_row(
-        "KDE", kde.n_bytes, time.perf_counter() - start, kde.log_prob_transformed, kde.log_prob,
-        lambda n: stack.forward(kde.sample(n, seed=args.seed + 1)), **common,
-    ))
-    if args.flow_epochs > 0:
+    if not args.kan_only:
+        start = time.perf_counter()
+        kde = baselines.fit_gaussian_kde(x[train], names, transforms=stack)
+        rows.append(_row(
+            "KDE", kde.n_bytes, time.perf_counter() - start, kde.log_prob_transformed,
+            kde.log_prob, lambda n: stack.forward(kde.sample(n, seed=args.seed + 1)), **common,
+        ))
+    if args.flow_epochs > 0 and not args.kan_only:
         start = time.perf_counter()
         flow_lp, flow_sample, flow_bytes = _fit_flow(y[train], args.seed, args.flow_epochs)
         fit_seconds = time.perf_counter() - start
@@ -215,17 +216,23 @@ def main() -> None:
     parser.add_argument("--sets", default="6,11", help="parameter sets: 6, 11 or 6,11")
     parser.add_argument("--out", help="output directory (default: a temporary one)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--kan-only", dest="kan_only", action="store_true",
+                        help="skip the baselines (e.g. to re-measure the KAN rows)")
+    parser.add_argument("--flow-epochs", dest="flow_epochs", type=int,
+                        help="zuko flow epochs at most (0: no flow; default 60)")
     parser.add_argument("--quick", action="store_true",
                         help="small KAN, few flow epochs, fewer metric samples")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     args.gmm = (4, 8, 16, 32, 64, 128)
     args.density, args.symbolic = {}, {}
-    args.metric_samples, args.c2st_samples, args.flow_epochs = 20000, 5000, 60
+    flow_epochs = 60
+    args.metric_samples, args.c2st_samples = 20000, 5000
     if args.quick:
         args.density = {"hidden": 6, "n_components": 3, "max_epochs": 20}
         args.symbolic = {"finetune_steps": 20}
-        args.metric_samples, args.c2st_samples, args.flow_epochs = 4000, 1000, 5
+        args.metric_samples, args.c2st_samples, flow_epochs = 4000, 1000, 5
+    args.flow_epochs = flow_epochs if args.flow_epochs is None else args.flow_epochs
     out_dir = Path(args.out or tempfile.mkdtemp(prefix="gwtools-compression-"))
     out_dir.mkdir(parents=True, exist_ok=True)
     files = sorted(p for p in Path(args.data).rglob("*") if p.is_file() and args.match in p.name)

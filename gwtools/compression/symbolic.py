@@ -75,8 +75,8 @@ class SymbolicConfig:
     weight_simple: float = 0.8
     prune_threshold: float = 3e-2
     n_fit_samples: int = 600
-    finetune_steps: int = 600
-    learning_rate: float = 2e-3
+    finetune_steps: int = 1500
+    learning_rate: float = 3e-3
     digits: int = 3
     seed: int = 0
 
