@@ -9,7 +9,6 @@ import pytest
 import scipy.integrate
 import scipy.stats
 
-import gwtools.ringdown  # noqa: F401
 import jax
 from gwtools.ringdown.firefly import (
     FireflyLikelihood,

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import gwtools.ringdown  # noqa: F401
 from gwtools.ringdown.firefly import FireflyLikelihood, QuadraturePrior
 from gwtools.ringdown.sampling import ParameterSpace, PriorRange, SamplerSettings
 from gwtools.ringdown.validation import compare_firefly_with_full

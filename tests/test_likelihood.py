@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-import gwtools.ringdown  # noqa: F401  (enables float64 in JAX)
 import jax
 import jax.numpy as jnp
 from gwtools.ringdown.likelihood import (

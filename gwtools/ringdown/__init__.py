@@ -1,9 +1,27 @@
 """Ringdown engine: Kerr QNMs, templates, likelihood and FIREFLY marginalization.
 
-Importing this package enables 64-bit floats in JAX: ringdown likelihoods difference numbers
-of order 1e5 and need double precision.
+Modules
+-------
+qnm, harmonics
+    Kerr quasinormal-mode frequencies/damping times and spin-weighted spherical harmonics (JAX).
+model
+    Ringdown templates as a design matrix, linear in the mode quadratures.
+likelihood
+    Exact time-domain Gaussian likelihood (Toeplitz noise covariance), batched in JAX.
+firefly
+    Analytic marginalization over amplitudes and phases, reconstruction, physical-prior evidence.
+baseline
+    Full-parameter likelihood (amplitudes and phases sampled), the reference FIREFLY is checked against.
+sampling
+    dynesty nested sampling with batched likelihood calls, checkpoints and resume.
+conditioning, noise, detectors
+    Filtering, decimation, segment extraction; ACF/PSD noise model; detector geometry (bilby).
+config, pipeline, results, plots, scan
+    Configured runs on real data, results files, figures and start-time scans (Dask).
+injection, validation, reference
+    Simulated data, FIREFLY-versus-full comparisons and a plain numpy/scipy likelihood.
+
+The JAX modules (qnm, harmonics and everything built on them) switch JAX to 64-bit floats when
+imported: ringdown likelihoods difference numbers of order 1e4 and need double precision.
+Importing this package itself is cheap (no JAX), so the command line starts quickly.
 """
-
-import jax  # noqa: E402
-
-jax.config.update("jax_enable_x64", True)
