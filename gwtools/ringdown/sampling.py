@@ -262,9 +262,10 @@ class NestedSamplingResult:
         All dead+live points, their normalized log importance weights and ln L.
     log_evidence, log_evidence_err
         ln Z and its error from dynesty.
-    ncall, niter, walltime
-        Likelihood evaluations, iterations and wall time (s) of the run (since its start, for
-        resumed runs: of the whole run).
+    ncall, niter
+        Likelihood evaluations and iterations of the whole run (resumed runs included).
+    walltime
+        Wall time (s) of this call of :func:`run_nested`.
     """
 
     parameters: tuple[str, ...]
@@ -281,31 +282,6 @@ class NestedSamplingResult:
 
     def posterior(self) -> dict[str, np.ndarray]:
         return {name: self.samples[:, i] for i, name in enumerate(self.parameters)}
-
-    def to_bilby_result(self, label: str = "ringdown", outdir: str = ".", extra_posterior=None,
-                        log_prior=None):
-        """A :class:`bilby.core.result.Result` of this run (posterior, ln Z, sampler stats)."""
-        import bilby
-        import pandas as pd
-
-        posterior = pd.DataFrame(self.posterior())
-        for key, value in (extra_posterior or {}).items():
-            posterior[key] = np.asarray(value)[: len(posterior)]
-        return bilby.core.result.Result(
-            label=label,
-            outdir=outdir,
-            sampler="dynesty",
-            search_parameter_keys=list(self.parameters),
-            fixed_parameter_keys=[],
-            posterior=posterior,
-            log_evidence=self.log_evidence,
-            log_evidence_err=self.log_evidence_err,
-            log_noise_evidence=np.nan,
-            samples=self.samples,
-            num_likelihood_evaluations=self.ncall,
-            sampling_time=self.walltime,
-            meta_data={"settings": self.settings},
-        )
 
 
 def run_nested(likelihood, space: ParameterSpace, settings: SamplerSettings = SamplerSettings(), *,
@@ -341,7 +317,6 @@ def run_nested(likelihood, space: ParameterSpace, settings: SamplerSettings = Sa
     if resume and checkpoint and Path(checkpoint).exists():
         logger.info("resuming nested sampling from %s", checkpoint)
         sampler = dynesty.NestedSampler.restore(checkpoint, pool=pool)
-        previous = float(getattr(sampler, "gwtools_walltime", 0.0))
     else:
         if resume:
             logger.warning("no checkpoint at %s: starting a new run", checkpoint)
@@ -359,8 +334,6 @@ def run_nested(likelihood, space: ParameterSpace, settings: SamplerSettings = Sa
                       "propose_point": True, "update_bound": False},
             rstate=np.random.default_rng(settings.seed),
         )
-        previous = 0.0
-    sampler.gwtools_walltime = previous
     kwargs = dict(dlogz=settings.dlogz, print_progress=progress, maxcall=settings.maxcall)
     if checkpoint:
         kwargs.update(checkpoint_file=checkpoint, checkpoint_every=settings.checkpoint_every)
@@ -369,7 +342,7 @@ def run_nested(likelihood, space: ParameterSpace, settings: SamplerSettings = Sa
     log_weights = res.logwt - res.logz[-1]
     rng = np.random.default_rng(settings.seed + 1)
     samples = resample_equal(res.samples, np.exp(log_weights), rstate=rng)
-    walltime = previous + time.time() - start
+    walltime = time.time() - start
     logger.info(
         "nested sampling done: ln Z = %.3f +- %.3f, %d likelihood calls in %d batches, %.1f s",
         res.logz[-1], res.logzerr[-1], int(np.sum(res.ncall)), pool.batcher.n_batches, walltime)
