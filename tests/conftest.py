@@ -7,6 +7,7 @@ where it is absent.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -27,3 +28,7 @@ def shared_data() -> Path:
 def project_data() -> Path:
     """Path to the project's own shipped ``data/`` folder."""
     return PROJECT_ROOT / "data"
+
+
+# Tests must not write JAX's compilation cache into the user's home directory.
+os.environ["GWTOOLS_CACHE"] = ""

@@ -227,9 +227,6 @@ NONLINEAR_PARAMETERS = ("final_mass", "final_spin", "inclination", "polarization
 """Parameters the template depends on nonlinearly (Msun, dimensionless, rad, rad)."""
 
 
-_MIN_BATCH = 64
-
-
 class VectorizedLikelihood:
     """Base of the batched likelihoods handed to the nested sampler.
 
@@ -238,9 +235,9 @@ class VectorizedLikelihood:
     shape (n, n_parameters) evaluates all rows in one jit-compiled, vmapped call and returns a numpy
     array (n,) in which non-finite values (e.g. a failed Cholesky factorization) become -inf.
 
-    Batches are padded to 64 points or the next power of four above, so that the sampler's
-    varying batch sizes trigger only a few compilations (each takes a second or more, more
-    than evaluating 64 points).  Instances pickle
+    Batches are padded to the next power of four, so that the sampler's varying batch sizes
+    trigger only a few compilations (each takes one or two seconds) while the many small
+    batches at the end of each round of proposals stay cheap.  Instances pickle
     without their compiled function (dynesty checkpoints pickle the likelihood); it is rebuilt
     on first use.
     """
@@ -298,7 +295,7 @@ class VectorizedLikelihood:
         if self._compiled is None:
             self._compiled = jax.jit(self._batch)
         n = theta.shape[0]
-        padded = _MIN_BATCH
+        padded = 1
         while padded < n:
             padded *= 4
         if padded != n:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -495,6 +496,22 @@ def make_plots(
     return paths, summary
 
 
+def use_compilation_cache() -> Path | None:
+    """Keep JAX's compiled likelihoods on disk so repeated runs (scans, re-runs) skip compiling.
+
+    Each batch size of the likelihood takes one or two seconds to compile; the cache lives in
+    ``$GWTOOLS_CACHE`` (default ``~/.cache/gwtools/jax``); set ``GWTOOLS_CACHE=`` (empty) to
+    switch it off.  Returns the directory in use, or None.
+    """
+    default = Path.home() / ".cache" / "gwtools" / "jax"
+    directory = os.environ.get("GWTOOLS_CACHE", str(default))
+    if not directory:
+        return None
+    jax.config.update("jax_compilation_cache_dir", directory)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    return Path(directory)
+
+
 def run_pipeline(
     config: RingdownConfig, *, resume: bool = False, progress: bool = True, plots: bool = True
 ) -> PipelineOutputs:
@@ -514,6 +531,7 @@ def run_pipeline(
     -------
     PipelineOutputs
     """
+    use_compilation_cache()
     timings: dict[str, float] = {}
 
     def timed(stage, fn, *args, **kwargs):
