@@ -193,5 +193,6 @@ def test_singular_normal_matrix_gives_minus_infinity():
     blind = build_analysis_data(np.asarray(analysis.times), np.zeros((2, N)),
                                 np.stack([damped_cosine_acf(N, FS, 1e-21, 3e-3, 150.0)] * 2), np.zeros((2, 2)))
     like = FireflyLikelihood(model, blind, ("final_mass", "final_spin"), {"inclination": 0.3})
-    value = like(np.array([[68.0, 0.69]]))
-    assert value[0] == -np.inf
+    value = like(np.array([[68.0, 0.69], [70.0, 0.5]]))
+    assert np.all(value == -np.inf)
+    assert like.n_failed == 2

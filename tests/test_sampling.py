@@ -114,3 +114,17 @@ def test_sine_prior_transform_is_isotropic():
     cos_i = np.cos(prior.transform(u))
     hist, _ = np.histogram(cos_i, bins=10, range=(-1, 1))
     assert np.all(np.abs(hist / hist.mean() - 1) < 0.03)
+
+
+def test_failed_evaluations_are_reported(caplog):
+    class Failing(Gaussian2D):
+        n_failed = 0
+
+        def __call__(self, theta):
+            values = super().__call__(theta)
+            bad = np.atleast_2d(theta)[:, 0] > 2.5  # a corner of the prior "cannot be factorized"
+            self.n_failed += int(bad.sum())
+            return np.where(bad, -np.inf, values)
+
+    run_nested(Failing(), SPACE, SamplerSettings(nlive=50, dlogz=1.0, seed=2), progress=False)
+    assert "were not finite" in caplog.text

@@ -27,11 +27,13 @@ priors are supported:
 
 Numerics: M is Jacobi-scaled (unit diagonal) before a Cholesky factorization, so closely spaced
 or weak modes (e.g. 220 and 221, whose basis waveforms overlap strongly) keep full float64
-accuracy; a failed factorization yields -inf and is reported by :func:`normal_matrix_condition`.
+accuracy; a point where the factorization fails gets ln L = -inf, and the number of such points
+is counted (``n_failed``) and reported at the end of a run.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 
@@ -52,7 +54,6 @@ __all__ = [
     "QuadraturePrior",
     "marginal_log_likelihood",
     "conditional_quadratures",
-    "normal_matrix_condition",
     "FireflyLikelihood",
     "amplitudes_and_phases",
     "log_physical_prior",
@@ -166,13 +167,6 @@ def conditional_quadratures(key, overlap_data, normal, prior: QuadraturePrior, n
     return (mean_scaled + offsets) / scale
 
 
-def normal_matrix_condition(normal) -> float:
-    """Condition number of the Jacobi-scaled normal matrix (diagnostic for nearly degenerate modes)."""
-    normal = np.asarray(normal)
-    d = np.sqrt(np.diag(normal))
-    return float(np.linalg.cond(normal / np.outer(d, d)))
-
-
 class FireflyLikelihood(VectorizedLikelihood):
     """Amplitude-marginalized ringdown likelihood of the nonlinear parameters, batched.
 
@@ -205,15 +199,16 @@ class FireflyLikelihood(VectorizedLikelihood):
         overlap_data, normal = self._projections(row, data)
         return marginal_log_likelihood(overlap_data, normal, data.log_l0, self.prior)
 
-    def projections(self, theta):
-        """(S, M) at each row of theta: arrays (n, D) and (n, D, D)."""
-        theta = jnp.atleast_2d(jnp.asarray(theta, dtype=float))
-        return _batched_projections(self, theta)
+
+_RECONSTRUCTION_CHUNK = 256  # posterior samples per compiled call: one compilation for any n
 
 
-def _batched_projections(likelihood: FireflyLikelihood, theta):
-    # not cached on the instance: the instance is pickled into dynesty checkpoints
-    return jax.vmap(likelihood._projections, in_axes=(0, None))(theta, likelihood.data)
+@functools.partial(jax.jit, static_argnums=(0, 4))
+def _conditional_draws(likelihood: FireflyLikelihood, keys, theta, data, n_draws: int):
+    """B drawn from its conditional Gaussian at each row of theta: (n, n_draws, D)."""
+    overlap_data, normal = jax.vmap(likelihood._projections, in_axes=(0, None))(theta, data)
+    draw = jax.vmap(lambda k, s, m: conditional_quadratures(k, s, m, likelihood.prior, n_draws))
+    return draw(keys, overlap_data, normal)
 
 
 def amplitudes_and_phases(quadratures):
@@ -315,10 +310,18 @@ def reconstruct(likelihood: FireflyLikelihood, theta, log_evidence: float, log_e
     """
     theta = np.atleast_2d(np.asarray(theta, dtype=float))
     prior = likelihood.prior
-    overlap_data, normal = likelihood.projections(theta)
-    keys = jax.random.split(jax.random.PRNGKey(seed), theta.shape[0])
-    draw = jax.jit(jax.vmap(lambda k, s, m: conditional_quadratures(k, s, m, prior, draws_per_sample)))
-    quadratures = np.asarray(draw(keys, overlap_data, normal)).reshape(-1, normal.shape[-1])
+    n_theta = theta.shape[0]
+    keys = jax.random.split(jax.random.PRNGKey(seed), n_theta)
+    padded = -(-n_theta // _RECONSTRUCTION_CHUNK) * _RECONSTRUCTION_CHUNK
+    theta_pad = np.concatenate([theta, np.repeat(theta[:1], padded - n_theta, axis=0)])
+    keys_pad = jnp.concatenate([keys, jnp.repeat(keys[:1], padded - n_theta, axis=0)])
+    chunks = [
+        np.asarray(_conditional_draws(likelihood, keys_pad[i:i + _RECONSTRUCTION_CHUNK],
+                                      jnp.asarray(theta_pad[i:i + _RECONSTRUCTION_CHUNK]), likelihood.data,
+                                      draws_per_sample))
+        for i in range(0, padded, _RECONSTRUCTION_CHUNK)
+    ]
+    quadratures = np.concatenate(chunks)[:n_theta].reshape(n_theta * draws_per_sample, -1)
     theta_rep = np.repeat(theta, draws_per_sample, axis=0)
 
     log_w = log_physical_prior(quadratures, prior.amplitude_max) - np.asarray(prior.log_density(quadratures))

@@ -20,6 +20,7 @@ matrix M is of order unity; ln L itself is the likelihood density of the strain 
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import jax
@@ -233,7 +234,8 @@ class VectorizedLikelihood:
     A subclass defines ``_point(self, row, data)``: the log likelihood (JAX scalar) at one row of
     sampled parameters, in the order of :attr:`parameters`.  Calling the instance on an array of
     shape (n, n_parameters) evaluates all rows in one jit-compiled, vmapped call and returns a numpy
-    array (n,) in which non-finite values (e.g. a failed Cholesky factorization) become -inf.
+    array (n,) in which non-finite values (e.g. a failed Cholesky factorization) become -inf;
+    their number accumulates in ``n_failed``.
 
     Batches are padded to the next power of four, so that the sampler's varying batch sizes
     trigger only a few compilations (each takes one or two seconds) while the many small
@@ -249,6 +251,7 @@ class VectorizedLikelihood:
         self.fixed = dict(fixed or {})
         self._check_parameters()
         self._compiled = None
+        self.n_failed = 0  # points whose value was not finite (e.g. a singular normal matrix)
 
     def _check_parameters(self) -> None:
         known = set(self.known_parameters())
@@ -301,7 +304,20 @@ class VectorizedLikelihood:
         if padded != n:
             theta = np.concatenate([theta, np.repeat(theta[:1], padded - n, axis=0)])
         values = np.asarray(self._compiled(jnp.asarray(theta), self.data))[:n]
+        self.n_failed += int(np.count_nonzero(np.isneginf(values)))
         return values[0] if single else values
+
+    def warm_up(self, row, max_batch: int = 1024) -> float:
+        """Compile every padded batch size up to ``max_batch`` at parameter ``row``; return seconds.
+
+        Lets benchmarks time sampling separately from JAX compilation.
+        """
+        start = time.perf_counter()
+        size = 1
+        while size <= max_batch:
+            self(np.tile(np.asarray(row, dtype=float), (size, 1)))
+            size *= 4
+        return time.perf_counter() - start
 
     def __getstate__(self):
         state = self.__dict__.copy()

@@ -339,6 +339,14 @@ def run_nested(likelihood, space: ParameterSpace, settings: SamplerSettings = Sa
         kwargs.update(checkpoint_file=checkpoint, checkpoint_every=settings.checkpoint_every)
     sampler.run_nested(**kwargs)
     res = sampler.results
+    failed = getattr(likelihood, "n_failed", 0)
+    if failed:
+        logger.warning(
+            "%d likelihood evaluations were not finite and counted as ln L = -inf (for FIREFLY: the "
+            "amplitude normal matrix could not be factorized, i.e. nearly degenerate modes or "
+            "detectors blind to the source; for any model: parameters outside the QNM table). "
+            "If this is a large fraction of the %d calls, narrow the priors or drop a mode.",
+            failed, int(np.sum(res.ncall)))
     log_weights = res.logwt - res.logz[-1]
     rng = np.random.default_rng(settings.seed + 1)
     samples = resample_equal(res.samples, np.exp(log_weights), rstate=rng)
