@@ -97,6 +97,8 @@ def test_regenerate_subprocess_does_not_import_torch(model):
 
 
 def test_compress_catalog_on_a_local_dask_cluster(tmp_path):
+    from gwtools.compression import load
+
     catalog = tmp_path / "catalog"
     catalog.mkdir()
     _write_posterior(catalog / "event_a.csv", seed=1, n=800)
@@ -105,7 +107,7 @@ def test_compress_catalog_on_a_local_dask_cluster(tmp_path):
     out = tmp_path / "models"
     rc = main(["compress-catalog", str(catalog), "--out", str(out), "--workers", "1",
                "--params", ",".join(NAMES), "--hidden", "3", "--n-components", "2",
-               "--max-epochs", "4", "--metric-samples", "500"])
+               "--max-epochs", "4", "--metric-samples", "500", "--output-library", "x,sin"])
     assert rc == 1  # one file failed, and says so
     with open(out / "summary.csv") as handle:
         rows = {row["file"]: row for row in csv.DictReader(handle)}
@@ -114,6 +116,8 @@ def test_compress_catalog_on_a_local_dask_cluster(tmp_path):
     for name in ("event_a", "event_b"):
         assert rows[f"{name}.csv"]["error"] == ""
         assert (out / f"{name}.weights.npz").is_file() and (out / f"{name}.expr.json").is_file()
+        fit = load(out / name).metadata["posterior_fit"]
+        assert fit["symbolic_config"]["output_library"] == ["x", "sin"]
 
 
 def test_size_is_chosen_by_validation_loss(tmp_path):
