@@ -2,10 +2,10 @@
 
 Following the KAN recipe (Liu et al. 2024, arXiv:2404.19756, section 2.5.1) as used for
 posterior compression (arXiv:2508.18698): every active edge of the fitted spline network is
-matched by pykan's symbolic fitting (``suggest_symbolic`` / ``fix_symbolic``: a grid search of
-``c f(a x + b) + d`` over a small function library, scored by R^2 and simplicity), the
-affine constants are then fine-tuned on the density loss, and each node is written as one
-formula of the previous layer's nodes for :mod:`.model_file`.
+matched by pykan's symbolic fitting (its ``fit_params`` grid search of ``c f(a x + b) + d``
+over a small function library, scored by R^2 and simplicity as ``suggest_symbolic`` does, then
+installed with ``fix_symbolic``), the affine constants are fine-tuned on the density loss, and
+each node is written as one formula of the previous layer's nodes for :mod:`.model_file`.
 
 Edges whose activation hardly varies over the data are pruned to constants first: they cost
 bytes in the expression file and carry no information.
