@@ -302,6 +302,8 @@ def run_nested(likelihood, space: ParameterSpace, settings: SamplerSettings = Sa
         dynesty checkpoint file, written atomically every ``settings.checkpoint_every`` s.
     resume
         Continue from ``checkpoint_path`` if it exists (a warning is logged if it does not).
+        The run continues with the likelihood and priors stored in the checkpoint: resume
+        only with the configuration that started it.
     progress
         Show dynesty's progress line (iterations, calls, efficiency, ln Z, dlogz).
     """
