@@ -196,3 +196,13 @@ def test_singular_normal_matrix_gives_minus_infinity():
     value = like(np.array([[68.0, 0.69], [70.0, 0.5]]))
     assert np.all(value == -np.inf)
     assert like.n_failed == 2
+
+
+def test_fingerprint_identifies_the_analysis():
+    model, analysis, _ = _setup(["220"], [3.0], [0.7])
+    make = lambda amax, data=analysis: FireflyLikelihood(  # noqa: E731
+        model, data, ("final_mass", "final_spin"), {"inclination": 0.3}, QuadraturePrior(amplitude_max=amax))
+    assert make(20.0).fingerprint() == make(20.0).fingerprint()
+    assert make(20.0).fingerprint() != make(30.0).fingerprint()
+    _, other_noise, _ = _setup(["220"], [3.0], [0.7], seed=12)
+    assert make(20.0).fingerprint() != make(20.0, other_noise).fingerprint()

@@ -75,6 +75,11 @@ def test_checkpoint_and_resume(tmp_path):
     resumed = run_nested(Gaussian2D(), SPACE, SamplerSettings(nlive=100, dlogz=0.1, seed=1),
                          checkpoint_path=path, resume=True, progress=False)
     assert resumed.niter > partial.niter
+    # a different analysis must not silently continue this checkpoint
+    other = ParameterSpace((PriorRange("x", -BOX, BOX), PriorRange("y", -2 * BOX, BOX)))
+    with pytest.raises(ValueError, match="different analysis"):
+        run_nested(Gaussian2D(), other, SamplerSettings(nlive=100, dlogz=0.1, seed=1),
+                   checkpoint_path=path, resume=True, progress=False)
     assert resumed.log_evidence == pytest.approx(analytic_log_evidence(), abs=4 * resumed.log_evidence_err + 0.1)
 
 

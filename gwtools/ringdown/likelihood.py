@@ -20,6 +20,7 @@ matrix M is of order unity; ln L itself is the likelihood density of the strain 
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass
 
@@ -306,6 +307,17 @@ class VectorizedLikelihood:
         values = np.asarray(self._compiled(jnp.asarray(theta), self.data))[:n]
         self.n_failed += int(np.count_nonzero(np.isneginf(values)))
         return values[0] if single else values
+
+    def fingerprint(self) -> str:
+        """sha256 of everything the likelihood depends on (model, parameters, data, settings)."""
+        digest = hashlib.sha256()
+        for key, value in sorted(self.__dict__.items()):
+            if key in ("_compiled", "n_failed", "data"):
+                continue
+            digest.update(f"{key}={value!r};".encode())
+        for leaf in jax.tree_util.tree_leaves(self.data):
+            digest.update(np.ascontiguousarray(np.asarray(leaf)).tobytes())
+        return digest.hexdigest()
 
     def warm_up(self, row, max_batch: int = 1024) -> float:
         """Compile every padded batch size up to ``max_batch`` at parameter ``row``; return seconds.

@@ -14,6 +14,7 @@ atomic pickles every ``checkpoint_every`` seconds, and resume from them.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -23,6 +24,8 @@ from pathlib import Path
 import dynesty
 import numpy as np
 from dynesty.utils import resample_equal
+
+from gwtools.io.atomic import atomic_path
 
 __all__ = [
     "PriorRange",
@@ -284,6 +287,14 @@ class NestedSamplingResult:
         return {name: self.samples[:, i] for i, name in enumerate(self.parameters)}
 
 
+def _run_fingerprint(likelihood, space: ParameterSpace, settings: SamplerSettings) -> str:
+    """Identifies an analysis, so a checkpoint is only resumed by the run that wrote it."""
+    own = likelihood.fingerprint() if hasattr(likelihood, "fingerprint") else type(likelihood).__qualname__
+    relevant = {k: v for k, v in asdict(settings).items() if k not in ("checkpoint_every", "maxcall")}
+    text = f"{own};{space!r};{sorted(relevant.items())!r}"
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def run_nested(likelihood, space: ParameterSpace, settings: SamplerSettings = SamplerSettings(), *,
                checkpoint_path: str | Path | None = None, resume: bool = False,
                progress: bool = True) -> NestedSamplingResult:
@@ -316,10 +327,20 @@ def run_nested(likelihood, space: ParameterSpace, settings: SamplerSettings = Sa
     loglike = _PoolLikelihood(likelihood)
     checkpoint = str(checkpoint_path) if checkpoint_path is not None else None
     start = time.time()
+    fingerprint = _run_fingerprint(likelihood, space, settings)
     if resume and checkpoint and Path(checkpoint).exists():
+        stamp = Path(checkpoint + ".fingerprint")
+        if not stamp.exists() or stamp.read_text().strip() != fingerprint:
+            raise ValueError(
+                f"the checkpoint {checkpoint} was made by a different analysis (data, model, priors "
+                "or sampler settings changed): run without --resume, or delete the checkpoint"
+            )
         logger.info("resuming nested sampling from %s", checkpoint)
         sampler = dynesty.NestedSampler.restore(checkpoint, pool=pool)
     else:
+        if checkpoint:
+            with atomic_path(checkpoint + ".fingerprint") as tmp:
+                tmp.write_text(fingerprint + "\n")
         if resume:
             logger.warning("no checkpoint at %s: starting a new run", checkpoint)
         sampler = dynesty.NestedSampler(
