@@ -1,8 +1,8 @@
 """Nested sampling of ringdown likelihoods with dynesty, evaluated in batches.
 
 dynesty proposes ``queue_size`` points at a time and evolves each (uniform draw, random walk or
-slice) through a ``map``.  :class:`BatchingPool` runs those evolutions in threads and joins their
-individual likelihood calls into one vectorized call of a
+slice) through a ``map``.  :class:`BatchingPool` runs those evolutions on worker threads and
+joins their individual likelihood calls into one vectorized call of a
 :class:`~gwtools.ringdown.likelihood.VectorizedLikelihood` whenever every running evolution is
 waiting for a likelihood value.  Any dynesty sampling method therefore gets batched JAX
 evaluations, and a run is not bound by per-call Python overhead.  (JAX releases the GIL while
@@ -18,6 +18,7 @@ import hashlib
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -145,93 +146,122 @@ class SamplerSettings:
             raise ValueError(f"queue_size must be >= 1, got {self.queue_size}")
 
 
-class _Batcher:
-    """Joins single-point likelihood calls from concurrent threads into vectorized calls."""
+class _Slot:
+    """One waiting likelihood request: its point, then its value or error."""
 
-    def __init__(self, batch_likelihood):
+    __slots__ = ("point", "value", "error", "ready")
+
+    def __init__(self, point):
+        self.point = point
+        self.value = None
+        self.error = None
+        self.ready = threading.Event()
+
+
+class _Batcher:
+    """Joins single-point likelihood calls from concurrent tasks into vectorized calls.
+
+    ``active`` is the number of tasks that are running or about to run (at most the number
+    of worker threads); once that many requests wait, they are evaluated together.  Each
+    waiting thread sleeps on its own event, so a batch wakes only its own callers.
+    """
+
+    def __init__(self, batch_likelihood, workers: int):
         self.batch_likelihood = batch_likelihood
-        self.condition = threading.Condition()
+        self.workers = workers
+        self.lock = threading.Lock()
+        self.pending: list[_Slot] = []
+        self.outstanding = 0
         self.active = 0
-        self.pending: list[tuple[np.ndarray, dict]] = []
         self.n_batches = 0
         self.n_points = 0
 
-    def _flush_if_ready(self) -> None:
-        # caller holds the lock; evaluate when every running evolution waits for a value
+    def _take_if_ready(self) -> list[_Slot]:
+        # caller holds the lock
         if self.pending and len(self.pending) >= self.active:
             batch, self.pending = self.pending, []
-            try:
-                values = self.batch_likelihood(np.stack([x for x, _ in batch]))
-                for (_, slot), value in zip(batch, values):
-                    slot["value"] = float(value)
-            except BaseException as err:  # hand the error to every waiting caller
-                for _, slot in batch:
-                    slot["error"] = err
-            self.n_batches += 1
-            self.n_points += len(batch)
-            self.condition.notify_all()
+            return batch
+        return []
+
+    def _evaluate(self, batch: list[_Slot]) -> None:
+        try:
+            values = self.batch_likelihood(np.stack([slot.point for slot in batch]))
+            for slot, value in zip(batch, values):
+                slot.value = float(value)
+        except BaseException as err:  # hand the error to every waiting caller
+            for slot in batch:
+                slot.error = err
+        self.n_batches += 1
+        self.n_points += len(batch)
+        for slot in batch:
+            slot.ready.set()
 
     def __call__(self, x) -> float:
-        slot: dict = {}
-        with self.condition:
-            self.pending.append((np.asarray(x, dtype=float), slot))
-            self._flush_if_ready()
-            while "value" not in slot and "error" not in slot:
-                self.condition.wait()
-        if "error" in slot:
-            raise slot["error"]
-        return slot["value"]
+        slot = _Slot(np.asarray(x, dtype=float))
+        with self.lock:
+            self.pending.append(slot)
+            batch = self._take_if_ready()
+        if batch:
+            self._evaluate(batch)
+        slot.ready.wait()
+        if slot.error is not None:
+            raise slot.error
+        return slot.value
 
-    def start_worker(self) -> None:
-        with self.condition:
-            self.active += 1
+    def begin(self, n_tasks: int) -> None:
+        with self.lock:
+            self.outstanding = n_tasks
+            self.active = min(self.workers, n_tasks)
 
-    def finish_worker(self) -> None:
-        with self.condition:
-            self.active -= 1
-            self._flush_if_ready()
+    def finish_task(self) -> None:
+        with self.lock:
+            self.outstanding -= 1
+            self.active = min(self.workers, self.outstanding)
+            batch = self._take_if_ready()
+        if batch:
+            self._evaluate(batch)
 
 
 class BatchingPool:
-    """A dynesty-compatible pool whose ``map`` runs tasks in threads with batched likelihoods.
+    """A dynesty-compatible pool whose ``map`` runs tasks on threads with batched likelihoods.
 
     Parameters
     ----------
     batch_likelihood
         Callable mapping (n, ndim) parameter arrays to (n,) log likelihoods.
     size
-        Number of concurrent evolutions (dynesty's ``queue_size``).
+        Worker threads, i.e. concurrent evolutions (dynesty's ``queue_size``).
+
+    Use as a context manager (or call :meth:`close`) to stop the threads.
     """
 
     def __init__(self, batch_likelihood, size: int):
-        self.batcher = _Batcher(batch_likelihood)
         self.size = int(size)
+        self.batcher = _Batcher(batch_likelihood, self.size)
+        self.executor = ThreadPoolExecutor(max_workers=self.size, thread_name_prefix="gwtools-batch")
 
     def map(self, func, iterable):
         items = list(iterable)
-        results: list = [None] * len(items)
-        errors: list = []
+        self.batcher.begin(len(items))
 
-        def work(i, item):
+        def work(item):
             _worker_state.batcher = self.batcher
             try:
-                results[i] = func(item)
-            except BaseException as err:  # noqa: BLE001 - re-raised in the caller below
-                errors.append(err)
+                return func(item)
             finally:
-                self.batcher.finish_worker()
+                self.batcher.finish_task()
 
-        threads = []
-        for i, item in enumerate(items):
-            self.batcher.start_worker()
-            threads.append(threading.Thread(target=work, args=(i, item), daemon=True))
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        if errors:
-            raise errors[0]
-        return results
+        futures = [self.executor.submit(work, item) for item in items]
+        return [future.result() for future in futures]
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
 
 
 class _PoolLikelihood:
@@ -323,44 +353,44 @@ def run_nested(likelihood, space: ParameterSpace, settings: SamplerSettings = Sa
         raise ValueError(
             f"likelihood parameters {tuple(names)} differ from the sampled space {space.names}"
         )
-    pool = BatchingPool(likelihood, settings.queue_size)
     loglike = _PoolLikelihood(likelihood)
     checkpoint = str(checkpoint_path) if checkpoint_path is not None else None
     start = time.time()
     fingerprint = _run_fingerprint(likelihood, space, settings)
-    if resume and checkpoint and Path(checkpoint).exists():
-        stamp = Path(checkpoint + ".fingerprint")
-        if not stamp.exists() or stamp.read_text().strip() != fingerprint:
-            raise ValueError(
-                f"the checkpoint {checkpoint} was made by a different analysis (data, model, priors "
-                "or sampler settings changed): run without --resume, or delete the checkpoint"
-            )
-        logger.info("resuming nested sampling from %s", checkpoint)
-        sampler = dynesty.NestedSampler.restore(checkpoint, pool=pool)
-    else:
-        if checkpoint:
-            with atomic_path(checkpoint + ".fingerprint") as tmp:
-                tmp.write_text(fingerprint + "\n")
-        if resume:
-            logger.warning("no checkpoint at %s: starting a new run", checkpoint)
-        sampler = dynesty.NestedSampler(
-            loglike,
-            space,
-            space.ndim,
-            nlive=settings.nlive,
-            bound=settings.bound,
-            sample=settings.sample,
-            pool=pool,
-            queue_size=settings.queue_size,
-            periodic=space.periodic_indices,
-            use_pool={"prior_transform": False, "loglikelihood": True,
-                      "propose_point": True, "update_bound": False},
-            rstate=np.random.default_rng(settings.seed),
-        )
     kwargs = dict(dlogz=settings.dlogz, print_progress=progress, maxcall=settings.maxcall)
     if checkpoint:
         kwargs.update(checkpoint_file=checkpoint, checkpoint_every=settings.checkpoint_every)
-    sampler.run_nested(**kwargs)
+    with BatchingPool(likelihood, settings.queue_size) as pool:
+        if resume and checkpoint and Path(checkpoint).exists():
+            stamp = Path(checkpoint + ".fingerprint")
+            if not stamp.exists() or stamp.read_text().strip() != fingerprint:
+                raise ValueError(
+                    f"the checkpoint {checkpoint} was made by a different analysis (data, model, "
+                    "priors or sampler settings changed): run without --resume, or delete the checkpoint"
+                )
+            logger.info("resuming nested sampling from %s", checkpoint)
+            sampler = dynesty.NestedSampler.restore(checkpoint, pool=pool)
+        else:
+            if checkpoint:
+                with atomic_path(checkpoint + ".fingerprint") as tmp:
+                    tmp.write_text(fingerprint + "\n")
+            if resume:
+                logger.warning("no checkpoint at %s: starting a new run", checkpoint)
+            sampler = dynesty.NestedSampler(
+                loglike,
+                space,
+                space.ndim,
+                nlive=settings.nlive,
+                bound=settings.bound,
+                sample=settings.sample,
+                pool=pool,
+                queue_size=settings.queue_size,
+                periodic=space.periodic_indices,
+                use_pool={"prior_transform": False, "loglikelihood": True,
+                          "propose_point": True, "update_bound": False},
+                rstate=np.random.default_rng(settings.seed),
+            )
+        sampler.run_nested(**kwargs)
     res = sampler.results
     failed = getattr(likelihood, "n_failed", 0)
     if failed:
