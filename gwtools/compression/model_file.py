@@ -21,6 +21,7 @@ included.
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import math
 import os
@@ -84,6 +85,37 @@ def made_masks(n_dim: int, hidden: int, n_components: int) -> tuple[np.ndarray, 
     return mask_in, mask_out
 
 
+def _bspline_rows(t: np.ndarray, n_basis: int) -> np.ndarray:
+    """Cubic B-spline bases at knot coordinates ``t``, bases first: (n_basis, t.size).
+
+    ``t`` is the position in knot steps from the first knot of the extended grid.  Only the
+    four bases of the knot interval ``floor(t)`` are nonzero; they are the four cardinal cubic
+    pieces of the local coordinate ``t - floor(t)`` (de Boor 1978), scattered into place,
+    so no Cox-de Boor recursion over all knots is needed.
+    """
+    t = t.ravel()
+    cell = np.floor(t)
+    u = t - cell
+    u2 = u * u
+    u3 = u2 * u
+    # The pieces of the bases cell-3 .. cell on knot interval cell.
+    pieces = (
+        (1.0 - 3.0 * u + 3.0 * u2 - u3) / 6.0,
+        (4.0 - 6.0 * u2 + 3.0 * u3) / 6.0,
+        (1.0 + 3.0 * u + 3.0 * u2 - 3.0 * u3) / 6.0,
+        u3 / 6.0,
+    )
+    # Padded rows: basis cell-3+offset sits in padded row cell+offset; the three pad rows
+    # each side absorb bases beyond the extended grid.
+    width = n_basis + 6
+    padded = np.zeros(width * t.size, dtype=t.dtype)
+    inside = (cell >= 0) & (cell <= width - 4)  # t within the extended grid
+    index = np.where(inside, cell, 0).astype(np.intp) * t.size + np.arange(t.size)
+    for offset, value in enumerate(pieces):
+        padded[index + offset * t.size] = np.where(inside, value, 0.0)
+    return padded.reshape(width, t.size)[3 : 3 + n_basis]
+
+
 def cubic_bspline_basis(x: np.ndarray, lo: np.ndarray, step: np.ndarray, n_intervals: int):
     """Cubic B-spline basis on uniform knots, pykan's convention (de Boor 1978).
 
@@ -102,32 +134,10 @@ def cubic_bspline_basis(x: np.ndarray, lo: np.ndarray, step: np.ndarray, n_inter
     -------
     numpy.ndarray, shape (n, m, G + 3)
     """
-    n_basis = n_intervals + _SPLINE_ORDER
     lo, step = lo.astype(x.dtype), step.astype(x.dtype)
     t = (x - lo) / step + _SPLINE_ORDER  # position in units of knots from the first knot
-    cell = np.floor(t)
-    u = t - cell
-    cell = cell.astype(np.int64)
-    u2 = u * u
-    u3 = u2 * u
-    # The four cardinal cubic pieces that are nonzero on a knot interval (cell), for the
-    # bases cell-3 .. cell.
-    pieces = (
-        (1.0 - 3.0 * u + 3.0 * u2 - u3) / 6.0,
-        (4.0 - 6.0 * u2 + 3.0 * u3) / 6.0,
-        (1.0 + 3.0 * u + 3.0 * u2 - 3.0 * u3) / 6.0,
-        u3 / 6.0,
-    )
-    width = n_basis + 6
-    # Scatter into a padded row per value (padded index of basis cell-3+offset is
-    # cell+offset); the three pad slots each side absorb bases beyond the extended grid.
-    padded = np.zeros(x.size * width, dtype=x.dtype)
-    cell = cell.ravel()
-    inside = (cell >= 0) & (cell <= width - 4)  # x within the extended grid
-    cell = np.where(inside, cell, 0) + np.arange(x.size) * width
-    for offset, value in enumerate(pieces):
-        padded[cell + offset] = np.where(inside, value.ravel(), 0.0)
-    return padded.reshape(x.shape + (width,))[..., 3 : 3 + n_basis]
+    rows = _bspline_rows(t, n_intervals + _SPLINE_ORDER)
+    return np.moveaxis(rows.reshape((-1,) + x.shape), 0, -1)
 
 
 def _silu(x: np.ndarray) -> np.ndarray:
@@ -179,6 +189,29 @@ class SplineLayer:
 
     def __call__(self, x: np.ndarray, columns=slice(None)) -> np.ndarray:
         return self.combine(self.features(x), columns)
+
+    def feature_rows(self, x: np.ndarray, index: int, out: np.ndarray) -> None:
+        """Write the features of values ``x`` (m,) of input ``index`` into ``out`` (G + 4, m)."""
+        t = (x - x.dtype.type(self.grid_lo[index])) / x.dtype.type(self.grid_step[index])
+        out[:-1] = _bspline_rows(t + _SPLINE_ORDER, self.n_intervals + _SPLINE_ORDER)
+        out[-1] = _silu(x)
+
+    def combine_rows(self, features: np.ndarray, columns, n_known: int) -> np.ndarray:
+        """Outputs ``columns`` as rows (len(columns), m) from features stored as rows.
+
+        ``features`` is (n_in * (G + 4), m), input after input; only the first ``n_known``
+        inputs are used: the others are not known yet and have zero weight by the masks.
+        """
+        rows = n_known * self.n_features
+        weights = np.ascontiguousarray(self.weights[:rows, columns].T, dtype=features.dtype)
+        return weights @ features[:rows] + self.bias[columns, None].astype(features.dtype)
+
+    def permute_inputs(self, order: np.ndarray) -> "SplineLayer":
+        """The same layer with input ``p`` taken from former input ``order[p]``."""
+        n_in = len(self.grid_lo)
+        weights = self.weights.reshape(n_in, self.n_features, -1)[order]
+        return SplineLayer(self.grid_lo[order], self.grid_step[order], self.n_intervals,
+                           weights.reshape(self.weights.shape), self.bias)
 
 
 _FUNCTIONS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -349,6 +382,36 @@ class ExpressionLayer:
     def __call__(self, x: np.ndarray, columns=slice(None)) -> np.ndarray:
         return self.combine(self.features(x), columns)
 
+    def feature_rows(self, x: np.ndarray, index: int, out: np.ndarray) -> None:
+        """Write the values ``x`` (m,) of input ``index`` into ``out`` (1, m)."""
+        out[0] = x
+
+    def combine_rows(self, features: np.ndarray, columns, n_known: int) -> np.ndarray:
+        """Formulas of nodes ``columns`` as rows (len(columns), m) from inputs as rows (n_in, m).
+
+        All inputs are passed to the formulas; those not known yet are zero rows.
+        """
+        x = features.T  # (m, n_in) view whose columns are contiguous
+        out = np.ascontiguousarray(self.weights[:, columns].T, dtype=features.dtype) @ features
+        out += self.constant[columns, None].astype(features.dtype)
+        nodes = np.arange(len(self.formulas))[columns]
+        for row, node in zip(out, nodes):
+            for term in self.nonlinear[node]:
+                row += term(x)
+        return out
+
+    def permute_inputs(self, order: np.ndarray) -> "ExpressionLayer":
+        """The same layer with input ``p`` taken from former input ``order[p]``."""
+        position = np.argsort(order)
+        formulas = []
+        for text in self.formulas:
+            tree = ast.parse(text, mode="eval")
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Name) and node.id.startswith("x") and node.id[1:].isdigit():
+                    node.id = f"x{position[int(node.id[1:])]}"
+            formulas.append(ast.unparse(tree))
+        return ExpressionLayer.from_formulas(formulas, len(order))
+
 
 @dataclass(frozen=True)
 class MixtureDensity:
@@ -398,19 +461,33 @@ class MixtureDensity:
             result[start : start + _CHUNK] = _logsumexp(comp).sum(axis=1)
         return result - np.log(self.scale).sum()
 
+    @functools.cached_property
+    def _sampling_network(self):
+        """Layers with hidden units sorted by MADE degree, the order, and the number of
+        units known before each dimension is drawn (those of degree <= j)."""
+        first, last = self.layers
+        degree = np.arange(first.n_out) % max(self.n_dim - 1, 1) + 1
+        order = np.argsort(degree, kind="stable")
+        n_known = np.searchsorted(degree[order], np.arange(self.n_dim + 1), side="right")
+        return first, last.permute_inputs(order), order, n_known
+
     def sample_unbounded(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """Draw ``n`` samples of the unbounded coordinates, shape (n, d).
 
         Ancestral sampling, one dimension at a time.  By the MADE degrees, hidden unit ``h``
         depends on dimensions ``< m_h`` only, so it is evaluated once, as soon as those are
         drawn, and its output-layer features are kept: sampling all ``d`` dimensions costs
-        about one network pass.  Uniform and normal draws are taken in fixed-size chunks,
-        so a seed gives the same draws whichever file the network came from.
+        about one network pass.  Hidden units are reordered by degree so that the units
+        known before dimension ``j`` are a prefix, and features are stored one row per
+        feature (samples along rows): every step reads and writes contiguous memory, and
+        the output layer multiplies only the known units.  Uniform and normal draws are
+        taken in fixed-size chunks, so a seed gives the same draws whichever file the
+        network came from.
         """
-        first, last = self.layers
-        hidden_degree = np.arange(first.n_out) % max(self.n_dim - 1, 1) + 1
+        first, last, order, n_known = self._sampling_network
         k = self.n_components
         width = 3 * k
+        f_in, f_hidden = first.n_features, last.n_features
         out = np.empty((n, self.n_dim))
         for start in range(0, n, _CHUNK):
             m = min(_CHUNK, n - start)
@@ -418,44 +495,49 @@ class MixtureDensity:
             normal = rng.standard_normal((m, self.n_dim))
             # Single precision inside the network: twice the throughput, and its rounding
             # (1e-7 relative) is far below the model's own error.
-            z = np.zeros((m, self.n_dim), dtype=np.float32)
-            input_features = np.zeros((m, self.n_dim, first.n_features), dtype=np.float32)
-            hidden_features = np.zeros((m, len(hidden_degree), last.n_features), dtype=np.float32)
+            z = np.zeros((self.n_dim, m), dtype=np.float32)
+            input_features = np.zeros((self.n_dim * f_in, m), dtype=np.float32)
+            hidden_features = np.zeros((len(order) * f_hidden, m), dtype=np.float32)
             for dim in range(self.n_dim):
                 if dim > 0:
-                    input_features[:, dim - 1] = first.features(z[:, dim - 1 : dim], [dim - 1])[:, 0]
-                    new = np.flatnonzero(hidden_degree == dim)
+                    first.feature_rows(z[dim - 1], dim - 1,
+                                       input_features[(dim - 1) * f_in : dim * f_in])
+                    new = np.arange(n_known[dim - 1], n_known[dim])
                     if new.size:
-                        hidden = first.combine(input_features, new)
-                        hidden_features[:, new] = last.features(hidden, new)
-                block = last.combine(hidden_features, slice(dim * width, (dim + 1) * width))
-                z[:, dim] = _draw_component(block, k, uniform[:, dim], normal[:, dim])
-            out[start : start + m] = z * self.scale + self.mean
+                        hidden = first.combine_rows(input_features, order[new], dim)
+                        for position, values in zip(new, hidden):
+                            last.feature_rows(values, position, hidden_features[
+                                position * f_hidden : (position + 1) * f_hidden])
+                block = last.combine_rows(hidden_features, slice(dim * width, (dim + 1) * width),
+                                          n_known[dim])
+                z[dim] = _draw_component(block, k, uniform[:, dim], normal[:, dim])
+            out[start : start + m] = z.T * self.scale + self.mean
         return out
 
 
 def _draw_component(block: np.ndarray, k: int, uniform: np.ndarray, normal: np.ndarray):
-    """One draw per row from the mixture in ``block`` (n, 3k): logits, means, log sigmas.
+    """One draw per column from the mixture in ``block`` (3k, n): logits, means, log sigmas.
 
     The component is the first whose cumulative weight exceeds ``uniform * total``; loops
     run over the few components on contiguous rows, which numpy does much faster than small
-    reductions along the last axis.
+    reductions along a short axis.
     """
-    columns = np.ascontiguousarray(block.T)  # (3k, n)
-    logits = columns[:k]
+    logits = block[:k]
     peak = logits[0].copy()
     for row in logits[1:]:
         np.maximum(peak, row, out=peak)
     weights = np.exp(logits - peak)
     threshold = uniform * weights.sum(axis=0)
-    cumulative = np.zeros_like(peak)
-    comp = np.zeros(len(peak), dtype=np.int64)
-    for row in weights[:-1]:
-        cumulative += row
-        comp += cumulative < threshold
-    index = np.arange(len(peak))
-    mean = columns[k:2 * k][comp, index]
-    log_sigma = np.clip(columns[2 * k:][comp, index], *LOG_SIGMA_BOUNDS)
+    cumulative = weights[0].copy()
+    mean = block[k].copy()
+    log_sigma = block[2 * k].copy()
+    for comp in range(1, k):
+        # Cumulative weights rise with the component, so the last one passed wins.
+        passed = cumulative < threshold
+        np.copyto(mean, block[k + comp], where=passed)
+        np.copyto(log_sigma, block[2 * k + comp], where=passed)
+        cumulative += weights[comp]
+    np.clip(log_sigma, *LOG_SIGMA_BOUNDS, out=log_sigma)
     return mean + np.exp(log_sigma) * normal
 
 
