@@ -268,8 +268,8 @@ class Reconstruction:
     log_evidence_physical, log_evidence_physical_err
         ln Z under the physical amplitude prior and its error (sampler and importance error).
     physical_indices
-        (n_resampled,) indices into theta/quadratures of a weighted resample: the posterior
-        under the physical prior.
+        (n_theta * draws_per_sample,) indices into theta/quadratures of a weighted resample (with
+        replacement): the posterior under the physical prior.
     """
 
     theta: np.ndarray
@@ -289,8 +289,25 @@ class Reconstruction:
         return amplitudes_and_phases(self.quadratures)[1]
 
 
+def _conditional_draws_all(likelihood: FireflyLikelihood, theta, seed: int, draws: int) -> np.ndarray:
+    """(n_theta * draws, D) conditional quadrature draws, computed in fixed-size chunks."""
+    n_theta = theta.shape[0]
+    keys = jax.random.split(jax.random.PRNGKey(seed), n_theta)
+    padded = -(-n_theta // _RECONSTRUCTION_CHUNK) * _RECONSTRUCTION_CHUNK
+    theta_pad = np.concatenate([theta, np.repeat(theta[:1], padded - n_theta, axis=0)])
+    keys_pad = jnp.concatenate([keys, jnp.repeat(keys[:1], padded - n_theta, axis=0)])
+    chunks = [
+        np.asarray(_conditional_draws(likelihood, keys_pad[i:i + _RECONSTRUCTION_CHUNK],
+                                      jnp.asarray(theta_pad[i:i + _RECONSTRUCTION_CHUNK]), likelihood.data,
+                                      draws))
+        for i in range(0, padded, _RECONSTRUCTION_CHUNK)
+    ]
+    return np.concatenate(chunks)[:n_theta].reshape(n_theta * draws, -1)
+
+
 def reconstruct(likelihood: FireflyLikelihood, theta, log_evidence: float, log_evidence_err: float,
-                *, seed: int, draws_per_sample: int = 4, min_ess: float = 200.0) -> Reconstruction:
+                *, seed: int, draws_per_sample: int = 4, min_ess: float = 1000.0,
+                max_draws_per_sample: int = 64) -> Reconstruction:
     """Recover amplitudes and phases and convert the evidence to the physical amplitude prior.
 
     Parameters
@@ -304,30 +321,28 @@ def reconstruct(likelihood: FireflyLikelihood, theta, log_evidence: float, log_e
     seed
         Seed of the quadrature draws and of the resampling.
     draws_per_sample
-        Conditional draws of B per theta sample (more reduce the importance-sampling noise).
+        Conditional draws of B per theta sample to start with.
     min_ess
-        Warn when the effective sample size of the physical-prior weights is below this.
+        Target effective sample size of the physical-prior weights: while it is not reached,
+        the draws per sample are multiplied by 4, up to ``max_draws_per_sample``; if it is still
+        not reached, a warning says the physical-prior results are unreliable.
+    max_draws_per_sample
+        Cap of the draws per theta sample.
     """
     theta = np.atleast_2d(np.asarray(theta, dtype=float))
     prior = likelihood.prior
-    n_theta = theta.shape[0]
-    keys = jax.random.split(jax.random.PRNGKey(seed), n_theta)
-    padded = -(-n_theta // _RECONSTRUCTION_CHUNK) * _RECONSTRUCTION_CHUNK
-    theta_pad = np.concatenate([theta, np.repeat(theta[:1], padded - n_theta, axis=0)])
-    keys_pad = jnp.concatenate([keys, jnp.repeat(keys[:1], padded - n_theta, axis=0)])
-    chunks = [
-        np.asarray(_conditional_draws(likelihood, keys_pad[i:i + _RECONSTRUCTION_CHUNK],
-                                      jnp.asarray(theta_pad[i:i + _RECONSTRUCTION_CHUNK]), likelihood.data,
-                                      draws_per_sample))
-        for i in range(0, padded, _RECONSTRUCTION_CHUNK)
-    ]
-    quadratures = np.concatenate(chunks)[:n_theta].reshape(n_theta * draws_per_sample, -1)
-    theta_rep = np.repeat(theta, draws_per_sample, axis=0)
+    draws = draws_per_sample
+    while True:
+        quadratures = _conditional_draws_all(likelihood, theta, seed, draws)
+        log_w = log_physical_prior(quadratures, prior.amplitude_max) - np.asarray(prior.log_density(quadratures))
+        ess = effective_sample_size(log_w)
+        if ess >= min_ess or draws * 4 > max_draws_per_sample:
+            break
+        draws *= 4
+    theta_rep = np.repeat(theta, draws, axis=0)
 
-    log_w = log_physical_prior(quadratures, prior.amplitude_max) - np.asarray(prior.log_density(quadratures))
     n = log_w.size
     log_mean_w = logsumexp(log_w) - np.log(n)
-    ess = effective_sample_size(log_w)
     # relative standard error of the mean weight -> error of its log
     weights = np.exp(log_w - logsumexp(log_w))
     rel_err = np.sqrt(max(n * np.sum(weights**2) - 1.0, 0.0) / n)
@@ -336,11 +351,11 @@ def reconstruct(likelihood: FireflyLikelihood, theta, log_evidence: float, log_e
         logger.warning(
             "physical-prior importance weights have an effective sample size of %.0f (of %d draws): "
             "amplitude posteriors and the physical-prior evidence are unreliable; raise "
-            "draws_per_sample or the number of posterior samples (a mode consistent with zero "
+            "max_draws_per_sample or the number of posterior samples (a mode consistent with zero "
             "amplitude gives heavy 1/A weights)", ess, n)
     rng = np.random.default_rng(seed)
     if np.isfinite(log_mean_w):
-        indices = rng.choice(n, size=n, replace=True, p=weights)
+        indices = rng.choice(n, size=theta.shape[0] * draws_per_sample, replace=True, p=weights)
     else:
         indices = np.zeros(0, dtype=int)
     return Reconstruction(
