@@ -96,24 +96,26 @@ def _bspline_rows(t: np.ndarray, n_basis: int) -> np.ndarray:
     t = t.ravel()
     cell = np.floor(t)
     u = t - cell
-    u2 = u * u
-    u3 = u2 * u
-    # The pieces of the bases cell-3 .. cell on knot interval cell.
+    w = 1.0 - u
+    # The pieces of the bases cell-3 .. cell on knot interval cell (the middle two are
+    # mirror images, in Horner form).
     pieces = (
-        (1.0 - 3.0 * u + 3.0 * u2 - u3) / 6.0,
-        (4.0 - 6.0 * u2 + 3.0 * u3) / 6.0,
-        (1.0 + 3.0 * u + 3.0 * u2 - 3.0 * u3) / 6.0,
-        u3 / 6.0,
+        w * w * w / 6.0,
+        (0.5 * u - 1.0) * u * u + 2.0 / 3.0,
+        (0.5 * w - 1.0) * w * w + 2.0 / 3.0,
+        u * u * u / 6.0,
     )
     # Padded rows: basis cell-3+offset sits in padded row cell+offset; the three pad rows
-    # each side absorb bases beyond the extended grid.
+    # each side absorb bases beyond the extended grid, and values outside the extended grid
+    # go to four discarded rows at the end.
     width = n_basis + 6
-    padded = np.zeros(width * t.size, dtype=t.dtype)
-    inside = (cell >= 0) & (cell <= width - 4)  # t within the extended grid
-    index = np.where(inside, cell, 0).astype(np.intp) * t.size + np.arange(t.size)
-    for offset, value in enumerate(pieces):
-        padded[index + offset * t.size] = np.where(inside, value, 0.0)
-    return padded.reshape(width, t.size)[3 : 3 + n_basis]
+    padded = np.zeros((width + 4) * t.size, dtype=t.dtype)
+    inside = (cell >= 0) & (cell <= width - 4)
+    index = np.where(inside, cell, width).astype(np.intp) * t.size + np.arange(t.size)
+    for value in pieces:
+        padded[index] = value
+        index += t.size
+    return padded.reshape(width + 4, t.size)[3 : 3 + n_basis]
 
 
 def cubic_bspline_basis(x: np.ndarray, lo: np.ndarray, step: np.ndarray, n_intervals: int):
@@ -491,8 +493,9 @@ class MixtureDensity:
         out = np.empty((n, self.n_dim))
         for start in range(0, n, _CHUNK):
             m = min(_CHUNK, n - start)
-            uniform = rng.random((m, self.n_dim))
-            normal = rng.standard_normal((m, self.n_dim))
+            # Drawn sample-major, as always, then stored one row per dimension.
+            uniform = rng.random((m, self.n_dim)).T.astype(np.float32)
+            normal = rng.standard_normal((m, self.n_dim)).T.astype(np.float32)
             # Single precision inside the network: twice the throughput, and its rounding
             # (1e-7 relative) is far below the model's own error.
             z = np.zeros((self.n_dim, m), dtype=np.float32)
@@ -510,7 +513,7 @@ class MixtureDensity:
                                 position * f_hidden : (position + 1) * f_hidden])
                 block = last.combine_rows(hidden_features, slice(dim * width, (dim + 1) * width),
                                           n_known[dim])
-                z[dim] = _draw_component(block, k, uniform[:, dim], normal[:, dim])
+                z[dim] = _draw_component(block, k, uniform[dim], normal[dim])
             out[start : start + m] = z.T * self.scale + self.mean
         return out
 
@@ -527,7 +530,8 @@ def _draw_component(block: np.ndarray, k: int, uniform: np.ndarray, normal: np.n
     for row in logits[1:]:
         np.maximum(peak, row, out=peak)
     weights = np.exp(logits - peak)
-    threshold = uniform * weights.sum(axis=0)
+    threshold = weights.sum(axis=0)
+    threshold *= uniform
     cumulative = weights[0].copy()
     mean = block[k].copy()
     log_sigma = block[2 * k].copy()
@@ -538,7 +542,10 @@ def _draw_component(block: np.ndarray, k: int, uniform: np.ndarray, normal: np.n
         np.copyto(log_sigma, block[2 * k + comp], where=passed)
         cumulative += weights[comp]
     np.clip(log_sigma, *LOG_SIGMA_BOUNDS, out=log_sigma)
-    return mean + np.exp(log_sigma) * normal
+    np.exp(log_sigma, out=log_sigma)
+    log_sigma *= normal
+    mean += log_sigma
+    return mean
 
 
 def _logsumexp(a: np.ndarray) -> np.ndarray:
