@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/compression.py                       # every shared posterior
     .venv/bin/python benchmarks/compression.py --match 150914 --sets 6,11
     .venv/bin/python benchmarks/compression.py --quick --match 150914  # small settings, minutes
+    .venv/bin/python benchmarks/compression.py --speed OUT/MODEL ...      # regeneration speed only
 
 For each posterior file under ``../shared/data/posteriors`` and each parameter set (6
 intrinsic parameters; 11 adding distance, cos inclination, ra, sin dec, polarisation), with the
@@ -18,6 +19,10 @@ samples per second (one process; BLAS threads as set in the environment), held-o
 density in the transformed coordinates and in the physical parameters, 1-D JSD (median, max;
 bits), C2ST accuracy, MMD, 90% interval shifts.  Prints a table and one JSON line per row, and
 writes ``frontier.png`` (size vs held-out log density) and ``results.jsonl`` to ``--out``.
+
+``--speed`` instead times ``sample`` of existing models (stems written by a benchmark run), from
+the weights and from the expressions, on one BLAS thread: samples per CPU second
+(``time.process_time``), best of a few repeats.
 """
 
 from __future__ import annotations
@@ -182,6 +187,29 @@ def benchmark_file(path: Path, names, out_dir: Path, args) -> list[dict]:
     return rows
 
 
+def regeneration_speed(models, n: int = 200_000, repeats: int = 3) -> list[dict]:
+    """Samples per CPU second of ``load(model, source).sample(n)`` on one BLAS thread."""
+    from threadpoolctl import threadpool_limits
+
+    from gwtools.compression import load
+
+    rows = []
+    with threadpool_limits(limits=1):
+        for model in models:
+            for source in ("weights", "expressions"):
+                posterior = load(model, source=source)
+                posterior.sample(1000, seed=0)  # first-call set-up out of the timing
+                best = math.inf
+                for repeat in range(repeats):
+                    start = time.process_time()
+                    posterior.sample(n, seed=repeat)
+                    best = min(best, time.process_time() - start)
+                rows.append({"model": str(model), "source": source,
+                             "n_parameters": len(posterior.parameters),
+                             "samples_per_cpu_second": n / best})
+    return rows
+
+
 def _plot(rows: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -222,7 +250,14 @@ def main() -> None:
                         help="zuko flow epochs at most (0: no flow; default 60)")
     parser.add_argument("--quick", action="store_true",
                         help="small KAN, few flow epochs, fewer metric samples")
+    parser.add_argument("--speed", nargs="+", metavar="MODEL",
+                        help="only time regeneration from these model stems")
     args = parser.parse_args()
+    if args.speed:
+        for row in regeneration_speed(args.speed):
+            print(f"{row['n_parameters']:3d} {row['source']:12s} "
+                  f"{row['samples_per_cpu_second']:10.3g} samples/CPU-s  {row['model']}")
+        return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     args.gmm = (4, 8, 16, 32, 64, 128)
     args.density, args.symbolic = {}, {}
