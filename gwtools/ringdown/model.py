@@ -18,10 +18,10 @@ Amplitude models
         h_plus  = A e^{-t/tau} Y_plus(iota)  cos(2 pi f t - phi)
         h_cross = A e^{-t/tau} Y_cross(iota) sin(2 pi f t - phi)
 
-    with Y_plus/cross = -2Y_lm(iota, 0) +/- (-1)^l -2Y_l-m(iota, 0), spin-weighted **spherical**
-    harmonics standing in for the spheroidal ones (their mixing is below 1e-2 for the modes used
-    here at chi < 0.9; documented approximation, as in e.g. Isi et al. 2019).  For 220 this gives the
-    familiar (1 + cos^2 iota) and 2 cos iota.  The inclination iota enters the template, so it is a
+    with Y_plus/cross = -2Y_lm(iota, 0) +/- (-1)^l -2Y_l-m(iota, 0): spin-weighted **spherical**
+    harmonics stand in for the spheroidal ones (the spherical-spheroidal mixing, which the
+    ``qnm`` package tabulates, is neglected).  For 220 this gives the familiar (1 + cos^2 iota)
+    and 2 cos iota.  The inclination iota enters the template, so it is a
     nonlinear parameter (fixed or sampled).
 ``"free"`` (4 quadratures per mode)
     Independent plus and cross damped sinusoids per mode,
