@@ -62,6 +62,8 @@ WEIGHTS_SUFFIX = ".weights.npz"
 EXPRESSIONS_SUFFIX = ".expr.json"
 _SPLINE_ORDER = 3
 _CHUNK = 1 << 15
+#: Samples evaluated together inside a chunk: their features stay in cache.
+_BLOCK = 1 << 13
 
 
 def made_masks(n_dim: int, hidden: int, n_components: int) -> tuple[np.ndarray, np.ndarray]:
@@ -473,6 +475,32 @@ class MixtureDensity:
         n_known = np.searchsorted(degree[order], np.arange(self.n_dim + 1), side="right")
         return first, last.permute_inputs(order), order, n_known
 
+    def _draw_block(self, first, last, order, n_known, uniform, normal) -> np.ndarray:
+        """Ancestral draws for a block of the uniform and normal draws (d, m), shape (m, d)."""
+        m = uniform.shape[1]
+        k = self.n_components
+        width = 3 * k
+        f_in, f_hidden = first.n_features, last.n_features
+        # Single precision inside the network: twice the throughput, and its rounding
+        # (1e-7 relative) is far below the model's own error.
+        z = np.zeros((self.n_dim, m), dtype=np.float32)
+        input_features = np.zeros((self.n_dim * f_in, m), dtype=np.float32)
+        hidden_features = np.zeros((len(order) * f_hidden, m), dtype=np.float32)
+        for dim in range(self.n_dim):
+            if dim > 0:
+                first.feature_rows(z[dim - 1], dim - 1,
+                                   input_features[(dim - 1) * f_in : dim * f_in])
+                new = np.arange(n_known[dim - 1], n_known[dim])
+                if new.size:
+                    hidden = first.combine_rows(input_features, order[new], dim)
+                    for position, values in zip(new, hidden):
+                        last.feature_rows(values, position, hidden_features[
+                            position * f_hidden : (position + 1) * f_hidden])
+            block = last.combine_rows(hidden_features, slice(dim * width, (dim + 1) * width),
+                                      n_known[dim])
+            z[dim] = _draw_component(block, k, uniform[dim], normal[dim])
+        return z.T * self.scale + self.mean
+
     def sample_unbounded(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """Draw ``n`` samples of the unbounded coordinates, shape (n, d).
 
@@ -487,34 +515,16 @@ class MixtureDensity:
         network came from.
         """
         first, last, order, n_known = self._sampling_network
-        k = self.n_components
-        width = 3 * k
-        f_in, f_hidden = first.n_features, last.n_features
         out = np.empty((n, self.n_dim))
         for start in range(0, n, _CHUNK):
             m = min(_CHUNK, n - start)
             # Drawn sample-major, as always, then stored one row per dimension.
             uniform = rng.random((m, self.n_dim)).T.astype(np.float32)
             normal = rng.standard_normal((m, self.n_dim)).T.astype(np.float32)
-            # Single precision inside the network: twice the throughput, and its rounding
-            # (1e-7 relative) is far below the model's own error.
-            z = np.zeros((self.n_dim, m), dtype=np.float32)
-            input_features = np.zeros((self.n_dim * f_in, m), dtype=np.float32)
-            hidden_features = np.zeros((len(order) * f_hidden, m), dtype=np.float32)
-            for dim in range(self.n_dim):
-                if dim > 0:
-                    first.feature_rows(z[dim - 1], dim - 1,
-                                       input_features[(dim - 1) * f_in : dim * f_in])
-                    new = np.arange(n_known[dim - 1], n_known[dim])
-                    if new.size:
-                        hidden = first.combine_rows(input_features, order[new], dim)
-                        for position, values in zip(new, hidden):
-                            last.feature_rows(values, position, hidden_features[
-                                position * f_hidden : (position + 1) * f_hidden])
-                block = last.combine_rows(hidden_features, slice(dim * width, (dim + 1) * width),
-                                          n_known[dim])
-                z[dim] = _draw_component(block, k, uniform[dim], normal[dim])
-            out[start : start + m] = z.T * self.scale + self.mean
+            for block in range(0, m, _BLOCK):
+                rows = slice(block, min(block + _BLOCK, m))
+                out[start + block : start + rows.stop] = self._draw_block(
+                    first, last, order, n_known, uniform[:, rows], normal[:, rows])
         return out
 
 
