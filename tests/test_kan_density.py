@@ -179,7 +179,10 @@ def test_prior_samples_give_a_normalised_ln_prior(shared_data, tmp_path):
         total = density.sum() * (q_edges[1] - q_edges[0]) * (m_edges[1] - m_edges[0])
         assert total == pytest.approx(1.0, abs=0.03)
         draws = model.transforms.inverse(model.prior.sample_unbounded(20000, np.random.default_rng(0)))
+        # The tiny, briefly trained prior model is not bit-reproducible across runs (its JSD
+        # ranged 0.015-0.031 bit over repeated runs); 0.05 bit still tells the prior model from
+        # the posterior one (posterior vs prior draws: 0.27 bit in mass ratio, 0.74 in chirp mass).
         for j in range(2):
-            assert js_divergence_1d(prior[:, j], draws[:, j]) < 0.02
+            assert js_divergence_1d(prior[:, j], draws[:, j]) < 0.05
         regenerated = model.sample(500, seed=1)
         assert np.all(np.isfinite(model.ln_prior(regenerated)))
