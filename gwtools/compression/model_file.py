@@ -703,13 +703,13 @@ def _transform_stack(header: dict):
     return TransformStack.from_dict(header["transforms"])
 
 
-def posterior_from_weights(header: dict, arrays: Mapping[str, np.ndarray]) -> CompressedPosterior:
-    """Build a :class:`CompressedPosterior` from a weights header and its arrays."""
+def _posterior_from_header(header: dict, build_layers, source: str) -> CompressedPosterior:
+    """A :class:`CompressedPosterior` whose network layers come from ``build_layers(name, part)``."""
     densities = {}
     for name in ("posterior", "prior"):
         part = header.get(name)
         densities[name] = None if part is None else MixtureDensity(
-            layers=_spline_layers(arrays, f"{name}_", part),
+            layers=build_layers(name, part),
             mean=np.asarray(part["mean"], dtype=np.float64),
             scale=np.asarray(part["scale"], dtype=np.float64),
             n_components=part["n_components"],
@@ -720,37 +720,28 @@ def posterior_from_weights(header: dict, arrays: Mapping[str, np.ndarray]) -> Co
         density=densities["posterior"],
         prior=densities["prior"],
         metadata=header.get("metadata", {}),
-        source="weights",
+        source=source,
     )
+
+
+def posterior_from_weights(header: dict, arrays: Mapping[str, np.ndarray]) -> CompressedPosterior:
+    """Build a :class:`CompressedPosterior` from a weights header and its arrays."""
+    return _posterior_from_header(
+        header, lambda name, part: _spline_layers(arrays, f"{name}_", part), "weights")
 
 
 def posterior_from_expressions(header: dict) -> CompressedPosterior:
     """Build a :class:`CompressedPosterior` from an expressions header (formulas included)."""
-    densities = {}
-    for name in ("posterior", "prior"):
-        part = header.get(name)
-        if part is None:
-            densities[name] = None
-            continue
+
+    def expression_layers(name, part):
         n_in = part["n_dim"]
         layers = []
         for formulas in part["layers"]:
             layers.append(ExpressionLayer.from_formulas(formulas, n_in))
             n_in = len(formulas)
-        densities[name] = MixtureDensity(
-            layers=tuple(layers),
-            mean=np.asarray(part["mean"], dtype=np.float64),
-            scale=np.asarray(part["scale"], dtype=np.float64),
-            n_components=part["n_components"],
-        )
-    return CompressedPosterior(
-        parameters=tuple(header["parameters"]),
-        transforms=_transform_stack(header),
-        density=densities["posterior"],
-        prior=densities["prior"],
-        metadata=header.get("metadata", {}),
-        source="expressions",
-    )
+        return tuple(layers)
+
+    return _posterior_from_header(header, expression_layers, "expressions")
 
 
 def _load_weights(path: Path) -> CompressedPosterior:
