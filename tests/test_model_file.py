@@ -202,8 +202,9 @@ def test_ancestral_sampling_matches_a_full_network_pass():
     n = 3000
     draws = density.sample_unbounded(n, np.random.default_rng(9))
     rng = np.random.default_rng(9)
-    uniform, normal = rng.random((n, d)), rng.standard_normal((n, d))
-    out = draws.copy()
+    uniform = rng.random((d, n), dtype=np.float32).T
+    normal = rng.standard_normal((d, n), dtype=np.float32).T
+    out = np.array(draws)
     for layer in density.layers:
         out = layer(out)
     out = out.reshape(n, d, 3, k)

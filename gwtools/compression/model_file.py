@@ -475,17 +475,18 @@ class MixtureDensity:
         n_known = np.searchsorted(degree[order], np.arange(self.n_dim + 1), side="right")
         return first, last.permute_inputs(order), order, n_known
 
-    def _draw_block(self, first, last, order, n_known, uniform, normal) -> np.ndarray:
-        """Ancestral draws for a block of the uniform and normal draws (d, m), shape (m, d)."""
+    def _draw_block(self, first, last, order, n_known, uniform, normal, out) -> None:
+        """Ancestral draws for a block of uniform and normal draws (d, m), written to ``out`` (d, m)."""
         m = uniform.shape[1]
         k = self.n_components
         width = 3 * k
         f_in, f_hidden = first.n_features, last.n_features
         # Single precision inside the network: twice the throughput, and its rounding
         # (1e-7 relative) is far below the model's own error.
-        z = np.zeros((self.n_dim, m), dtype=np.float32)
+        z = np.empty((self.n_dim, m), dtype=np.float32)
         input_features = np.zeros((self.n_dim * f_in, m), dtype=np.float32)
         hidden_features = np.zeros((len(order) * f_hidden, m), dtype=np.float32)
+        columns = np.arange(m)
         for dim in range(self.n_dim):
             if dim > 0:
                 first.feature_rows(z[dim - 1], dim - 1,
@@ -498,8 +499,9 @@ class MixtureDensity:
                             position * f_hidden : (position + 1) * f_hidden])
             block = last.combine_rows(hidden_features, slice(dim * width, (dim + 1) * width),
                                       n_known[dim])
-            z[dim] = _draw_component(block, k, uniform[dim], normal[dim])
-        return z.T * self.scale + self.mean
+            _draw_component(block, k, uniform[dim], normal[dim], columns, z[dim])
+        np.multiply(z, self.scale[:, None], out=out)
+        out += self.mean[:, None]
 
     def sample_unbounded(self, n: int, rng: np.random.Generator) -> np.ndarray:
         """Draw ``n`` samples of the unbounded coordinates, shape (n, d).
@@ -513,49 +515,54 @@ class MixtureDensity:
         the output layer multiplies only the known units.  Uniform and normal draws are
         taken in fixed-size chunks, so a seed gives the same draws whichever file the
         network came from.
+
+        The result is the transpose of a (d, n) array (Fortran order): each parameter's
+        samples are contiguous.
         """
         first, last, order, n_known = self._sampling_network
-        out = np.empty((n, self.n_dim))
+        rows = np.empty((self.n_dim, n))
         for start in range(0, n, _CHUNK):
             m = min(_CHUNK, n - start)
-            # Drawn sample-major, as always, then stored one row per dimension.
-            uniform = rng.random((m, self.n_dim)).T.astype(np.float32)
-            normal = rng.standard_normal((m, self.n_dim)).T.astype(np.float32)
+            # Single-precision draws, one row per dimension, as the network consumes them.
+            uniform = rng.random((self.n_dim, m), dtype=np.float32)
+            normal = rng.standard_normal((self.n_dim, m), dtype=np.float32)
             for block in range(0, m, _BLOCK):
-                rows = slice(block, min(block + _BLOCK, m))
-                out[start + block : start + rows.stop] = self._draw_block(
-                    first, last, order, n_known, uniform[:, rows], normal[:, rows])
-        return out
+                cols = slice(block, min(block + _BLOCK, m))
+                self._draw_block(first, last, order, n_known, uniform[:, cols],
+                                 normal[:, cols], rows[:, start + cols.start : start + cols.stop])
+        return rows.T
 
 
-def _draw_component(block: np.ndarray, k: int, uniform: np.ndarray, normal: np.ndarray):
-    """One draw per column from the mixture in ``block`` (3k, n): logits, means, log sigmas.
+def _draw_component(block: np.ndarray, k: int, uniform: np.ndarray, normal: np.ndarray,
+                    columns: np.ndarray, out: np.ndarray) -> None:
+    """One draw per column from the mixture in ``block`` (3k, m): logits, means, log sigmas.
 
-    The component is the first whose cumulative weight exceeds ``uniform * total``; loops
-    run over the few components on contiguous rows, which numpy does much faster than small
-    reductions along a short axis.
+    The component is the first whose cumulative weight exceeds ``uniform * total`` (inverse
+    CDF); its mean and log sigma are then picked with one flat gather each.  Loops run over
+    the few components on contiguous rows, which numpy does much faster than reductions
+    along a short axis.  ``columns`` is ``arange(m)``; the draws go to ``out`` (m,).
     """
     logits = block[:k]
     peak = logits[0].copy()
     for row in logits[1:]:
         np.maximum(peak, row, out=peak)
-    weights = np.exp(logits - peak)
-    threshold = weights.sum(axis=0)
-    threshold *= uniform
-    cumulative = weights[0].copy()
-    mean = block[k].copy()
-    log_sigma = block[2 * k].copy()
+    cumulative = np.subtract(logits, peak, out=logits)
+    np.exp(cumulative, out=cumulative)
     for comp in range(1, k):
-        # Cumulative weights rise with the component, so the last one passed wins.
-        passed = cumulative < threshold
-        np.copyto(mean, block[k + comp], where=passed)
-        np.copyto(log_sigma, block[2 * k + comp], where=passed)
-        cumulative += weights[comp]
+        cumulative[comp] += cumulative[comp - 1]
+    threshold = cumulative[-1] * uniform
+    # Number of cumulative weights below the threshold = index of the chosen component.
+    index = np.zeros(len(uniform), dtype=np.intp)
+    for row in cumulative[:-1]:
+        index += row < threshold
+    index *= len(uniform)
+    index += columns
+    mean = np.take(block[k : 2 * k], index)
+    log_sigma = np.take(block[2 * k :], index)
     np.clip(log_sigma, *LOG_SIGMA_BOUNDS, out=log_sigma)
     np.exp(log_sigma, out=log_sigma)
     log_sigma *= normal
-    mean += log_sigma
-    return mean
+    np.add(mean, log_sigma, out=out)
 
 
 def _logsumexp(a: np.ndarray) -> np.ndarray:
@@ -595,7 +602,7 @@ class CompressedPosterior:
         if n < 0:
             raise ValueError(f"number of samples must be >= 0, got {n}")
         y = self.density.sample_unbounded(int(n), np.random.default_rng(seed))
-        return self.transforms.inverse(y)
+        return self.transforms.inverse(y, out=y)
 
     def _points(self, points) -> np.ndarray:
         if hasattr(points, "array") and hasattr(points, "parameters"):

@@ -349,10 +349,18 @@ class TransformStack:
         x = self._columns(x)
         return np.stack([t.forward(x[:, i]) for i, t in enumerate(self.transforms)], axis=1)
 
-    def inverse(self, y: np.ndarray) -> np.ndarray:
-        """Unbounded ``(n, d)`` array back to physical ``(n, d)`` array."""
+    def inverse(self, y: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Unbounded ``(n, d)`` array back to physical ``(n, d)`` array.
+
+        ``out`` (n, d), which may be ``y`` itself, receives the result; by default a new
+        Fortran-ordered array does, whose columns are contiguous like those of the samplers'
+        output.
+        """
         y = self._columns(y)
-        return np.stack([t.inverse(y[:, i]) for i, t in enumerate(self.transforms)], axis=1)
+        x = np.empty(y.shape, order="F") if out is None else out
+        for i, t in enumerate(self.transforms):
+            x[:, i] = t.inverse(y[:, i])
+        return x
 
     def log_abs_det_jacobian(self, x: np.ndarray) -> np.ndarray:
         """``ln |det dy/dx|``, shape ``(n,)``: add it to ``ln p_y(y)`` to get ``ln p_x(x)``."""
