@@ -48,6 +48,9 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
+#: Amplitude of the random initial spline activations (pykan's ``noise_scale``).
+_INIT_NOISE = 0.1
+
 
 @dataclass(frozen=True)
 class KANDensityConfig:
@@ -179,8 +182,16 @@ def build_kan(n_dim: int, config: KANDensityConfig):
             seed=config.seed,
             auto_save=False,
             grid_eps=1.0,
-            noise_scale=0.1,
+            noise_scale=_INIT_NOISE,
         )
+    # pykan's initial coefficients (small random curves) come from its irreproducible
+    # least squares; draw and fit them again, as it does, reproducibly.
+    generator = torch.Generator().manual_seed(config.seed)
+    for layer in model.act_fun:
+        knots = layer.grid[:, layer.k : -layer.k].T  # (G + 1, in)
+        noise = torch.rand(layer.num + 1, layer.in_dim, layer.out_dim, generator=generator)
+        noise = (noise - 0.5) * _INIT_NOISE / layer.num
+        layer.coef.data = _spline_coefficients(knots, noise, layer.grid, layer.k)
     mask_in, mask_out = made_masks(n_dim, config.hidden, config.n_components)
     for layer, mask in zip(model.act_fun, (mask_in, mask_out)):
         layer.mask.data = torch.as_tensor(mask, dtype=layer.mask.dtype)
@@ -244,8 +255,42 @@ def mixture_log_prob(outputs: torch.Tensor, z: torch.Tensor, n_components: int) 
 
 
 def _update_grids(kan, z: torch.Tensor) -> None:
-    with quiet_pykan(), torch.no_grad():
-        kan.update_grid(z)
+    """Move every layer's uniform knot grid to the range of its inputs, keeping its functions.
+
+    What pykan's ``update_grid`` does for ``grid_eps = 1``, layer after layer on the inputs of
+    the already updated layers, with a reproducible least-squares refit
+    (:func:`_spline_coefficients`).
+    """
+    from kan.spline import coef2curve, extend_grid
+
+    with torch.no_grad():
+        x = z
+        for layer, bias in zip(kan.act_fun, kan.node_bias):
+            x_sorted = torch.sort(x, dim=0)[0]
+            values = coef2curve(x_sorted, layer.grid, layer.coef, layer.k)  # (n, in, out)
+            lo, hi = x_sorted[0], x_sorted[-1]
+            steps = torch.arange(layer.num + 1, dtype=x.dtype)
+            grid = lo[:, None] + (hi - lo)[:, None] / layer.num * steps
+            grid = extend_grid(grid, k_extend=layer.k)
+            layer.grid.data = grid
+            layer.coef.data = _spline_coefficients(x_sorted, values, grid, layer.k)
+            x = _layer_forward(layer, bias, x)
+
+
+def _spline_coefficients(x, values, grid, k):
+    """Least-squares B-spline coefficients (in, out, G + k) of ``values`` (n, in, out) at ``x`` (n, in).
+
+    pykan's ``curve2coef`` uses ``torch.linalg.lstsq`` with the CPU default driver ``gelsy``,
+    whose results change in the last bits from call to call on identical input; that made
+    fits irreproducible.  The SVD driver ``gelsd`` is deterministic.
+    """
+    from kan.spline import B_batch
+
+    basis = B_batch(x, grid, k=k)  # (n, in, G + k)
+    coef = torch.linalg.lstsq(
+        basis.permute(1, 0, 2), values.permute(1, 0, 2), driver="gelsd"
+    ).solution  # (in, G + k, out)
+    return coef.permute(0, 2, 1).contiguous()
 
 
 def fit(
