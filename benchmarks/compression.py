@@ -236,6 +236,17 @@ def _plot(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def _overrides(items: list[str]) -> dict:
+    """``["hidden=16", "learning_rate=1e-3"]`` -> {"hidden": 16, "learning_rate": 0.001}."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"bad override {item!r}: write KEY=VALUE")
+        out[key] = json.loads(value)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -250,6 +261,10 @@ def main() -> None:
                         help="zuko flow epochs at most (0: no flow; default 60)")
     parser.add_argument("--quick", action="store_true",
                         help="small KAN, few flow epochs, fewer metric samples")
+    parser.add_argument("--density", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="KANDensityConfig overrides, e.g. hidden=16 n_components=8")
+    parser.add_argument("--symbolic", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="SymbolicConfig overrides, e.g. digits=4")
     parser.add_argument("--speed", nargs="+", metavar="MODEL",
                         help="only time regeneration from these model stems")
     args = parser.parse_args()
@@ -260,12 +275,12 @@ def main() -> None:
         return
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     args.gmm = (4, 8, 16, 32, 64, 128)
-    args.density, args.symbolic = {}, {}
+    args.density, args.symbolic = _overrides(args.density), _overrides(args.symbolic)
     flow_epochs = 60
     args.metric_samples, args.c2st_samples = 20000, 5000
     if args.quick:
-        args.density = {"hidden": 6, "n_components": 3, "max_epochs": 20}
-        args.symbolic = {"finetune_steps": 20}
+        args.density = {"hidden": 6, "n_components": 3, "max_epochs": 20, **args.density}
+        args.symbolic = {"finetune_steps": 20, **args.symbolic}
         args.metric_samples, args.c2st_samples, flow_epochs = 4000, 1000, 5
     args.flow_epochs = flow_epochs if args.flow_epochs is None else args.flow_epochs
     out_dir = Path(args.out or tempfile.mkdtemp(prefix="gwtools-compression-"))

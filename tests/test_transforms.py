@@ -15,6 +15,7 @@ from gwtools.compression.transforms import (
     TransformStack,
     default_transform,
     physical_support,
+    widest_gap_centre,
 )
 
 TRANSFORMS = [
@@ -23,6 +24,7 @@ TRANSFORMS = [
     ParameterTransform("shifted", "log", -3.0),
     ParameterTransform("a_1", "logit", 0.0, 1.0),
     ParameterTransform("dec", "logit", -0.5 * math.pi, 0.5 * math.pi),
+    ParameterTransform("ra", "angle", 0.0, 2 * math.pi, cut=2.0),
 ]
 
 
@@ -88,8 +90,8 @@ def test_default_transform_supports():
     assert physical_support("luminosity_distance") == ("log", 0.0, None)
     assert physical_support("mass_ratio") == ("logit", 0.0, 1.0)
     assert physical_support("tilt_2") == ("logit", 0.0, math.pi)
-    assert physical_support("ra") == ("logit", 0.0, 2 * math.pi)
-    assert physical_support("psi") == ("logit", 0.0, math.pi)
+    assert physical_support("ra") == ("angle", 0.0, 2 * math.pi)
+    assert physical_support("psi") == ("angle", 0.0, math.pi)
     assert physical_support("dec") == ("logit", -math.pi / 2, math.pi / 2)
     assert physical_support("cos_theta_jn") == ("logit", -1.0, 1.0)
     assert default_transform("geocent_time").kind == "identity"
@@ -162,6 +164,48 @@ def test_bound_overrides():
 def test_inverse_of_extreme_values_stays_inside_the_support():
     for t in TRANSFORMS[1:]:
         # a log transform's inverse genuinely overflows for y > 709, so only logits get large y
-        x = t.inverse(np.array([-1e4, -800.0] + ([800.0, 1e4] if t.kind == "logit" else [])))
+        x = t.inverse(np.array([-1e4, -800.0] + ([800.0, 1e4] if t.kind in ("logit", "angle") else [])))
         assert np.all(t.contains(x)) and np.all(np.isfinite(t.forward(x)))
         assert np.all(x > t.lower) and (t.upper is None or np.all(x < t.upper))
+
+
+def test_angle_cut_goes_to_the_widest_empty_arc_and_keeps_a_wrapping_cluster_connected():
+    """A von Mises cluster around ra = 0 straddles the interval's ends: a logit splits it into
+    two tails at -inf and +inf, the angle transform cut opposite it keeps it one region."""
+    rng = np.random.default_rng(3)
+    ra = np.mod(stats.vonmises.rvs(kappa=20.0, loc=0.0, size=4000, random_state=rng), 2 * math.pi)
+    cut = widest_gap_centre(ra, 0.0, 2 * math.pi)
+    assert abs(cut - math.pi) < 0.5
+    t = default_transform("ra", ra)
+    assert (t.kind, t.cut) == ("angle", cut)
+    y = t.forward(ra)
+    assert np.ptp(y) < 3.0  # one compact region
+    split = ParameterTransform("ra", "logit", 0.0, 2 * math.pi).forward(ra)
+    assert np.ptp(split) > 6.0
+    np.testing.assert_allclose(t.inverse(y), ra, atol=1e-12)
+    # The cut also wraps: samples on the far side of the upper end.
+    assert widest_gap_centre(np.array([3.0, 3.5, 5.8]), 0.0, 2 * math.pi) == pytest.approx(
+        0.5 * (5.8 + 3.0 + 2 * math.pi) - 2 * math.pi)
+
+
+def test_angle_density_integrates_to_one_over_the_circle():
+    """A standard normal in y pulled back through the angle transform is a density on the circle."""
+    t = ParameterTransform("psi", "angle", 0.0, math.pi, cut=2.5)
+
+    def density(x):
+        return np.exp(stats.norm.logpdf(t.forward(np.array([x]))) + t.log_abs_det_jacobian(np.array([x])))[0]
+
+    total = sum(integrate.quad(density, a, b, limit=200)[0] for a, b in ((0.0, 2.5), (2.5, math.pi)))
+    assert total == pytest.approx(1.0, abs=1e-8)
+
+
+def test_angle_transform_validation_and_round_trip_through_a_dict():
+    t = ParameterTransform("phase", "angle", 0.0, 2 * math.pi, cut=4.0)
+    assert ParameterTransform.from_dict(json.loads(json.dumps(t.to_dict()))) == t
+    assert ParameterTransform("phase", "angle", 0.0, 2 * math.pi).cut == 0.0
+    with pytest.raises(ValueError, match="cut in"):
+        ParameterTransform("phase", "angle", 0.0, 2 * math.pi, cut=7.0)
+    with pytest.raises(ValueError, match="takes no cut"):
+        ParameterTransform("a_1", "logit", 0.0, 1.0, cut=0.5)
+    # Bounds on a periodic angle make it an interval again.
+    assert default_transform("ra", bounds=(0.0, 2 * math.pi)).kind == "logit"

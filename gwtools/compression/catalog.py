@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Sequence
 
@@ -228,7 +228,7 @@ def compress_file(
     import torch
 
     from gwtools import __version__
-    from gwtools.compression.transforms import TransformStack
+    from gwtools.compression.transforms import TransformStack, widest_gap_centre
     from gwtools.io.posteriors import read_posterior
 
     settings = settings or CompressionSettings()
@@ -246,6 +246,12 @@ def compress_file(
             prior_x = table.prior_array(parameters)
         both = x if prior_x is None else np.vstack([x, prior_x])
         stack = TransformStack.default(parameters, both, bounds=settings.bounds)
+        # Periodic angles are cut where the posterior has no samples; the prior's own samples
+        # usually fill the whole circle and would put the cut anywhere.
+        stack = TransformStack(tuple(
+            replace(t, cut=widest_gap_centre(x[:, i], t.lower, t.upper))
+            if t.kind == "angle" else t for i, t in enumerate(stack.transforms)
+        ))
         y = stack.forward(x)
         heldout, train = heldout_split(len(y), settings.heldout_fraction, settings.seed)
         n_heldout = len(heldout)

@@ -5,17 +5,18 @@ parameters then follows from the change of variables
 
     ln p_x(x) = ln p_y(T(x)) + ln |dT/dx|,
 
-so every transform carries its log-Jacobian.  Three kinds cover the parameters of compact-binary
+so every transform carries its log-Jacobian.  Four kinds cover the parameters of compact-binary
 posteriors (bilby names):
 
 * ``identity``: unbounded parameters (and names this module does not know),
 * ``log``: ``y = ln(x - lower)`` for parameters bounded below only (masses, distances),
 * ``logit``: ``y = ln(x - lower) - ln(upper - x)`` for parameters on ``(lower, upper)``
-  (spin magnitudes, mass ratio, angles, cosines).
-
-Periodic angles (``ra``, ``psi``, phases) are treated as intervals with logit on their period,
-as in the KAN compression paper (arXiv:2508.18698), which keeps the map a single bijection at the
-cost of ignoring the wrap-around continuity.
+  (spin magnitudes, mass ratio, tilts, cosines),
+* ``angle``: periodic parameters (``ra``, ``psi``, phases), whose interval ``[lower, upper)`` is
+  a circle.  The circle is cut at ``cut`` and the logit is applied to the distance from the
+  cut, ``u = (x - cut) mod (upper - lower)``.  :func:`default_transform` puts the cut in the
+  widest empty arc of the samples, so a posterior that straddles ``ra = 0`` (common for sky
+  rings) stays one connected region instead of two tails at plus and minus infinity.
 
 Only numpy and scipy are used, so that compressed posteriors can be regenerated without torch.
 """
@@ -34,9 +35,10 @@ __all__ = [
     "TransformStack",
     "default_transform",
     "physical_support",
+    "widest_gap_centre",
 ]
 
-KINDS = ("identity", "log", "logit")
+KINDS = ("identity", "log", "logit", "angle")
 
 # Relative amount by which a logit bound is moved outwards when the samples touch it (e.g. a
 # mass ratio of exactly 1): the open interval must contain every sample for the map to be finite.
@@ -78,6 +80,10 @@ _INTERVALS: dict[str, tuple[float, float]] = {
 }
 
 
+#: Periodic parameters: the ends of their interval are the same point.
+_PERIODIC = frozenset({"ra", "psi", "phase", "phi_1", "phi_2", "phi_12", "phi_jl"})
+
+
 def physical_support(name: str) -> tuple[str, float | None, float | None]:
     """Transform kind and physical bounds of a bilby-named parameter.
 
@@ -89,15 +95,15 @@ def physical_support(name: str) -> tuple[str, float | None, float | None]:
     Returns
     -------
     kind, lower, upper : (str, float or None, float or None)
-        ``("log", 0.0, None)`` for masses, distances and redshift; ``("logit", lower, upper)``
-        for bounded parameters (angles in radians); ``("identity", None, None)`` for names
-        without a known support.
+        ``("log", 0.0, None)`` for masses, distances and redshift; ``("angle", lower, upper)``
+        for periodic angles; ``("logit", lower, upper)`` for other bounded parameters (angles in
+        radians); ``("identity", None, None)`` for names without a known support.
     """
     if name in _POSITIVE:
         return "log", 0.0, None
     if name in _INTERVALS:
         lower, upper = _INTERVALS[name]
-        return "logit", lower, upper
+        return ("angle" if name in _PERIODIC else "logit"), lower, upper
     return "identity", None, None
 
 
@@ -109,24 +115,30 @@ class ParameterTransform:
     ----------
     name : str
         Parameter name the transform belongs to (bilby naming).
-    kind : {"identity", "log", "logit"}
-        ``log`` maps ``(lower, inf)`` and ``logit`` maps ``(lower, upper)`` onto the real line.
+    kind : {"identity", "log", "logit", "angle"}
+        ``log`` maps ``(lower, inf)`` and ``logit`` maps ``(lower, upper)`` onto the real line;
+        ``angle`` maps the circle ``[lower, upper)`` without the point ``cut``.
     lower, upper : float or None
-        Bounds, in the parameter's units: ``log`` needs ``lower`` only, ``logit`` both,
-        ``identity`` neither.
+        Bounds, in the parameter's units: ``log`` needs ``lower`` only, ``logit`` and
+        ``angle`` both, ``identity`` neither.
+    cut : float or None
+        ``angle`` only: where the circle is cut, in ``[lower, upper)`` (default ``lower``,
+        which makes it the logit of the interval).
     """
 
     name: str
     kind: str
     lower: float | None = None
     upper: float | None = None
+    cut: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(
                 f"transform kind {self.kind!r} for {self.name!r} is unknown; use one of {KINDS}"
             )
-        needs = {"identity": (False, False), "log": (True, False), "logit": (True, True)}[self.kind]
+        needs = {"identity": (False, False), "log": (True, False), "logit": (True, True),
+                 "angle": (True, True)}[self.kind]
         for bound, needed, label in ((self.lower, needs[0], "lower"), (self.upper, needs[1], "upper")):
             if needed and (bound is None or not math.isfinite(bound)):
                 raise ValueError(
@@ -136,10 +148,30 @@ class ParameterTransform:
                 raise ValueError(
                     f"{self.kind} transform of {self.name!r} takes no {label} bound, got {bound!r}"
                 )
-        if self.kind == "logit" and not self.lower < self.upper:
+        if self.kind in ("logit", "angle") and not self.lower < self.upper:
             raise ValueError(
-                f"logit transform of {self.name!r} needs lower < upper, got ({self.lower}, {self.upper})"
+                f"{self.kind} transform of {self.name!r} needs lower < upper, got "
+                f"({self.lower}, {self.upper})"
             )
+        if self.kind != "angle" and self.cut is not None:
+            raise ValueError(f"{self.kind} transform of {self.name!r} takes no cut, got {self.cut!r}")
+        if self.kind == "angle":
+            cut = self.lower if self.cut is None else float(self.cut)
+            if not self.lower <= cut < self.upper:
+                raise ValueError(
+                    f"angle transform of {self.name!r} needs its cut in [{self.lower}, "
+                    f"{self.upper}), got {cut!r}"
+                )
+            object.__setattr__(self, "cut", cut)
+
+    @property
+    def period(self) -> float:
+        """``upper - lower`` of an ``angle`` transform."""
+        return self.upper - self.lower
+
+    def _arc(self, x: np.ndarray) -> np.ndarray:
+        """Distance ``u`` in ``[0, period)`` from the cut, going up, of angles ``x``."""
+        return np.mod(x - self.cut, self.period)
 
     def contains(self, x: np.ndarray) -> np.ndarray:
         """Boolean mask of the values inside the closed support ``[lower, upper]``."""
@@ -177,6 +209,9 @@ class ParameterTransform:
         with np.errstate(divide="ignore"):
             if self.kind == "log":
                 return np.log(x - self.lower)
+            if self.kind == "angle":
+                u = self._arc(x)
+                return np.log(u) - np.log(self.period - u)
             # Two logs rather than log(u / (1 - u)): keeps precision near both bounds.
             return np.log(x - self.lower) - np.log(self.upper - x)
 
@@ -193,13 +228,20 @@ class ParameterTransform:
         inner_lower = np.nextafter(self.lower, np.inf)
         if self.kind == "log":
             return np.maximum(self.lower + np.exp(y), inner_lower)
+        if self.kind == "angle":
+            # Keep a few ulps of the interval's scale away from the cut, both sides.
+            margin = 4.0 * np.spacing(max(abs(self.lower), abs(self.upper)))
+            u = np.clip(self.period * expit(y), margin, self.period - margin)
+            x = self.cut + u
+            return np.where(x >= self.upper, x - self.period, x)
         x = self.lower + (self.upper - self.lower) * expit(y)
         return np.clip(x, inner_lower, np.nextafter(self.upper, -np.inf))
 
     def log_abs_det_jacobian(self, x: np.ndarray) -> np.ndarray:
         """``ln |dy/dx|`` at physical values ``x`` (same shape as ``x``).
 
-        ``log``: ``-ln(x - lower)``; ``logit``: ``ln(upper - lower) - ln(x - lower) - ln(upper - x)``.
+        ``log``: ``-ln(x - lower)``; ``logit``: ``ln(upper - lower) - ln(x - lower) - ln(upper - x)``;
+        ``angle``: the logit's, with ``u = (x - cut) mod period`` in place of ``x - lower``.
         """
         x = self._check(x)
         if self.kind == "identity":
@@ -207,23 +249,32 @@ class ParameterTransform:
         with np.errstate(divide="ignore"):
             if self.kind == "log":
                 return -np.log(x - self.lower)
+            if self.kind == "angle":
+                u = self._arc(x)
+                return math.log(self.period) - np.log(u) - np.log(self.period - u)
             return math.log(self.upper - self.lower) - np.log(x - self.lower) - np.log(self.upper - x)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready description; :meth:`from_dict` rebuilds the transform exactly."""
-        return {"name": self.name, "kind": self.kind, "lower": self.lower, "upper": self.upper}
+        out = {"name": self.name, "kind": self.kind, "lower": self.lower, "upper": self.upper}
+        if self.kind == "angle":
+            out["cut"] = self.cut
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ParameterTransform:
         """Rebuild a transform from :meth:`to_dict` output; unknown keys raise ``ValueError``."""
-        unknown = set(d) - {"name", "kind", "lower", "upper"}
+        unknown = set(d) - {"name", "kind", "lower", "upper", "cut"}
         if unknown:
-            raise ValueError(f"unknown transform keys {sorted(unknown)}; expected name, kind, lower, upper")
+            raise ValueError(
+                f"unknown transform keys {sorted(unknown)}; expected name, kind, lower, upper, cut"
+            )
         if "name" not in d or "kind" not in d:
             raise ValueError(f"transform description needs 'name' and 'kind', got keys {sorted(d)}")
         lower = None if d.get("lower") is None else float(d["lower"])
         upper = None if d.get("upper") is None else float(d["upper"])
-        return cls(name=str(d["name"]), kind=str(d["kind"]), lower=lower, upper=upper)
+        cut = None if d.get("cut") is None else float(d["cut"])
+        return cls(name=str(d["name"]), kind=str(d["kind"]), lower=lower, upper=upper, cut=cut)
 
 
 def default_transform(
@@ -234,7 +285,8 @@ def default_transform(
     """The transform of a bilby-named parameter onto the real line, from its physical support.
 
     Masses, distances and redshift get ``log`` (lower bound 0); bounded parameters get ``logit``
-    on their physical bounds (see :func:`physical_support`); unknown names get ``identity``,
+    on their physical bounds (see :func:`physical_support`); periodic angles get ``angle``, cut
+    in the middle of the widest arc free of samples; unknown names get ``identity``,
     on purpose: a logit on the observed sample range would give zero density to valid values just
     outside it.  Unknown unbounded parameters (e.g. ``geocent_time``) are therefore left for the
     density model to standardise.
@@ -251,7 +303,8 @@ def default_transform(
         Replace the physical bounds, e.g. by the analysis prior's tighter ones (``a_1`` in
         ``(0, 0.99)`` for the 2-OGC runs): a posterior piled up against a prior edge is much
         easier to model when the logit puts that edge at infinity.  ``(lower, None)`` gives a
-        ``log`` transform, ``(None, None)`` the identity.
+        ``log`` transform, ``(None, None)`` the identity; bounds on a periodic angle make it an
+        interval (``logit``).
 
     Raises
     ------
@@ -272,6 +325,8 @@ def default_transform(
         raise ValueError(f"no samples given for {name!r}")
     if kind == "log" and samples.min() <= lower:
         raise ValueError(f"{name!r} must be > {lower}, found {samples.min()!r}")
+    if kind == "angle":
+        return ParameterTransform(name, kind, lower, upper, cut=widest_gap_centre(samples, lower, upper))
     if kind == "logit":
         pad = BOUNDARY_PAD * (upper - lower)
         if samples.min() <= lower:
@@ -280,6 +335,27 @@ def default_transform(
             upper += pad
         transform = ParameterTransform(name, kind, lower, upper)
     return transform
+
+
+def widest_gap_centre(samples: np.ndarray, lower: float, upper: float) -> float:
+    """Middle of the widest arc without samples on the circle ``[lower, upper)``.
+
+    Parameters
+    ----------
+    samples : ndarray, shape (n,)
+        Angles in ``[lower, upper]`` (``upper`` is the same point as ``lower``).
+
+    Returns
+    -------
+    float
+        A point in ``[lower, upper)``.
+    """
+    period = upper - lower
+    angles = np.sort(np.mod(np.asarray(samples, dtype=float) - lower, period))
+    # Gaps between neighbours, the last one wrapping around through the ends.
+    gaps = np.diff(angles, append=angles[0] + period)
+    widest = int(np.argmax(gaps))
+    return float(lower + np.mod(angles[widest] + 0.5 * gaps[widest], period))
 
 
 @dataclass(frozen=True)
