@@ -74,6 +74,8 @@ def test_bad_inputs_fail_clearly():
         kan_density.fit(np.zeros(50))
     with pytest.raises(ValueError, match="not supported"):
         symbolic.SymbolicConfig(hidden_library=("x", "bessel"))
+    with pytest.raises(ValueError, match="finetune_steps"):
+        symbolic.SymbolicConfig(finetune_steps=-1)
     with pytest.raises(ValueError, match="heldout_fraction"):
         CompressionSettings(heldout_fraction=1.5)
 
@@ -166,6 +168,10 @@ def test_symbolic_forward_equals_pykan_forward():
     torch.testing.assert_close(ours, expected, atol=1e-4, rtol=1e-4)
     # Every unmasked edge got a function (or was pruned to a constant), no masked one did.
     assert sum(sym.function_counts.values()) == sum(int(m.sum()) for m in made_masks(3, 4, 2))
+    # Without fine-tuning the per-edge fits are the result.
+    unfitted = symbolic.fit_symbolic(fitted, y, symbolic.SymbolicConfig(finetune_steps=0,
+                                                                         n_fit_samples=200))
+    assert len(unfitted.formulas[1]) == 3 * 2 * 3
 
 
 def test_prior_samples_give_a_normalised_ln_prior(shared_data, tmp_path):

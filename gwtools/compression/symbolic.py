@@ -63,7 +63,8 @@ class SymbolicConfig:
     n_fit_samples : int
         Samples used for the per-edge fits.
     finetune_steps : int
-        At most this many Adam steps on the density loss after all edges are symbolic.  The
+        At most this many Adam steps on the density loss after all edges are symbolic (0: the
+        per-edge fits only).  The
         validation loss is checked every ``check_every`` steps; the learning rate halves after
         ``4 * check_every`` steps without improvement, and fine-tuning stops after
         ``finetune_patience`` checks without improvement.
@@ -94,6 +95,8 @@ class SymbolicConfig:
                 raise ValueError(
                     f"symbolic library names {unknown} are not supported; use {sorted(_TEMPLATES)}"
                 )
+        if self.finetune_steps < 0:
+            raise ValueError(f"finetune_steps must be >= 0, got {self.finetune_steps}")
         if min(self.check_every, self.finetune_patience) < 1:
             raise ValueError("check_every and finetune_patience must be >= 1")
         if self.digits < 2:
@@ -329,14 +332,15 @@ def fit_symbolic(
     logger.info("symbolic network before fine-tuning: validation loss %.4f", best)
     best_state = copy.deepcopy(kan.state_dict())
     batch = fitted.config.batch_size * 4
-    since_best = 0
+    since_best = steps_taken = 0
     for step in range(config.finetune_steps):
+        steps_taken = step + 1
         rows = torch.as_tensor(rng.integers(0, len(z_train), batch))
         loss = loss_on(z_train[rows])
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
-        if (step + 1) % config.check_every == 0 or step + 1 == config.finetune_steps:
+        if steps_taken % config.check_every == 0 or steps_taken == config.finetune_steps:
             with torch.no_grad():
                 val = float(loss_on(z_val))
             schedule.step(val if math.isfinite(val) else math.inf)
@@ -346,7 +350,7 @@ def fit_symbolic(
                 since_best += 1
                 if since_best >= config.finetune_patience:
                     break
-    logger.info("symbolic fine-tuning: %d steps", step + 1)
+    logger.info("symbolic fine-tuning: %d steps", steps_taken)
     kan.load_state_dict(best_state)
     seconds = time.perf_counter() - start
     logger.info(
