@@ -105,6 +105,24 @@ def test_default_transform_pads_bounds_touched_by_samples():
     assert default_transform("mass_ratio", q[:2]).upper == 1.0
 
 
+def test_support_samples_widen_logit_bounds_but_not_the_angle_cut():
+    """Prior draws go through the posterior's transforms: they must map to finite values, but
+    must not move a periodic angle's cut, which belongs in the posterior's empty arc."""
+    names = ("mass_ratio", "ra")
+    posterior = np.column_stack([[0.3, 0.5, 0.8], [0.1, 0.2, 6.2]])
+    prior = np.column_stack([[0.2, 1.0, 0.6], [1.0, 3.0, 5.0]])
+    stack = TransformStack.default(names, posterior, support_samples=prior)
+    q, ra = stack.transforms
+    assert q.upper == pytest.approx(1.0 + BOUNDARY_PAD)
+    assert np.all(np.isfinite(stack.forward(prior)))
+    assert ra.cut == pytest.approx(widest_gap_centre(posterior[:, 1], 0.0, 2 * math.pi))
+    assert TransformStack.default(names, posterior).transforms[0].upper == 1.0
+    with pytest.raises(ValueError, match="support_samples must have shape"):
+        TransformStack.default(names, posterior, support_samples=prior[:, :1])
+    with pytest.raises(ValueError, match="outside its support"):
+        TransformStack.default(names, posterior, support_samples=prior + [[0.5, 0.0]])
+
+
 def test_default_transform_rejects_unphysical_samples():
     with pytest.raises(ValueError, match="a_1.*outside its support"):
         default_transform("a_1", np.array([0.5, 1.2]))

@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -228,7 +228,7 @@ def compress_file(
     import torch
 
     from gwtools import __version__
-    from gwtools.compression.transforms import TransformStack, widest_gap_centre
+    from gwtools.compression.transforms import TransformStack
     from gwtools.io.posteriors import read_posterior
 
     settings = settings or CompressionSettings()
@@ -244,14 +244,9 @@ def compress_file(
         prior_x = None
         if table.prior_samples is not None and all(p in table.prior_samples for p in parameters):
             prior_x = table.prior_array(parameters)
-        both = x if prior_x is None else np.vstack([x, prior_x])
-        stack = TransformStack.default(parameters, both, bounds=settings.bounds)
-        # Periodic angles are cut where the posterior has no samples; the prior's own samples
-        # usually fill the whole circle and would put the cut anywhere.
-        stack = TransformStack(tuple(
-            replace(t, cut=widest_gap_centre(x[:, i], t.lower, t.upper))
-            if t.kind == "angle" else t for i, t in enumerate(stack.transforms)
-        ))
+        # The prior draws go through the same transforms, so they must fit the supports too.
+        stack = TransformStack.default(parameters, x, bounds=settings.bounds,
+                                       support_samples=prior_x)
         y = stack.forward(x)
         heldout, train = heldout_split(len(y), settings.heldout_fraction, settings.seed)
         n_heldout = len(heldout)

@@ -281,6 +281,7 @@ def default_transform(
     name: str,
     samples: np.ndarray | None = None,
     bounds: tuple[float | None, float | None] | None = None,
+    support_samples: np.ndarray | None = None,
 ) -> ParameterTransform:
     """The transform of a bilby-named parameter onto the real line, from its physical support.
 
@@ -305,6 +306,11 @@ def default_transform(
         easier to model when the logit puts that edge at infinity.  ``(lower, None)`` gives a
         ``log`` transform, ``(None, None)`` the identity; bounds on a periodic angle make it an
         interval (``logit``).
+    support_samples : ndarray, shape (m,), optional
+        Further values the transform must map to finite numbers (e.g. prior draws, which the
+        same transform will carry), checked and used for the logit padding like ``samples``;
+        they do not move the cut of a periodic angle, which follows the posterior alone
+        (prior draws usually fill the whole circle).
 
     Raises
     ------
@@ -323,10 +329,12 @@ def default_transform(
     samples = transform._check(np.asarray(samples, dtype=float))
     if samples.size == 0:
         raise ValueError(f"no samples given for {name!r}")
-    if kind == "log" and samples.min() <= lower:
-        raise ValueError(f"{name!r} must be > {lower}, found {samples.min()!r}")
     if kind == "angle":
         return ParameterTransform(name, kind, lower, upper, cut=widest_gap_centre(samples, lower, upper))
+    if support_samples is not None:
+        samples = np.concatenate([samples, transform._check(np.asarray(support_samples, dtype=float))])
+    if kind == "log" and samples.min() <= lower:
+        raise ValueError(f"{name!r} must be > {lower}, found {samples.min()!r}")
     if kind == "logit":
         pad = BOUNDARY_PAD * (upper - lower)
         if samples.min() <= lower:
@@ -382,10 +390,12 @@ class TransformStack:
         names: Sequence[str],
         samples: np.ndarray | None = None,
         bounds: dict[str, tuple[float | None, float | None]] | None = None,
+        support_samples: np.ndarray | None = None,
     ) -> TransformStack:
         """Stack of :func:`default_transform` for ``names``.
 
-        ``samples`` has shape ``(n, len(names))``; ``bounds`` maps names to bound overrides.
+        ``samples`` (posterior) and ``support_samples`` (e.g. prior draws) have shapes
+        ``(n, len(names))`` and ``(m, len(names))``; ``bounds`` maps names to bound overrides.
         """
         bounds = {} if bounds is None else dict(bounds)
         unknown = sorted(set(bounds) - set(names))
@@ -394,9 +404,15 @@ class TransformStack:
         if samples is None:
             return cls(tuple(default_transform(name, None, bounds.get(name)) for name in names))
         samples = np.asarray(samples, dtype=float)
-        if samples.ndim != 2 or samples.shape[1] != len(names):
-            raise ValueError(f"samples must have shape (n, {len(names)}), got {samples.shape}")
-        return cls(tuple(default_transform(name, samples[:, i], bounds.get(name)) for i, name in enumerate(names)))
+        extra = None if support_samples is None else np.asarray(support_samples, dtype=float)
+        for label, array in (("samples", samples), ("support_samples", extra)):
+            if array is not None and (array.ndim != 2 or array.shape[1] != len(names)):
+                raise ValueError(f"{label} must have shape (n, {len(names)}), got {array.shape}")
+        return cls(tuple(
+            default_transform(name, samples[:, i], bounds.get(name),
+                              None if extra is None else extra[:, i])
+            for i, name in enumerate(names)
+        ))
 
     @property
     def names(self) -> tuple[str, ...]:
