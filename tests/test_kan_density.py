@@ -3,6 +3,8 @@ density (correlated and bounded in 3-D) and against pykan's own forward pass."""
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -76,6 +78,8 @@ def test_bad_inputs_fail_clearly():
         symbolic.SymbolicConfig(hidden_library=("x", "bessel"))
     with pytest.raises(ValueError, match="finetune_steps"):
         symbolic.SymbolicConfig(finetune_steps=-1)
+    with pytest.raises(ValueError, match="hidden_weight_simple"):
+        symbolic.SymbolicConfig(hidden_weight_simple=1.5)
     with pytest.raises(ValueError, match="heldout_fraction"):
         CompressionSettings(heldout_fraction=1.5)
 
@@ -165,6 +169,15 @@ def test_symbolic_forward_equals_pykan_forward():
     with kan_density.quiet_pykan(), torch.no_grad():
         expected = sym.kan(z)
         ours = symbolic.symbolic_forward(sym.kan, z)
+    torch.testing.assert_close(ours, expected, atol=1e-4, rtol=1e-4)
+    # Halfway (output layer symbolic, first layer still splines), as fine-tuned in between.
+    half = copy.deepcopy(fitted.kan)
+    symbolic._fix_layer(half, 1, z[:200], ("x", "x^2", "tanh"), 0.8, 3e-2, {})
+    with kan_density.quiet_pykan(), torch.no_grad():
+        expected = half(z)
+        ours = symbolic.symbolic_forward(half, z)
+        # and the halfway network differs from the spline one: the test sees the switch.
+        assert not torch.allclose(ours, kan_density.network_forward(fitted.kan, z), atol=1e-4)
     torch.testing.assert_close(ours, expected, atol=1e-4, rtol=1e-4)
     # Every unmasked edge got a function (or was pruned to a constant), no masked one did.
     assert sum(sym.function_counts.values()) == sum(int(m.sum()) for m in made_masks(3, 4, 2))

@@ -40,6 +40,7 @@ __all__ = [
     "KANDensityFit",
     "build_kan",
     "network_forward",
+    "spline_layer_forward",
     "mixture_log_prob",
     "fit",
     "spline_arrays",
@@ -209,7 +210,12 @@ def build_kan(n_dim: int, config: KANDensityConfig):
     return model
 
 
-def _layer_forward(layer, bias: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+def spline_layer_forward(layer, bias: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """One pykan spline layer plus its node bias, from its parameters: (n, in) -> (n, out).
+
+    ``sum_i mask_ij [scale_base_ij silu(x_i) + scale_sp_ij sum_b coef_ijb B_b(x_i)] + bias_j``,
+    what pykan's ``KANLayer`` computes, without its per-edge bookkeeping.
+    """
     from kan.spline import B_batch
 
     mask = layer.mask
@@ -227,7 +233,7 @@ def network_forward(kan, z: torch.Tensor) -> torch.Tensor:
     """
     x = z
     for layer, bias in zip(kan.act_fun, kan.node_bias):
-        x = _layer_forward(layer, bias, x)
+        x = spline_layer_forward(layer, bias, x)
     return x
 
 
@@ -274,7 +280,7 @@ def _update_grids(kan, z: torch.Tensor) -> None:
             grid = extend_grid(grid, k_extend=layer.k)
             layer.grid.data = grid
             layer.coef.data = _spline_coefficients(x_sorted, values, grid, layer.k)
-            x = _layer_forward(layer, bias, x)
+            x = spline_layer_forward(layer, bias, x)
 
 
 def _spline_coefficients(x, values, grid, k):
