@@ -6,6 +6,8 @@ matched by pykan's symbolic fitting (its ``fit_params`` grid search of ``c f(a x
 over a small function library, scored by R^2 and simplicity as ``suggest_symbolic`` does, then
 installed with ``fix_symbolic``), the affine constants are fine-tuned on the density loss, and
 each node is written as one formula of the previous layer's nodes for :mod:`.model_file`.
+Layers are made symbolic one at a time, from the output back, with fine-tuning after each:
+the layers still in spline form adapt to the formulas before they are themselves matched.
 
 Edges whose activation hardly varies over the data are pruned to constants first: they cost
 bytes in the expression file and carry no information.
@@ -24,9 +26,9 @@ import torch
 
 from gwtools.compression.kan_density import (
     KANDensityFit,
-    spline_layer_forward,
     mixture_log_prob,
     quiet_pykan,
+    spline_layer_forward,
 )
 
 __all__ = ["SymbolicConfig", "SymbolicFit", "fit_symbolic", "node_formulas", "symbolic_forward"]
@@ -332,7 +334,7 @@ def _finetune(kan, z_train, z_val, n_components: int, config, rng, batch: int):
     schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, factor=0.5, patience=4)
     with torch.no_grad():
         best = float(loss_on(z_val))
-    logger.info("before fine-tuning: validation loss %.4f", best)
+    logger.info("fine-tuning from validation loss %.4f", best)
     best_state = copy.deepcopy(kan.state_dict())
     since_best = steps_taken = 0
     for step in range(config.finetune_steps):
