@@ -121,6 +121,8 @@ def test_support_samples_widen_logit_bounds_but_not_the_angle_cut():
         TransformStack.default(names, posterior, support_samples=prior[:, :1])
     with pytest.raises(ValueError, match="outside its support"):
         TransformStack.default(names, posterior, support_samples=prior + [[0.5, 0.0]])
+    with pytest.raises(ValueError, match="ra.*outside its support"):
+        TransformStack.default(names, posterior, support_samples=prior + [[0.0, 7.0]])
 
 
 def test_default_transform_rejects_unphysical_samples():

@@ -329,10 +329,12 @@ def default_transform(
     samples = transform._check(np.asarray(samples, dtype=float))
     if samples.size == 0:
         raise ValueError(f"no samples given for {name!r}")
+    if support_samples is not None:
+        support_samples = transform._check(np.asarray(support_samples, dtype=float))
     if kind == "angle":
         return ParameterTransform(name, kind, lower, upper, cut=widest_gap_centre(samples, lower, upper))
     if support_samples is not None:
-        samples = np.concatenate([samples, transform._check(np.asarray(support_samples, dtype=float))])
+        samples = np.concatenate([samples, support_samples])
     if kind == "log" and samples.min() <= lower:
         raise ValueError(f"{name!r} must be > {lower}, found {samples.min()!r}")
     if kind == "logit":
