@@ -284,8 +284,8 @@ def _fix_layer(kan, layer_index: int, subset, library, weight_simple: float,
                prune_threshold: float, counts: dict) -> None:
     """Replace every active spline edge of one layer by its best library function.
 
-    The edges are fitted to the layer's current inputs and spline outputs on ``subset``
-    (so, for a later layer, to inputs computed by the already symbolic layers).
+    The edges are fitted to the layer's inputs and spline outputs on ``subset`` in the
+    network as it is now: after earlier stages and their fine-tuning.
     """
     with quiet_pykan():
         kan.save_act = True
