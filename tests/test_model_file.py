@@ -13,10 +13,11 @@ import numpy as np
 import pytest
 from scipy import interpolate, stats
 
-from gwtools.compression import load
+from gwtools.compression import load, model_file
 from gwtools.compression.model_file import (
     ExpressionLayer,
     MixtureDensity,
+    SplineLayer,
     cubic_bspline_basis,
     made_masks,
     parse_formula,
@@ -38,6 +39,28 @@ def test_bspline_basis_matches_scipy():
             element = interpolate.BSpline.basis_element(knots[b : b + 5], extrapolate=False)
             expected = np.nan_to_num(element(x[:, m]))
             np.testing.assert_allclose(basis[:, m, b], expected, atol=1e-12)
+
+
+@pytest.mark.parametrize("n_intervals", [1, 2, 5, 8])
+def test_sampling_features_reproduce_the_bspline_layer(n_intervals):
+    """The truncated-power features used in sampling, with their transformed weights, give
+    the layer's B-spline outputs: inside the grid, in the extension cells and beyond."""
+    rng = np.random.default_rng(n_intervals)
+    n_in, n_out, n_feat = 3, 4, n_intervals + 4
+    layer = SplineLayer(
+        grid_lo=np.array([-2.0, -0.5, 1.0]), grid_step=np.array([4.0, 1.0, 0.5]) / n_intervals,
+        n_intervals=n_intervals, weights=rng.normal(size=(n_in * n_feat, n_out)),
+        bias=rng.normal(size=n_out))
+    x = np.column_stack([rng.uniform(-9, 9, 3000), rng.uniform(-3, 3, 3000),
+                         rng.uniform(-1, 4, 3000)])
+    expected = layer(x)
+    for dtype, tol in ((np.float64, 1e-10), (np.float32, 3e-5)):
+        features = np.empty((n_in * n_feat, len(x)), dtype=dtype)
+        for i in range(n_in):
+            layer.feature_rows(x[:, i].astype(dtype), i, features[i * n_feat : (i + 1) * n_feat])
+        got = layer.combine_rows(features, slice(None), n_in).T
+        scale = np.abs(layer.weights).sum(axis=0)  # bound on any output's magnitude
+        assert np.abs(got - expected).max() / scale.max() < tol
 
 
 def test_made_masks_are_autoregressive():
@@ -189,10 +212,14 @@ def test_sampling_follows_the_density_of_a_random_network(tmp_path):
     assert abs(pulls.mean()) < 0.2
 
 
-def test_ancestral_sampling_matches_a_full_network_pass():
+def test_ancestral_sampling_matches_a_full_network_pass(monkeypatch):
     """The incremental sampler (hidden units reordered by degree, features stored by rows)
     against a brute-force redraw: the full float64 network at each sample's own earlier
-    coordinates, the same uniform and normal draws, component by cumulative weight."""
+    coordinates, the same uniform and normal draws, component by cumulative weight.
+
+    Small blocks (1024 draws) make the sampler reuse its work buffers from block to block
+    and end on a partial block, as it does for large ``n``."""
+    monkeypatch.setattr(model_file, "_BLOCK", 1024)
     d, k = 5, 3
     header, arrays = _random_weights(np.random.default_rng(6), d=d, hidden=7, k=k, grid=4)
     header["parameters"] = ["a", "b", "c", "e", "f"]
@@ -251,6 +278,18 @@ def test_bad_files_fail_clearly(tmp_path):
     (tmp_path / "v.expr.json").write_text(text)
     with pytest.raises(ValueError, match="format version 99"):
         load(tmp_path / "v.expr.json")
+    # The first dimension's mean may not depend on anything: a formula that does breaks
+    # the autoregressive order.
+    cheat = _gaussian_header()
+    cheat["posterior"]["layers"][1][1] = "0.5 + 0.1*x0"
+    write_expressions(tmp_path / "cheat.expr.json", cheat)
+    with pytest.raises(ValueError, match=r"node 1 uses inputs \[0\]"):
+        load(tmp_path / "cheat.expr.json")
+    short = _gaussian_header()
+    short["posterior"]["layers"][1].pop()
+    write_expressions(tmp_path / "short.expr.json", short)
+    with pytest.raises(ValueError, match="5 formulas, expected 6"):
+        load(tmp_path / "short.expr.json")
     header["posterior"]["layers"][1][1] = "__import__('os')"
     write_expressions(tmp_path / "evil.expr.json", header)
     with pytest.raises(ValueError, match="unsupported expression element"):
