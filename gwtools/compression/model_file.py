@@ -149,21 +149,40 @@ def _silu(x: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=None)
-def _bspline_to_power(n_intervals: int) -> np.ndarray:
-    """The matrix ``T^-1`` (G + 3, G + 3) taking B-spline values to truncated powers.
+def _power_basis(n_intervals: int) -> tuple[np.ndarray, np.ndarray]:
+    """The truncated-power form of the cubic B-splines on a uniform grid of G intervals.
 
-    On the interior grid (``u`` in [0, G], knot units), the cubic B-splines are
-    ``B(u) = T P(u)`` with ``P = (1, u, u^2, u^3, (u - 1)_+^3, .., (u - G + 1)_+^3)``.
-    ``T`` is found by least squares at points of every interval (exact: both are bases
-    of the cubic splines on these knots); its inverse maps B-spline values to the power
-    coordinates that reproduce them, also outside the interior.
+    On the interior grid (``u`` in [0, G], knot units), the G + 3 B-splines are
+    ``B(u) = T P(u)`` with ``P = (1, u, u^2, u^3, (u - 1)_+^3, .., (u - G + 1)_+^3)``
+    (de Boor 1978, ch. IX).  On each of the three extension cells either side they are
+    other cubics, and zero beyond.
+
+    Returns
+    -------
+    spline_of_power : numpy.ndarray, shape (G + 3, G + 3)
+        ``T``.
+    edge_power : numpy.ndarray, shape (7, G + 3, 4)
+        For the extension cells ``-3, -2, -1, G, G + 1, G + 2`` and (last, zero) beyond
+        them: the power coordinates ``T^-1 B(u)`` as cubics in the position ``s`` in the
+        cell, coefficients of ``1, s, s^2, s^3``.
+
+    Both are exact up to rounding: found by least squares at points of every cell, where
+    the bases are polynomials.
     """
+    n_basis = n_intervals + _SPLINE_ORDER
     u = np.linspace(0.0, n_intervals, 8 * n_intervals + 1)
     power = np.stack([u**0, u, u**2, u**3]
                      + [np.maximum(u - knot, 0.0) ** 3 for knot in range(1, n_intervals)])
-    basis = _bspline_rows(u + _SPLINE_ORDER, n_intervals + _SPLINE_ORDER)
-    spline_of_power = np.linalg.lstsq(power.T, basis.T, rcond=None)[0].T  # T
-    return np.linalg.inv(spline_of_power)
+    basis = _bspline_rows(u + _SPLINE_ORDER, n_basis)
+    spline_of_power = np.linalg.lstsq(power.T, basis.T, rcond=None)[0].T
+    to_power = np.linalg.inv(spline_of_power)
+    s = np.linspace(0.0, 1.0, 9)
+    monomials = np.stack([s**0, s, s**2, s**3])  # (4, 9)
+    edge_power = np.zeros((7, n_basis, 4))
+    for index, cell in enumerate((-3, -2, -1, n_intervals, n_intervals + 1, n_intervals + 2)):
+        values = to_power @ _bspline_rows(cell + s + _SPLINE_ORDER, n_basis)  # (G + 3, 9)
+        edge_power[index] = np.linalg.lstsq(monomials.T, values.T, rcond=None)[0].T
+    return spline_of_power, edge_power
 
 
 @dataclass(frozen=True)
@@ -215,16 +234,14 @@ class SplineLayer:
         return self.combine(self.features(x), columns)
 
     @functools.cached_property
-    def _power_form(self) -> tuple[np.ndarray, np.ndarray]:
-        """Weights for the truncated-power features of :meth:`feature_rows`, and the map
-        from B-spline values to those features (see there)."""
-        to_power = _bspline_to_power(self.n_intervals)
+    def _power_weights(self) -> np.ndarray:
+        """:attr:`weights` for the truncated-power features of :meth:`feature_rows`."""
+        spline_of_power = _power_basis(self.n_intervals)[0]
         n_basis = self.n_intervals + _SPLINE_ORDER
         weights = self.weights.reshape(len(self.grid_lo), self.n_features, -1).copy()
-        # B(u) = T P(u) on the interior, so sum_b c_b B_b = (T^T c) . P.
-        weights[:, :n_basis] = np.einsum("bj,ibo->ijo", np.linalg.inv(to_power),
-                                         weights[:, :n_basis])
-        return weights.reshape(self.weights.shape), to_power
+        # B = T P on the interior, so sum_b c_b B_b = (T^T c) . P.
+        weights[:, :n_basis] = np.einsum("bj,ibo->ijo", spline_of_power, weights[:, :n_basis])
+        return weights.reshape(self.weights.shape)
 
     def feature_rows(self, x: np.ndarray, index: int, out: np.ndarray) -> None:
         """Write sampling features of values ``x`` (m,) of input ``index`` into ``out``
@@ -232,12 +249,13 @@ class SplineLayer:
 
         On the interior grid, in knot units ``u`` from the first interior knot, the G + 3
         cubic B-splines span the same space as the truncated powers ``1, u, u^2, u^3,
-        (u - 1)_+^3 .. (u - G + 1)_+^3`` (de Boor 1978, ch. IX); those take a few
-        arithmetic passes, where the B-splines need a scatter, so sampling uses them with
-        weights transformed once (:attr:`_power_form`).  Points beyond the interior grid,
-        where the extended B-splines are not polynomials of ``u``, get the exact B-spline
-        values mapped into power coordinates.  Single precision keeps the outputs to
-        ~1e-5 of the weights' scale (the powers reach G^3).
+        (u - 1)_+^3 .. (u - G + 1)_+^3`` (:func:`_power_basis`); those take a few arithmetic
+        passes, where the B-splines need a scatter, so sampling uses them with weights
+        transformed once (:attr:`_power_weights`).  Points in the extension cells, where
+        the B-splines are other cubics (a coarse output grid puts a tenth of the samples
+        there), get the power coordinates of their exact B-spline values, from a cubic per
+        cell.  Single precision keeps the outputs to ~1e-5 of the weights' scale (the powers
+        reach G^3).
         """
         n_intervals = self.n_intervals
         u = (x - x.dtype.type(self.grid_lo[index])) / x.dtype.type(self.grid_step[index])
@@ -254,9 +272,16 @@ class SplineLayer:
         out[-1] = _silu(x)
         edge = np.flatnonzero((u < 0) | (u > n_intervals))
         if edge.size:
-            to_power = self._power_form[1].astype(x.dtype)
-            basis = _bspline_rows(u[edge] + _SPLINE_ORDER, n_intervals + _SPLINE_ORDER)
-            out[:-1, edge] = to_power @ basis
+            u_edge = u[edge]
+            cell = np.floor(u_edge)
+            s = u_edge - cell
+            # Extension cells -3..-1 -> 0..2, G..G+2 -> 3..5, anything further -> 6 (zero).
+            slot = np.where(cell < 0, cell + 3, cell - n_intervals + 3)
+            slot = np.where((slot >= 0) & (slot < 6), slot, 6).astype(np.intp)
+            coef = _power_basis(n_intervals)[1].astype(x.dtype)[slot]  # (e, G + 3, 4)
+            values = ((coef[..., 3] * s[:, None] + coef[..., 2]) * s[:, None]
+                      + coef[..., 1]) * s[:, None] + coef[..., 0]
+            out[:-1, edge] = values.T
 
     def combine_rows(self, features: np.ndarray, columns, n_known: int,
                      out: np.ndarray | None = None) -> np.ndarray:
@@ -267,7 +292,7 @@ class SplineLayer:
         ``out`` optionally receives the result.
         """
         rows = n_known * self.n_features
-        weights = np.ascontiguousarray(self._power_form[0][:rows, columns].T,
+        weights = np.ascontiguousarray(self._power_weights[:rows, columns].T,
                                        dtype=features.dtype)
         out = np.matmul(weights, features[:rows], out=out)
         out += self.bias[columns, None].astype(features.dtype)
