@@ -64,7 +64,15 @@ class KANDensityConfig:
     n_components : int
         Gaussians per conditional.
     grid : int
-        Spline grid intervals per edge (the model stores ``grid + 3`` coefficients per edge).
+        Spline grid intervals per first-layer edge (the model stores ``grid + 3``
+        coefficients per edge).
+    output_grid : int
+        Spline grid intervals per output-layer edge.  The output layer has most of the
+        edges (``hidden * 3 K d / 2``) and, in sampling, most of the arithmetic.  One
+        interval (each edge a cubic on the data range, other cubics on pykan's extension
+        cells, plus the SiLU term) generalises better than five: on the shared GW150914
+        and GW170729 posteriors at 11 parameters, held-out log density +0.1 to +0.3 nats
+        and C2ST 0.565 -> 0.537 (GW170729), with a quarter fewer bytes and faster sampling.
     max_epochs, patience : int
         Training stops after ``patience`` epochs without a better validation loss.
     batch_size : int
@@ -82,6 +90,7 @@ class KANDensityConfig:
     hidden: int = 12
     n_components: int = 6
     grid: int = 5
+    output_grid: int = 1
     max_epochs: int = 400
     patience: int = 30
     batch_size: int = 256
@@ -92,7 +101,8 @@ class KANDensityConfig:
     seed: int = 0
 
     def __post_init__(self):
-        for name in ("hidden", "n_components", "grid", "max_epochs", "patience", "batch_size"):
+        for name in ("hidden", "n_components", "grid", "output_grid", "max_epochs", "patience",
+                     "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"KANDensityConfig.{name} must be >= 1, got {getattr(self, name)}")
         if not 0.0 < self.validation_fraction <= 0.5:
@@ -105,6 +115,7 @@ class KANDensityConfig:
             "hidden": self.hidden,
             "n_components": self.n_components,
             "grid": self.grid,
+            "output_grid": self.output_grid,
             "max_epochs": self.max_epochs,
             "patience": self.patience,
             "batch_size": self.batch_size,
@@ -177,7 +188,7 @@ def build_kan(n_dim: int, config: KANDensityConfig):
     with quiet_pykan():
         model = KAN(
             width=[n_dim, config.hidden, n_out],
-            grid=config.grid,
+            grid=[config.grid, config.output_grid],
             k=3,
             grid_range=[-3.0, 3.0],
             seed=config.seed,
