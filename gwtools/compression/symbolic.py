@@ -57,11 +57,7 @@ class SymbolicConfig:
     ----------
     hidden_library, output_library : tuple of str
         pykan function names tried on the first-layer and output-layer edges.  Small
-        libraries keep the fit fast and the formulas short.  The output layer is made
-        linear by default: the curvature of its one-interval splines is better re-learnt
-        by the first layer in fine-tuning than matched by ``x^2`` or ``tanh`` terms, which
-        on the shared GW170729 posterior (11 parameters) gave C2ST 0.665 against 0.554,
-        in 31.7 kB against 20.0 kB.
+        libraries keep the fit fast and the formulas short.
     hidden_weight_simple, output_weight_simple : float
         pykan's trade-off between simplicity and R^2 in [0, 1], per layer.  The first layer
         has few edges (``d * hidden`` at most) that carry the network's nonlinearity, so it
@@ -88,7 +84,7 @@ class SymbolicConfig:
     """
 
     hidden_library: tuple[str, ...] = ("x", "x^2", "x^3", "tanh", "sin", "gaussian")
-    output_library: tuple[str, ...] = ("x",)
+    output_library: tuple[str, ...] = ("x", "x^2", "tanh")
     hidden_weight_simple: float = 0.3
     output_weight_simple: float = 0.8
     prune_threshold: float = 3e-2
