@@ -322,15 +322,22 @@ _BINARY = {
 }
 
 
+def _variable_index(node: ast.AST) -> int | None:
+    """``i`` for a name node ``x<i>``; None for anything else."""
+    if isinstance(node, ast.Name) and node.id.startswith("x") and node.id[1:].isdigit():
+        return int(node.id[1:])
+    return None
+
+
 def _compile(node: ast.AST, n_in: int) -> Callable[[np.ndarray], np.ndarray]:
     """Compile a whitelisted expression tree into a function of the input matrix (n, n_in)."""
     if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
         value = float(node.value)
         return lambda x: value
     if isinstance(node, ast.Name):
-        if not (node.id.startswith("x") and node.id[1:].isdigit() and int(node.id[1:]) < n_in):
+        column = _variable_index(node)
+        if column is None or column >= n_in:
             raise ValueError(f"unknown variable {node.id!r} (expected x0 .. x{n_in - 1})")
-        column = int(node.id[1:])
         return lambda x: x[:, column]
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
         inner = _compile(node.operand, n_in)
@@ -389,8 +396,7 @@ def _formula_variables(text: str) -> set[int]:
         tree = ast.parse(text, mode="eval")
     except SyntaxError as err:
         raise ValueError(f"cannot parse formula {text!r}: {err.msg}") from None
-    return {int(node.id[1:]) for node in ast.walk(tree)
-            if isinstance(node, ast.Name) and node.id[:1] == "x" and node.id[1:].isdigit()}
+    return {i for i in map(_variable_index, ast.walk(tree)) if i is not None}
 
 
 def parse_formula(text: str, n_in: int):
@@ -513,8 +519,9 @@ class ExpressionLayer:
         for text in self.formulas:
             tree = ast.parse(text, mode="eval")
             for node in ast.walk(tree):
-                if isinstance(node, ast.Name) and node.id.startswith("x") and node.id[1:].isdigit():
-                    node.id = f"x{position[int(node.id[1:])]}"
+                index = _variable_index(node)
+                if index is not None:
+                    node.id = f"x{position[index]}"
             formulas.append(ast.unparse(tree))
         return ExpressionLayer.from_formulas(formulas, len(order))
 
