@@ -149,6 +149,12 @@ def _silu(x: np.ndarray) -> np.ndarray:
 
 
 @functools.lru_cache(maxsize=None)
+def _interior_knots(n_intervals: int, dtype) -> np.ndarray:
+    """Interior knots ``1 .. G - 1`` in knot units, a column (G - 1, 1) of ``dtype``."""
+    return np.arange(1, n_intervals, dtype=dtype)[:, None]
+
+
+@functools.lru_cache(maxsize=None)
 def _power_basis(n_intervals: int) -> tuple[np.ndarray, np.ndarray]:
     """The truncated-power form of the cubic B-splines on a uniform grid of G intervals.
 
@@ -161,10 +167,12 @@ def _power_basis(n_intervals: int) -> tuple[np.ndarray, np.ndarray]:
     -------
     spline_of_power : numpy.ndarray, shape (G + 3, G + 3)
         ``T``.
-    edge_power : numpy.ndarray, shape (7, G + 3, 4)
-        For the extension cells ``-3, -2, -1, G, G + 1, G + 2`` and (last, zero) beyond
-        them: the power coordinates ``T^-1 B(u)`` as cubics in the position ``s`` in the
-        cell, coefficients of ``1, s, s^2, s^3``.
+    cell_power : numpy.ndarray, shape (4, G + 3, G + 8)
+        For every cell ``c`` from -4 (all of ``u < -3``) to G + 3 (all of ``u >= G + 3``),
+        column ``c + 4``: the power coordinates ``T^-1 B(u)`` as cubics in the position
+        ``s = u - c`` in the cell, coefficient of ``s^p`` in row ``p``.  Inside the grid
+        these are ``P`` itself; on the extension cells they reproduce the B-splines there,
+        and beyond they are zero.
 
     Both are exact up to rounding: found by least squares at points of every cell, where
     the bases are polynomials.
@@ -178,11 +186,11 @@ def _power_basis(n_intervals: int) -> tuple[np.ndarray, np.ndarray]:
     to_power = np.linalg.inv(spline_of_power)
     s = np.linspace(0.0, 1.0, 9)
     monomials = np.stack([s**0, s, s**2, s**3])  # (4, 9)
-    edge_power = np.zeros((7, n_basis, 4))
-    for index, cell in enumerate((-3, -2, -1, n_intervals, n_intervals + 1, n_intervals + 2)):
+    cell_power = np.zeros((4, n_basis, n_intervals + 8))
+    for cell in range(-3, n_intervals + 3):
         values = to_power @ _bspline_rows(cell + s + _SPLINE_ORDER, n_basis)  # (G + 3, 9)
-        edge_power[index] = np.linalg.lstsq(monomials.T, values.T, rcond=None)[0].T
-    return spline_of_power, edge_power
+        cell_power[:, :, cell + 4] = np.linalg.lstsq(monomials.T, values.T, rcond=None)[0]
+    return spline_of_power, cell_power
 
 
 @dataclass(frozen=True)
@@ -255,33 +263,37 @@ class SplineLayer:
         the B-splines are other cubics (a coarse output grid puts a tenth of the samples
         there), get the power coordinates of their exact B-spline values, from a cubic per
         cell.  Single precision keeps the outputs to ~1e-5 of the weights' scale (the powers
-        reach G^3).
+        reach G^3).  Each numpy call costs about a microsecond whatever its size, a fifth
+        of the sampling time at 8192 samples a block, hence whole-block operations only.
         """
         n_intervals = self.n_intervals
-        u = (x - x.dtype.type(self.grid_lo[index])) / x.dtype.type(self.grid_step[index])
+        u = np.subtract(x, x.dtype.type(self.grid_lo[index]))
+        u *= x.dtype.type(1.0 / self.grid_step[index])
         out[0] = 1.0
         out[1] = u
         np.multiply(u, u, out=out[2])
         np.multiply(out[2], u, out=out[3])
-        shifted = np.empty_like(u)
-        for knot in range(1, n_intervals):
-            np.subtract(u, knot, out=shifted)
+        if n_intervals > 1:
+            shifted = out[4 : 3 + n_intervals]  # (G - 1, m): (u - knot)_+^3 per interior knot
+            np.subtract(u, _interior_knots(n_intervals, x.dtype), out=shifted)
             np.maximum(shifted, 0.0, out=shifted)
-            np.multiply(shifted, shifted, out=out[3 + knot])
-            out[3 + knot] *= shifted
+            square = np.square(shifted)
+            shifted *= square
         out[-1] = _silu(x)
-        edge = np.flatnonzero((u < 0) | (u > n_intervals))
-        if edge.size:
+        outside = np.abs(u - 0.5 * n_intervals) > 0.5 * n_intervals
+        if outside.any():
+            edge = np.flatnonzero(outside)
             u_edge = u[edge]
             cell = np.floor(u_edge)
             s = u_edge - cell
-            # Extension cells -3..-1 -> 0..2, G..G+2 -> 3..5, anything further -> 6 (zero).
-            slot = np.where(cell < 0, cell + 3, cell - n_intervals + 3)
-            slot = np.where((slot >= 0) & (slot < 6), slot, 6).astype(np.intp)
-            coef = _power_basis(n_intervals)[1].astype(x.dtype)[slot]  # (e, G + 3, 4)
-            values = ((coef[..., 3] * s[:, None] + coef[..., 2]) * s[:, None]
-                      + coef[..., 1]) * s[:, None] + coef[..., 0]
-            out[:-1, edge] = values.T
+            slot = np.clip(cell, -4, n_intervals + 3).astype(np.intp)
+            slot += 4
+            table = _power_basis(n_intervals)[1]
+            values = np.take(table[3], slot, axis=1)  # Horner, (G + 3, e)
+            for power in (2, 1, 0):
+                values *= s
+                values += np.take(table[power], slot, axis=1)
+            out[:-1, edge] = values
 
     def combine_rows(self, features: np.ndarray, columns, n_known: int,
                      out: np.ndarray | None = None) -> np.ndarray:
@@ -689,23 +701,20 @@ def _draw_component(block: np.ndarray, k: int, uniform: np.ndarray, normal: np.n
     """One draw per column from the mixture in ``block`` (3k, m): logits, means, log sigmas.
 
     The component is the first whose cumulative weight exceeds ``uniform * total`` (inverse
-    CDF); its mean and log sigma are then picked with one flat gather each.  Loops run over
-    the few components on contiguous rows, which numpy does much faster than reductions
-    along a short axis.  ``columns`` is ``arange(m)``; the draws go to ``out`` (m,).
+    CDF); its mean and log sigma are then picked with one flat gather each.  Components are
+    contiguous rows: reductions over them run row against row, fast; only the cumulative sum
+    is a loop, as numpy's ``cumsum`` along that axis is some 20 times slower.  ``columns`` is
+    ``arange(m)``; the draws go to ``out`` (m,).
     """
     logits = block[:k]
-    peak = logits[0].copy()
-    for row in logits[1:]:
-        np.maximum(peak, row, out=peak)
+    peak = np.maximum.reduce(logits, axis=0)
     cumulative = np.subtract(logits, peak, out=logits)
     np.exp(cumulative, out=cumulative)
     for comp in range(1, k):
         cumulative[comp] += cumulative[comp - 1]
     threshold = cumulative[-1] * uniform
     # Number of cumulative weights below the threshold = index of the chosen component.
-    index = np.zeros(len(uniform), dtype=np.intp)
-    for row in cumulative[:-1]:
-        index += row < threshold
+    index = np.add.reduce(cumulative[:-1] < threshold, axis=0, dtype=np.intp)
     index *= len(uniform)
     index += columns
     mean = np.take(block[k : 2 * k], index)

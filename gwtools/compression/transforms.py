@@ -215,27 +215,35 @@ class ParameterTransform:
             # Two logs rather than log(u / (1 - u)): keeps precision near both bounds.
             return np.log(x - self.lower) - np.log(self.upper - x)
 
-    def inverse(self, y: np.ndarray) -> np.ndarray:
+    def inverse(self, y: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Map real values ``y`` (any shape) back into the open support ``(lower, upper)``.
 
         For ``|y|`` beyond ~37 (logit) or below ~-745 (log) float64 rounds the result onto a
         bound; it is nudged to the nearest float inside, so that :meth:`forward` of any
-        regenerated sample stays finite.
+        regenerated sample stays finite.  ``out`` (float64, ``y``'s shape) receives the
+        result; every step works in place there, so regenerating samples allocates nothing.
         """
         y = np.asarray(y, dtype=float)
+        x = np.empty_like(y) if out is None else out
         if self.kind == "identity":
-            return y.copy()
+            x[...] = y
+            return x
         inner_lower = np.nextafter(self.lower, np.inf)
         if self.kind == "log":
-            return np.maximum(self.lower + np.exp(y), inner_lower)
+            np.exp(y, out=x)
+            x += self.lower
+            return np.maximum(x, inner_lower, out=x)
+        expit(y, out=x)
         if self.kind == "angle":
             # Keep a few ulps of the interval's scale away from the cut, both sides.
             margin = 4.0 * np.spacing(max(abs(self.lower), abs(self.upper)))
-            u = np.clip(self.period * expit(y), margin, self.period - margin)
-            x = self.cut + u
-            return np.where(x >= self.upper, x - self.period, x)
-        x = self.lower + (self.upper - self.lower) * expit(y)
-        return np.clip(x, inner_lower, np.nextafter(self.upper, -np.inf))
+            x *= self.period
+            np.clip(x, margin, self.period - margin, out=x)
+            x += self.cut
+            return np.subtract(x, self.period, out=x, where=x >= self.upper)
+        x *= self.upper - self.lower
+        x += self.lower
+        return np.clip(x, inner_lower, np.nextafter(self.upper, -np.inf), out=x)
 
     def log_abs_det_jacobian(self, x: np.ndarray) -> np.ndarray:
         """``ln |dy/dx|`` at physical values ``x`` (same shape as ``x``).
@@ -453,7 +461,7 @@ class TransformStack:
         y = self._columns(y)
         x = np.empty(y.shape, order="F") if out is None else out
         for i, t in enumerate(self.transforms):
-            x[:, i] = t.inverse(y[:, i])
+            t.inverse(y[:, i], out=x[:, i])
         return x
 
     def log_abs_det_jacobian(self, x: np.ndarray) -> np.ndarray:
