@@ -39,6 +39,14 @@ def test_compress_writes_both_files(model):
     assert (model / "model.expr.json").is_file()
 
 
+def test_explicit_width_replaces_the_default_width_choice(model):
+    from gwtools.compression import load
+
+    fit = load(model / "model").metadata["posterior_fit"]
+    assert [c["hidden"] for c in fit["size_candidates"]] == [4]
+    assert fit["config"]["hidden"] == 4 and fit["config"]["n_components"] == 2
+
+
 @pytest.mark.parametrize("source", ["weights", "expressions"])
 def test_regenerate_hdf5_and_csv(model, source):
     h5 = model / f"draws-{source}.h5"

@@ -187,6 +187,46 @@ def test_symbolic_forward_equals_pykan_forward():
     assert len(unfitted.formulas[1]) == 3 * 2 * 3
 
 
+def test_formulas_keep_enough_digits_for_steep_edges():
+    """Each layer's written formulas reproduce its symbolic edges where fixed rounding would
+    not: sin(a x + b) with |a x| ~ 40 needs more digits of a than a linear term."""
+    from kan.utils import SYMBOLIC_LIB
+
+    from gwtools.compression.model_file import ExpressionLayer
+
+    net = kan_density.build_kan(2, kan_density.KANDensityConfig(hidden=3, n_components=1))
+    rng = np.random.default_rng(5)
+    with kan_density.quiet_pykan():
+        for layer, (n_in, n_out) in enumerate(((2, 3), (3, 6))):
+            for i in range(n_in):
+                for j in range(n_out):
+                    net.fix_symbolic(layer, i, j, ("sin", "x", "tanh")[(i + j) % 3],
+                                     fit_params_bool=False, verbose=False, log_history=False)
+                    net.symbolic_fun[layer].affine.data[j, i] = torch.as_tensor(
+                        [rng.uniform(8, 12), rng.uniform(-1, 1), rng.uniform(0.5, 2), 0.1])
+    net = net.double()
+    # Per layer, inputs and the exact node values c f(a x + b) + d summed over live edges.
+    inputs = [torch.as_tensor(rng.uniform(-4, 4, size=(400, n))) for n in (2, 3)]
+    tolerance = 1e-3
+    written = symbolic.node_formulas(net, 3, inputs, tolerance)
+    fixed = symbolic.node_formulas(net, 3)
+    for sym, bias, x, layer, plain in zip(net.symbolic_fun, net.node_bias, inputs, written,
+                                          fixed):
+        exact = np.zeros((len(x), sym.out_dim)) + bias.detach().numpy()
+        for j in range(sym.out_dim):
+            for i in range(sym.in_dim):
+                if sym.mask[j, i]:
+                    a, b, c, d = sym.affine[j, i].detach()
+                    fun = SYMBOLIC_LIB[sym.funs_name[j][i]][0]
+                    exact[:, j] += float(c) * fun(a * x[:, i] + b).numpy() + float(d)
+        got = ExpressionLayer.from_formulas(layer, sym.in_dim)(x.numpy())
+        n_terms = sym.in_dim + 1  # inputs and the constant
+        assert np.abs(got - exact).max() <= n_terms * tolerance
+        # Three digits throughout would not do: the test can tell.
+        rough = ExpressionLayer.from_formulas(plain, sym.in_dim)(x.numpy())
+        assert np.abs(rough - exact).max() > 10 * n_terms * tolerance
+
+
 def test_prior_samples_give_a_normalised_ln_prior(shared_data, tmp_path):
     """An O2 PyCBC file carries prior draws: the stored prior model integrates to one and
     follows those draws."""

@@ -86,7 +86,13 @@ class CompressionSettings:
         prior edge is easier to model when that edge maps to infinity.
     size_candidates : tuple of dict
         Network sizes to choose from (e.g. ``({"hidden": 8, "n_components": 4}, ...)``),
-        each overriding ``density``; empty: fit ``density`` only.
+        each setting what ``density`` leaves unset: explicit ``density`` settings win, and
+        candidates they make identical are fitted once; empty: fit ``density`` only.  By
+        default the hidden width is 10 or 12.  On the shared 11-parameter posteriors width 10
+        matched width 12 in held-out density (-0.07 to +0.34 nats, five files) and samples
+        about a fifth faster (the output layer's arithmetic scales with the hidden units
+        each dimension sees); fitting both and keeping the better also guards against a fit
+        that stopped early (GW170823, O2: C2ST 0.566 at width 12, 0.511 at 10).
     size_tolerance : float
         The smallest candidate (by ``hidden * n_components``) whose validation loss is within
         this many nats of the best one is kept.
@@ -109,7 +115,7 @@ class CompressionSettings:
     seed: int = 0
     torch_threads: int = 1
     bounds: dict = field(default_factory=dict)
-    size_candidates: tuple = ()
+    size_candidates: tuple = ({"hidden": 10}, {"hidden": 12})
     size_tolerance: float = 0.02
     symbolic_density: dict = field(default_factory=lambda: {"output_grid": 5})
 
@@ -142,8 +148,11 @@ def _fit_density(y_train, density_kwargs, symbolic_kwargs, seed, candidates=(), 
     from gwtools.compression import kan_density, symbolic
 
     tried = []
-    for candidate in candidates or ({},):
-        config = kan_density.KANDensityConfig(**{"seed": seed, **density_kwargs, **candidate})
+    configs = dict.fromkeys(  # in order, without duplicates
+        kan_density.KANDensityConfig(**{"seed": seed, **candidate, **density_kwargs})
+        for candidate in candidates or ({},)
+    )
+    for config in configs:
         fit = kan_density.fit(y_train, config)
         tried.append((fit.validation_loss[fit.best_epoch], config.hidden * config.n_components, fit))
     # The smallest network within `tolerance` nats of the best validation loss: sizes are

@@ -56,14 +56,15 @@ def _settings(args):
     symbolic = {}
     if args.output_library:
         symbolic["output_library"] = args.output_library
+    sizes = {"size_candidates": _SIZE_LADDER} if args.select_size else {}
     return CompressionSettings(
         density=density,
         symbolic=symbolic,
         seed=args.seed,
         bounds=args.bounds,
-        size_candidates=_SIZE_LADDER if args.select_size else (),
         metric_samples=args.metric_samples,
         c2st_samples=min(5000, args.metric_samples),
+        **sizes,
     )
 
 
@@ -160,7 +161,8 @@ def _compress_catalog(args) -> int:
 def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", type=_params, default=_params(_DEFAULT_PARAMS),
                    help=f"comma-separated bilby parameter names (default: {_DEFAULT_PARAMS})")
-    p.add_argument("--hidden", type=int, help="hidden KAN width (default 12)")
+    p.add_argument("--hidden", type=int,
+                   help="hidden KAN width (default: 10 or 12, whichever validates better)")
     p.add_argument("--n-components", dest="n_components", type=int,
                    help="Gaussians per conditional (default 6)")
     p.add_argument("--grid", type=int, help="spline grid intervals, first layer (default 5)")
@@ -175,8 +177,8 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help="pykan functions tried on output-layer edges (default x,x^2,tanh); "
                         "adding sin helps sky-position parameters at ~15%% more formula bytes")
     p.add_argument("--select-size", dest="select_size", action="store_true",
-                   help="fit hidden/components 8/4, 12/6, 16/8 and keep the smallest within "
-                        "0.02 nats of the best validation loss")
+                   help="fit hidden/components 8/4, 12/6, 16/8 (not widths 10 and 12) and keep "
+                        "the smallest within 0.02 nats of the best validation loss")
     p.add_argument("--metric-samples", dest="metric_samples", type=int, default=20000,
                    help="samples regenerated to measure fidelity (default 20000)")
 

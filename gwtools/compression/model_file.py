@@ -267,10 +267,9 @@ class SplineLayer:
         of the sampling time at 8192 samples a block, hence whole-block operations only.
         """
         n_intervals = self.n_intervals
-        u = np.subtract(x, x.dtype.type(self.grid_lo[index]))
+        u = np.subtract(x, x.dtype.type(self.grid_lo[index]), out=out[1])
         u *= x.dtype.type(1.0 / self.grid_step[index])
         out[0] = 1.0
-        out[1] = u
         np.multiply(u, u, out=out[2])
         np.multiply(out[2], u, out=out[3])
         if n_intervals > 1:
@@ -279,8 +278,13 @@ class SplineLayer:
             np.maximum(shifted, 0.0, out=shifted)
             square = np.square(shifted)
             shifted *= square
-        out[-1] = _silu(x)
-        outside = np.abs(u - 0.5 * n_intervals) > 0.5 * n_intervals
+        silu = out[-1]  # x / (1 + exp(-x)), in place
+        np.negative(x, out=silu)
+        np.exp(silu, out=silu)
+        silu += 1.0
+        np.divide(x, silu, out=silu)
+        # u (u - G) > 0 off the grid; out[2] is u^2.
+        outside = np.greater(out[2], n_intervals * u)
         if outside.any():
             edge = np.flatnonzero(outside)
             u_edge = u[edge]

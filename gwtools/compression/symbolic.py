@@ -79,7 +79,12 @@ class SymbolicConfig:
     learning_rate : float
         Initial Adam learning rate.
     digits : int
-        Significant digits of the constants written to the formulas.
+        Significant digits of the constants written to the formulas, at least.
+    rounding_tolerance : float
+        A term gets more digits where ``digits`` would move its value by more than this on
+        the validation samples (:func:`node_formulas`).  Without it, 3 digits of the
+        arguments of ``sin`` edges cost GW170104 (2-OGC, 11 parameters) 0.9 nats of
+        held-out density and sent its C2ST from 0.62 to 0.75.
     seed : int
     """
 
@@ -94,6 +99,7 @@ class SymbolicConfig:
     finetune_patience: int = 16
     learning_rate: float = 3e-3
     digits: int = 3
+    rounding_tolerance: float = 1e-3
     seed: int = 0
 
     def __post_init__(self):
@@ -112,6 +118,8 @@ class SymbolicConfig:
                 raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
         if self.digits < 2:
             raise ValueError(f"digits must be >= 2, got {self.digits}")
+        if not self.rounding_tolerance > 0.0:
+            raise ValueError(f"rounding_tolerance must be > 0, got {self.rounding_tolerance}")
 
     def to_dict(self) -> dict:
         return {
@@ -126,6 +134,7 @@ class SymbolicConfig:
             "finetune_patience": self.finetune_patience,
             "learning_rate": self.learning_rate,
             "digits": self.digits,
+            "rounding_tolerance": self.rounding_tolerance,
             "seed": self.seed,
         }
 
@@ -155,23 +164,53 @@ def _number(value: float, digits: int) -> str:
     return format(float(value), f".{digits}g")
 
 
-def node_formulas(kan, digits: int = 4) -> tuple[tuple[str, ...], ...]:
+def _fewest_digits(error_of, digits: int, tolerance: float) -> int:
+    """Fewest significant digits, at least ``digits``, whose rounding error ``error_of(n)``
+    is within ``tolerance``; :data:`_MAX_DIGITS` if none is."""
+    for n in range(digits, _MAX_DIGITS):
+        if error_of(n) <= tolerance:
+            return n
+    return _MAX_DIGITS
+
+
+#: Enough significant digits to reproduce a float32 network's constants.
+_MAX_DIGITS = 8
+
+
+def node_formulas(kan, digits: int = 4, inputs=None,
+                  tolerance: float = 1e-3) -> tuple[tuple[str, ...], ...]:
     """Write each node of a fully symbolic pykan network as a formula string.
 
     Node ``j`` of layer ``l`` is ``sum_i c f(a x_i + b) + d`` over its symbolic edges plus
     the node bias; identity edges and all additive constants are folded into one
     coefficient per input and one constant per node.
 
+    Parameters
+    ----------
+    kan : kan.MultKAN
+    digits : int
+        Significant digits of the constants.
+    inputs : sequence of array-like, optional
+        Per layer, sample inputs (n, n_in).  Given, each term gets more digits where
+        ``digits`` would move its value by more than ``tolerance`` at those inputs:
+        ``sin(a x + b)`` with ``|a x| ~ 10``, say, needs five or six digits of ``a`` where a
+        linear term needs three.
+    tolerance : float
+        Largest change of a term (or node constant) by rounding, in the node's units.
+
     Returns
     -------
     tuple of tuple of str
         ``formulas[l][j]`` in the variables ``x0 .. x{n_in - 1}``.
     """
+    from kan.utils import SYMBOLIC_LIB
+
     layers = []
-    for sym, bias in zip(kan.symbolic_fun, kan.node_bias):
+    for index, (sym, bias) in enumerate(zip(kan.symbolic_fun, kan.node_bias)):
         affine = sym.affine.detach().double().numpy()
         mask = sym.mask.detach().numpy()
         bias = bias.detach().double().numpy()
+        x = None if inputs is None else torch.as_tensor(np.asarray(inputs[index], dtype=float))
         formulas = []
         for j in range(sym.out_dim):
             constant = float(bias[j])
@@ -186,11 +225,26 @@ def node_formulas(kan, digits: int = 4) -> tuple[tuple[str, ...], ...]:
                     continue
                 if name == "x":
                     constant += c * b
-                    terms.append(f"{_number(c * a, digits)}*x{i}")
+                    n = digits if x is None else _fewest_digits(
+                        lambda n: abs(float(_number(c * a, n)) - c * a) * float(x[:, i].abs().max()),
+                        digits, tolerance)
+                    terms.append(f"{_number(c * a, n)}*x{i}")
                     continue
-                u = f"{_number(a, digits)}*x{i}+{_number(b, digits)}"
-                terms.append(f"{_number(c, digits)}*" + _TEMPLATES[name].format(u=u))
-            terms.append(_number(constant, digits))
+                n = digits
+                if x is not None:
+                    fun = SYMBOLIC_LIB[name][0]
+                    exact = c * fun(a * x[:, i] + b)
+
+                    def error_of(n):
+                        a_n, b_n, c_n = (float(_number(v, n)) for v in (a, b, c))
+                        return float((c_n * fun(a_n * x[:, i] + b_n) - exact).abs().max())
+
+                    n = _fewest_digits(error_of, digits, tolerance)
+                u = f"{_number(a, n)}*x{i}+{_number(b, n)}"
+                terms.append(f"{_number(c, n)}*" + _TEMPLATES[name].format(u=u))
+            n = digits if x is None else _fewest_digits(
+                lambda n: abs(float(_number(constant, n)) - constant), digits, tolerance)
+            terms.append(_number(constant, n))
             formulas.append("+".join(terms).replace("+-", "-"))
         layers.append(tuple(formulas))
     return tuple(layers)
@@ -416,13 +470,20 @@ def fit_symbolic(
         best, steps = _finetune(kan, z_train, z_val, n_components, config, rng, batch)
         logger.info("layer %d symbolic: %d fine-tuning steps, validation loss %.4f",
                     layer_index, steps, best)
+    with quiet_pykan():  # pykan's forward keeps each layer's inputs
+        kan.save_act = True
+        with torch.no_grad():
+            kan(z_val)
+        layer_inputs = [kan.acts[index] for index in range(len(kan.symbolic_fun))]
+        kan.save_act = False
+    formulas = node_formulas(kan, config.digits, layer_inputs, config.rounding_tolerance)
     seconds = time.perf_counter() - start
     logger.info(
         "symbolic network: validation loss %.4f, edge functions %s, %.1f s", best, counts, seconds
     )
     return SymbolicFit(
         kan=kan,
-        formulas=node_formulas(kan, config.digits),
+        formulas=formulas,
         function_counts=counts,
         seconds=seconds,
     )
