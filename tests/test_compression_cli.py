@@ -146,9 +146,12 @@ def test_size_is_chosen_by_validation_loss(tmp_path):
     assert len(losses) == 2
     chosen = candidates[int(np.argmin(losses))]
     assert info["config"]["hidden"] == chosen["hidden"]
-    # The formulas come from a second fit that differs only by its output grid.
+    # The formulas come from a second fit with a five-interval output layer and width 12.
     assert info["config"]["output_grid"] == 1
-    assert info["symbolic_source_config"] == {**info["config"], "output_grid": 5}
+    assert info["symbolic_source_config"] == {**info["config"], "output_grid": 5, "hidden": 12}
+    formulas = load(tmp_path / "m", source="expressions")
+    assert len(formulas.density.layers[0].formulas) == 12
+    assert np.isfinite(formulas.log_prob(formulas.sample(50, seed=1))).all()
     with np.load(tmp_path / "m.weights.npz") as arrays:
         assert arrays["posterior_layer1_coef"].shape[1] == 1 + 3  # G + 3 coefficients
         assert arrays["posterior_layer0_coef"].shape[1] == 5 + 3

@@ -98,12 +98,13 @@ class CompressionSettings:
         this many nats of the best one is kept.
     symbolic_density : dict
         Overrides of the chosen network's settings for the spline network that the symbolic
-        stage turns into formulas; ``{}``: the weights network itself.  By default its output
-        layer has five grid intervals: one interval generalises better as splines (the
-        weights file), five give better formulas.  On the shared posteriors the
-        one-interval network's formulas lost 0.02-0.14 nats of held-out density at
-        6 parameters and C2ST at 11 (e.g. GW151012 0.60 -> 0.64); the second fit costs
-        10-30 s.
+        stage turns into formulas, where ``density`` does not set them itself; ``{}``: the
+        weights network itself.  By default its output layer has five grid intervals and
+        its width is 12: one interval generalises better as splines (the weights file), five
+        give better formulas (the one-interval network's lost 0.02-0.14 nats of held-out
+        density at 6 parameters, and C2ST at 11, e.g. GW151012 0.60 -> 0.64); and formulas
+        from width 10 lost 0.03-0.13 nats on three of four shared posteriors (GW150914 at
+        6 parameters: -4.44 -> -4.57).  The second fit costs 10-30 s.
     """
 
     density: dict = field(default_factory=dict)
@@ -117,7 +118,7 @@ class CompressionSettings:
     bounds: dict = field(default_factory=dict)
     size_candidates: tuple = ({"hidden": 10}, {"hidden": 12})
     size_tolerance: float = 0.02
-    symbolic_density: dict = field(default_factory=lambda: {"output_grid": 5})
+    symbolic_density: dict = field(default_factory=lambda: {"output_grid": 5, "hidden": 12})
 
     def __post_init__(self):
         if not 0.0 < self.heldout_fraction < 1.0:
@@ -160,10 +161,11 @@ def _fit_density(y_train, density_kwargs, symbolic_kwargs, seed, candidates=(), 
     best = min(loss for loss, _, _ in tried)
     fitted = min((t for t in tried if t[0] <= best + tolerance), key=lambda t: t[1])[2]
     config = fitted.config
-    # The formulas may come from a second network (other output grid), fitted to the same
-    # samples with the same sizes, hence the same standardisation and file layout.
+    # The formulas may come from a second network (other output grid or width), fitted to
+    # the same samples, hence with the same standardisation.
     source = fitted
-    source_config = replace(config, **(symbolic_density or {}))
+    overrides = {k: v for k, v in (symbolic_density or {}).items() if k not in density_kwargs}
+    source_config = replace(config, **overrides)
     if source_config != config:
         source = kan_density.fit(y_train, source_config)
     sym = symbolic.fit_symbolic(
@@ -176,6 +178,9 @@ def _fit_density(y_train, density_kwargs, symbolic_kwargs, seed, candidates=(), 
         "mean": fitted.mean.tolist(),
         "scale": fitted.scale.tolist(),
     }
+    expressions_part = {**part, "hidden": source_config.hidden,
+                        "n_components": source_config.n_components,
+                        "layers": [list(f) for f in sym.formulas]}
     info = {
         "config": config.to_dict(),
         "symbolic_config": _symbolic_settings(symbolic_kwargs, seed),
@@ -193,7 +198,7 @@ def _fit_density(y_train, density_kwargs, symbolic_kwargs, seed, candidates=(), 
         "symbolic_seconds": sym.seconds,
         "edge_functions": sym.function_counts,
     }
-    return kan_density.spline_arrays(fitted), sym.formulas, part, info
+    return kan_density.spline_arrays(fitted), part, expressions_part, info
 
 
 def _symbolic_settings(symbolic_kwargs: dict, seed: int) -> dict:
@@ -279,22 +284,22 @@ def compress_file(
         heldout, train = heldout_split(len(y), settings.heldout_fraction, settings.seed)
         n_heldout = len(heldout)
 
-        spline, formulas, part, info = _fit_density(
+        spline, part, expressions_part, info = _fit_density(
             y[train], settings.density, settings.symbolic, settings.seed,
             settings.size_candidates, settings.size_tolerance, settings.symbolic_density,
         )
         arrays = _quantised(spline, "posterior_")
-        expressions_header = {"posterior": {**part, "layers": [list(f) for f in formulas]}}
+        expressions_header = {"posterior": expressions_part}
         weights_header = {"posterior": part}
         prior_info = None
         if prior_x is not None:
-            p_spline, p_formulas, p_part, prior_info = _fit_density(
+            p_spline, p_part, p_expressions_part, prior_info = _fit_density(
                 stack.forward(prior_x), settings.prior_density, settings.symbolic, settings.seed,
                 symbolic_density=settings.symbolic_density,
             )
             arrays.update(_quantised(p_spline, "prior_"))
             weights_header["prior"] = p_part
-            expressions_header["prior"] = {**p_part, "layers": [list(f) for f in p_formulas]}
+            expressions_header["prior"] = p_expressions_part
         common = {"parameters": list(parameters), "transforms": stack.to_dict()}
         metadata = {
             "gwtools_version": __version__,

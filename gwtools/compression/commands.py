@@ -162,20 +162,22 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--params", type=_params, default=_params(_DEFAULT_PARAMS),
                    help=f"comma-separated bilby parameter names (default: {_DEFAULT_PARAMS})")
     p.add_argument("--hidden", type=int,
-                   help="hidden KAN width (default: 10 or 12, whichever validates better)")
+                   help="hidden KAN width (default: 10 or 12 for the weights, whichever "
+                        "validates better; 12 for the network the formulas come from)")
     p.add_argument("--n-components", dest="n_components", type=int,
                    help="Gaussians per conditional (default 6)")
     p.add_argument("--grid", type=int, help="spline grid intervals, first layer (default 5)")
     p.add_argument("--output-grid", dest="output_grid", type=int,
-                   help="spline grid intervals, output layer of the weights network (default 1; "
-                        "the formulas come from a network with 5)")
+                   help="spline grid intervals, output layer (default: 1 for the weights, 5 for "
+                        "the network the formulas come from)")
     p.add_argument("--max-epochs", dest="max_epochs", type=int, help="training epochs at most")
     p.add_argument("--seed", type=int, default=0, help="seed of split, fit and metrics")
     p.add_argument("--bounds", type=_bounds, default={},
                    help="support overrides, e.g. 'a_1=0,0.99;a_2=0,0.99' (the analysis prior)")
     p.add_argument("--output-library", dest="output_library", type=_params,
                    help="pykan functions tried on output-layer edges (default x,x^2,tanh); "
-                        "adding sin helps sky-position parameters at ~15%% more formula bytes")
+                        "adding sin helped the sky position of some 11-parameter posteriors "
+                        "and hurt others, at 15-30%% more formula bytes: compare the metrics")
     p.add_argument("--select-size", dest="select_size", action="store_true",
                    help="fit hidden/components 8/4, 12/6, 16/8 (not widths 10 and 12) and keep "
                         "the smallest within 0.02 nats of the best validation loss")

@@ -164,6 +164,10 @@ def _number(value: float, digits: int) -> str:
     return format(float(value), f".{digits}g")
 
 
+#: Enough significant digits to reproduce a float32 network's constants.
+_MAX_DIGITS = 8
+
+
 def _fewest_digits(error_of, digits: int, tolerance: float) -> int:
     """Fewest significant digits, at least ``digits``, whose rounding error ``error_of(n)``
     is within ``tolerance``; :data:`_MAX_DIGITS` if none is."""
@@ -171,10 +175,6 @@ def _fewest_digits(error_of, digits: int, tolerance: float) -> int:
         if error_of(n) <= tolerance:
             return n
     return _MAX_DIGITS
-
-
-#: Enough significant digits to reproduce a float32 network's constants.
-_MAX_DIGITS = 8
 
 
 def node_formulas(kan, digits: int = 4, inputs=None,
