@@ -187,6 +187,30 @@ def test_symbolic_forward_equals_pykan_forward():
     assert len(unfitted.formulas[1]) == 3 * 2 * 3
 
 
+def test_output_layer_falls_back_to_a_less_simple_fit(caplog):
+    """Where mostly linear output formulas lose too much, a second, less simple try is made
+    and the better one kept; without a fallback there is one try."""
+    x = analytic_samples(1500, seed=6)
+    y = TransformStack.default(NAMES, x).forward(x)
+    fitted = kan_density.fit(y, kan_density.KANDensityConfig(hidden=4, n_components=2,
+                                                             max_epochs=3, seed=1))
+    quick = dict(finetune_steps=20, check_every=10, n_fit_samples=150)
+    with caplog.at_level("INFO", logger="gwtools.compression.symbolic"):
+        always = symbolic.fit_symbolic(fitted, y, symbolic.SymbolicConfig(
+            **quick, output_weight_simple=1.0, fallback_output_weight_simple=0.0,
+            fallback_loss=-1e9))
+    tries = [r.getMessage() for r in caplog.records if "layer 1 symbolic" in r.getMessage()]
+    assert len(tries) == 2 and "weight 1.00" in tries[0] and "weight 0.00" in tries[1]
+    assert len(always.formulas[1]) == 3 * 2 * 3
+    caplog.clear()
+    with caplog.at_level("INFO", logger="gwtools.compression.symbolic"):
+        symbolic.fit_symbolic(fitted, y, symbolic.SymbolicConfig(
+            **quick, fallback_output_weight_simple=None, fallback_loss=-1e9))
+    assert sum("layer 1 symbolic" in r.getMessage() for r in caplog.records) == 1
+    with pytest.raises(ValueError, match="fallback_output_weight_simple"):
+        symbolic.SymbolicConfig(fallback_output_weight_simple=1.5)
+
+
 def test_formulas_keep_enough_digits_for_steep_edges():
     """Each layer's written formulas reproduce its symbolic edges where fixed rounding would
     not: sin(a x + b) with |a x| ~ 40 needs more digits of a than a linear term."""
