@@ -21,6 +21,7 @@ from gwtools.compression.model_file import (
     cubic_bspline_basis,
     made_masks,
     parse_formula,
+    posterior_from_expressions,
     posterior_from_weights,
     write_expressions,
     write_weights,
@@ -78,16 +79,20 @@ def test_made_masks_are_autoregressive():
         assert reach[j - 1, j * 3 * k]
 
 
-def test_formula_parser_matches_numpy_and_splits_linear_terms():
+def test_formula_parser_matches_numpy_and_splits_polynomial_terms():
     x = np.random.default_rng(0).normal(size=(50, 3))
-    text = "0.5*x0 - 2*x2 + 1.25*tanh(0.3*x1 - 0.2) - exp(-(x0+1)**2) + 0.75 - x1"
+    text = ("0.5*x0 - 2*x2 + 1.25*tanh(0.3*x1 - 0.2) - exp(-(x0+1)**2) + 0.75 - x1"
+            " + 0.4*x1**2 - x2**2 + 0.2*(x0 - 1)**2 + x0**3")
     weights, constant, nonlinear = parse_formula(text, 3)
-    np.testing.assert_allclose(weights, [0.5, -1.0, -2.0])
+    np.testing.assert_allclose(weights, [[0.5, 0.0], [-1.0, 0.4], [-2.0, -1.0]])
     assert constant == pytest.approx(0.75)
-    value = x @ weights + constant + sum(term(x) for term in nonlinear)
+    # Powers of sums and other powers stay general terms.
+    assert len(nonlinear) == 4
+    value = x @ weights[:, 0] + x**2 @ weights[:, 1] + constant + sum(term(x) for term in nonlinear)
     expected = (
         0.5 * x[:, 0] - 2 * x[:, 2] + 1.25 * np.tanh(0.3 * x[:, 1] - 0.2)
         - np.exp(-((x[:, 0] + 1) ** 2)) + 0.75 - x[:, 1]
+        + 0.4 * x[:, 1] ** 2 - x[:, 2] ** 2 + 0.2 * (x[:, 0] - 1) ** 2 + x[:, 0] ** 3
     )
     np.testing.assert_allclose(value, expected, rtol=1e-12)
 
@@ -212,7 +217,25 @@ def test_sampling_follows_the_density_of_a_random_network(tmp_path):
     assert abs(pulls.mean()) < 0.2
 
 
-def test_ancestral_sampling_matches_a_full_network_pass(monkeypatch):
+def _random_formulas(rng, d, hidden, k):
+    """Formula layers on the MADE masks, each live edge linear, quadratic or a tanh."""
+    layers = []
+    for index, mask in enumerate(made_masks(d, hidden, k)):
+        scale = 0.4 if index == 0 else 0.15
+        layer = []
+        for node in range(mask.shape[1]):
+            terms = [f"{rng.normal(scale=0.1):.4f}"]
+            for i in np.flatnonzero(mask[:, node]):
+                c, a, b = rng.normal(scale=scale), rng.normal(), rng.normal()
+                terms.append((f"{c:.4f}*x{i}", f"{c:.4f}*x{i}**2",
+                              f"{c:.4f}*tanh({a:.4f}*x{i}+{b:.4f})")[rng.integers(3)])
+            layer.append("+".join(terms).replace("+-", "-"))
+        layers.append(layer)
+    return layers
+
+
+@pytest.mark.parametrize("source", ["weights", "expressions"])
+def test_ancestral_sampling_matches_a_full_network_pass(monkeypatch, source):
     """The incremental sampler (hidden units reordered by degree, features stored by rows)
     against a brute-force redraw: the full float64 network at each sample's own earlier
     coordinates, the same uniform and normal draws, component by cumulative weight.
@@ -220,12 +243,17 @@ def test_ancestral_sampling_matches_a_full_network_pass(monkeypatch):
     Small blocks (1024 draws) make the sampler reuse its work buffers from block to block
     and end on a partial block, as it does for large ``n``."""
     monkeypatch.setattr(model_file, "_BLOCK", 1024)
-    d, k = 5, 3
-    header, arrays = _random_weights(np.random.default_rng(6), d=d, hidden=7, k=k, grid=4)
+    d, k, hidden = 5, 3, 7
+    rng = np.random.default_rng(6)
+    header, arrays = _random_weights(rng, d=d, hidden=hidden, k=k, grid=4)
     header["parameters"] = ["a", "b", "c", "e", "f"]
     header["transforms"] = TransformStack.default(header["parameters"]).to_dict()
     header["posterior"]["mean"], header["posterior"]["scale"] = [0.0] * d, [1.0] * d
-    density = posterior_from_weights(header, arrays).density
+    if source == "weights":
+        density = posterior_from_weights(header, arrays).density
+    else:
+        header["posterior"]["layers"] = _random_formulas(rng, d, hidden, k)
+        density = posterior_from_expressions(header).density
     n = 3000
     draws = density.sample_unbounded(n, np.random.default_rng(9))
     rng = np.random.default_rng(9)
@@ -249,7 +277,8 @@ def test_ancestral_sampling_matches_a_full_network_pass(monkeypatch):
 def test_expression_layer_input_permutation():
     rng = np.random.default_rng(10)
     layer = ExpressionLayer.from_formulas(
-        ["0.5*x0 - x2 + tanh(0.3*x1 - x2)", "exp(-x2**2) + 2*x1", "sin(x0*x1) - 0.1"], 3)
+        ["0.5*x0 - x2 + tanh(0.3*x1 - x2)", "exp(-x2**2) + 2*x1 - 0.3*x0**2", "sin(x0*x1) - 0.1"],
+        3)
     order = np.array([2, 0, 1])
     x = rng.normal(size=(40, 3))
     np.testing.assert_allclose(layer.permute_inputs(order)(x[:, order]), layer(x), rtol=1e-12)

@@ -389,20 +389,25 @@ def _additive_terms(node: ast.AST, sign: float = 1.0):
         yield sign, node
 
 
-def _linear_term(node: ast.AST) -> tuple[float, str | None] | None:
-    """``c``, ``x3`` or ``c*x3`` as (c, name); None for anything else."""
-    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
-        return float(node.value), None
+def _number_node(node: ast.AST) -> bool:
+    return (isinstance(node, ast.Constant) and isinstance(node.value, (int, float))
+            and not isinstance(node.value, bool))
+
+
+def _monomial(node: ast.AST) -> tuple[float, str | None, int] | None:
+    """``c``, ``x3``, ``c*x3``, ``x3**2`` or ``c*x3**2`` as (c, name, power); None for
+    anything else."""
+    if _number_node(node):
+        return float(node.value), None, 0
+    coefficient = 1.0
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult) and _number_node(node.left):
+        coefficient, node = float(node.left.value), node.right
+    power = 1
+    if (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Pow)
+            and _number_node(node.right) and node.right.value == 2):
+        power, node = 2, node.left
     if isinstance(node, ast.Name):
-        return 1.0, node.id
-    if (
-        isinstance(node, ast.BinOp)
-        and isinstance(node.op, ast.Mult)
-        and isinstance(node.left, ast.Constant)
-        and isinstance(node.left.value, (int, float))
-        and isinstance(node.right, ast.Name)
-    ):
-        return float(node.left.value), node.right.id
+        return coefficient, node.id, power
     return None
 
 
@@ -416,18 +421,19 @@ def _formula_variables(text: str) -> set[int]:
 
 
 def parse_formula(text: str, n_in: int):
-    """Parse one node formula into its linear part and compiled nonlinear terms.
+    """Parse one node formula into its polynomial part and compiled nonlinear terms.
 
     Parameters
     ----------
     text : str
-        E.g. ``"0.31*x0 - 1.2*tanh(0.8*x2 + 0.1) + 0.05"``; variables ``x0 .. x{n_in-1}``.
+        E.g. ``"0.31*x0 - 0.2*x0**2 - 1.2*tanh(0.8*x2 + 0.1) + 0.05"``; variables
+        ``x0 .. x{n_in-1}``.
     n_in : int
 
     Returns
     -------
-    weights : numpy.ndarray, shape (n_in,)
-        Coefficients of the terms linear in one variable.
+    weights : numpy.ndarray, shape (n_in, 2)
+        Coefficients of the terms ``c*x<i>`` (column 0) and ``c*x<i>**2`` (column 1).
     constant : float
     nonlinear : list of callables
         Each maps the input matrix (n, n_in) to an (n,) array.
@@ -436,33 +442,38 @@ def parse_formula(text: str, n_in: int):
         tree = ast.parse(text, mode="eval").body
     except SyntaxError as err:
         raise ValueError(f"cannot parse formula {text!r}: {err.msg}") from None
-    weights = np.zeros(n_in)
+    weights = np.zeros((n_in, 2))
     constant = 0.0
     nonlinear = []
     for sign, term in _additive_terms(tree):
-        linear = _linear_term(term)
-        if linear is not None and (linear[1] is None or linear[1].startswith("x")):
-            value, name = linear
-            if name is None:
-                constant += sign * value
-                continue
-            _compile(ast.Name(id=name), n_in)  # validates the variable name
-            weights[int(name[1:])] += sign * value
-        else:
+        monomial = _monomial(term)
+        if monomial is None:
             compiled = _compile(term, n_in)
             nonlinear.append(compiled if sign > 0 else (lambda x, f=compiled: -f(x)))
+            continue
+        value, name, power = monomial
+        if name is None:
+            constant += sign * value
+            continue
+        _compile(ast.Name(id=name), n_in)  # validates the variable name
+        weights[int(name[1:]), power - 1] += sign * value
     return weights, constant, nonlinear
 
 
 @dataclass(frozen=True)
 class ExpressionLayer:
-    """A layer of closed-form node formulas: linear parts as a matrix, the rest as terms.
+    """A layer of closed-form node formulas: polynomial parts as a matrix, the rest as terms.
+
+    The features of an input ``x`` are ``x`` and ``x**2``, so the terms linear and quadratic
+    in one input (most terms of the output layer) cost one matrix product; the other
+    terms are evaluated one by one.
 
     Attributes
     ----------
     formulas : tuple of str
         One formula per output node, in the variables ``x0 .. x{n_in-1}``.
-    weights : numpy.ndarray, shape (n_in, n_out)
+    weights : numpy.ndarray, shape (n_in * 2, n_out)
+        Per input, the coefficients of ``x`` and of ``x**2``.
     constant : numpy.ndarray, shape (n_out,)
     nonlinear : tuple of tuple of callables
     """
@@ -477,25 +488,26 @@ class ExpressionLayer:
         parsed = [parse_formula(text, n_in) for text in formulas]
         return cls(
             formulas=tuple(formulas),
-            weights=np.stack([p[0] for p in parsed], axis=1),
+            weights=np.stack([p[0].ravel() for p in parsed], axis=1),
             constant=np.array([p[1] for p in parsed]),
             nonlinear=tuple(tuple(p[2]) for p in parsed),
         )
 
-    n_features = 1
+    n_features = 2
 
     @property
     def n_out(self) -> int:
         return len(self.formulas)
 
     def features(self, x: np.ndarray, inputs=slice(None)) -> np.ndarray:
-        """The inputs themselves, shape (n, m, 1)."""
-        return x[..., None]
+        """The inputs and their squares, shape (n, m, 2)."""
+        return np.stack([x, x * x], axis=-1)
 
     def combine(self, features: np.ndarray, columns=slice(None)) -> np.ndarray:
-        """Evaluate the formulas of nodes ``columns`` at inputs (n, n_in, 1)."""
+        """Evaluate the formulas of nodes ``columns`` at features (n, n_in, 2)."""
         x = features[..., 0]
-        out = x @ np.ascontiguousarray(self.weights[:, columns], dtype=x.dtype)
+        weights = np.ascontiguousarray(self.weights[:, columns], dtype=x.dtype)
+        out = features.reshape(len(features), -1) @ weights
         out += self.constant[columns].astype(x.dtype)
         nodes = np.arange(len(self.formulas))[columns]
         for k, node in enumerate(nodes):
@@ -507,20 +519,23 @@ class ExpressionLayer:
         return self.combine(self.features(x), columns)
 
     def feature_rows(self, x: np.ndarray, index: int, out: np.ndarray) -> None:
-        """Write the values ``x`` (m,) of input ``index`` into ``out`` (1, m)."""
+        """Write the values ``x`` (m,) of input ``index`` and their squares into ``out`` (2, m)."""
         out[0] = x
+        np.multiply(x, x, out=out[1])
 
     def combine_rows(self, features: np.ndarray, columns, n_known: int,
                      out: np.ndarray | None = None) -> np.ndarray:
-        """Formulas of nodes ``columns`` as rows (len(columns), m) from inputs as rows (n_in, m).
+        """Formulas of nodes ``columns`` as rows (len(columns), m) from :meth:`feature_rows`
+        features (n_in * 2, m).
 
         Only the first ``n_known`` inputs are read (the masks give the others no weight, and
         their rows may hold anything); the formulas refer to known inputs only.  ``out``
         optionally receives the result.
         """
-        x = features[:n_known].T  # (m, n_known) view whose columns are contiguous
-        weights = np.ascontiguousarray(self.weights[:n_known, columns].T, dtype=features.dtype)
-        out = np.matmul(weights, features[:n_known], out=out)
+        rows = n_known * self.n_features
+        x = features[:rows:self.n_features].T  # (m, n_known) view of the inputs themselves
+        weights = np.ascontiguousarray(self.weights[:rows, columns].T, dtype=features.dtype)
+        out = np.matmul(weights, features[:rows], out=out)
         out += self.constant[columns, None].astype(features.dtype)
         nodes = np.arange(len(self.formulas))[columns]
         for row, node in zip(out, nodes):
