@@ -163,8 +163,10 @@ def test_symbolic_forward_equals_pykan_forward():
     y = TransformStack.default(NAMES, x).forward(x)
     fitted = kan_density.fit(y, kan_density.KANDensityConfig(hidden=4, n_components=2,
                                                              max_epochs=3, seed=2))
-    sym = symbolic.fit_symbolic(fitted, y, symbolic.SymbolicConfig(finetune_steps=2,
-                                                                   n_fit_samples=200))
+    # pykan's forward knows one function per edge: no second terms here.
+    sym = symbolic.fit_symbolic(fitted, y, symbolic.SymbolicConfig(
+        finetune_steps=2, n_fit_samples=200, hidden_second_term_r2=None))
+    assert not sym.second_term_counts
     z = torch.as_tensor((y[:300] - fitted.mean) / fitted.scale, dtype=torch.float32)
     with kan_density.quiet_pykan(), torch.no_grad():
         expected = sym.kan(z)
@@ -211,6 +213,86 @@ def test_output_layer_falls_back_to_a_less_simple_fit(caplog):
         symbolic.SymbolicConfig(fallback_output_weight_simple=1.5)
 
 
+def test_second_terms_in_the_forward_pass_and_the_formulas():
+    """Edges with a second function: the fast forward and the written formulas against an
+    explicit sum of c f(a x + b) + d over both terms of every edge."""
+    from kan.utils import SYMBOLIC_LIB
+
+    from gwtools.compression.model_file import ExpressionLayer
+
+    net = kan_density.build_kan(2, kan_density.KANDensityConfig(hidden=3, n_components=1))
+    symbolic._add_second_terms(net)
+    rng = np.random.default_rng(8)
+    names = ("sin", "x", "tanh", "x^2", "gaussian")
+    with kan_density.quiet_pykan():
+        for layer, (n_in, n_out) in enumerate(((2, 3), (3, 6))):
+            for i in range(n_in):
+                for j in range(n_out):
+                    net.fix_symbolic(layer, i, j, names[(i + j) % 5], fit_params_bool=False,
+                                     verbose=False, log_history=False)
+                    net.symbolic_fun[layer].affine.data[j, i] = torch.as_tensor(
+                        rng.uniform(-1.5, 1.5, 4))
+                    if (i + 2 * j) % 3 == 0:
+                        second = net.second_symbolic[layer]
+                        second.fix_symbolic(i, j, names[(i + 2 * j + 1) % 5], verbose=False)
+                        second.mask.data[j, i] = 1.0
+                        second.affine.data[j, i] = torch.as_tensor(rng.uniform(-1.5, 1.5, 4))
+    net = net.double()
+    x = torch.as_tensor(rng.uniform(-2, 2, size=(300, 2)))
+    exact_layers, h = [], x
+    for layer, bias in enumerate(net.node_bias):
+        out = np.zeros((len(h), len(bias))) + bias.detach().numpy()
+        for sym in (net.symbolic_fun[layer], net.second_symbolic[layer]):
+            for j in range(sym.out_dim):
+                for i in range(sym.in_dim):
+                    if sym.mask[j, i]:
+                        a, b, c, d = (float(v) for v in sym.affine[j, i].detach())
+                        fun = SYMBOLIC_LIB[sym.funs_name[j][i]][0]
+                        out[:, j] += c * fun(a * h[:, i] + b).numpy() + d
+        exact_layers.append(out)
+        h = torch.as_tensor(out)
+    with torch.no_grad():
+        ours = symbolic.symbolic_forward(net, x).numpy()
+        with kan_density.quiet_pykan():
+            single = net(x).numpy()  # pykan's own forward, without the second terms
+    np.testing.assert_allclose(ours, exact_layers[-1], rtol=1e-10, atol=1e-10)
+    assert np.abs(single - exact_layers[-1]).max() > 0.1  # the second terms matter here
+    inputs = [x, torch.as_tensor(exact_layers[0])]
+    formulas = symbolic.node_formulas(net, 3, inputs, 1e-4)
+    for layer, (text, h, exact) in enumerate(zip(formulas, inputs, exact_layers)):
+        got = ExpressionLayer.from_formulas(text, h.shape[1])(h.numpy())
+        n_terms = 2 * h.shape[1] + 1
+        assert np.abs(got - exact).max() <= n_terms * 1e-4
+
+
+def test_poorly_fitted_first_layer_edges_get_second_terms():
+    """With the R^2 bar at 1, every first-layer edge that is not pruned or exactly fitted gets
+    a second term, and the written formulas still reproduce the symbolic network."""
+    from gwtools.compression.model_file import ExpressionLayer
+
+    x = analytic_samples(1500, seed=7)
+    y = TransformStack.default(NAMES, x).forward(x)
+    fitted = kan_density.fit(y, kan_density.KANDensityConfig(hidden=4, n_components=2,
+                                                             max_epochs=30, seed=3))
+    sym = symbolic.fit_symbolic(fitted, y, symbolic.SymbolicConfig(
+        finetune_steps=20, check_every=10, n_fit_samples=200, hidden_second_term_r2=1.0))
+    n_second = sum(sym.second_term_counts.values())
+    n_live = sum(v for k, v in sym.function_counts.items() if k != "0")
+    assert 0 < n_second
+    assert int(sym.kan.second_symbolic[0].mask.sum()) == n_second
+    assert int(sym.kan.second_symbolic[1].mask.sum()) == 0  # first layer only
+    assert n_second <= n_live
+    z = torch.as_tensor((y[:400] - fitted.mean) / fitted.scale, dtype=torch.float32)
+    with torch.no_grad():
+        hidden, out = (t.double().numpy() for t in symbolic._layer_outputs(sym.kan, z))
+    first = ExpressionLayer.from_formulas(sym.formulas[0], 3)(z.double().numpy())
+    np.testing.assert_allclose(first, hidden, atol=2e-2)
+    np.testing.assert_allclose(ExpressionLayer.from_formulas(sym.formulas[1], 4)(hidden), out,
+                               atol=2e-2)
+    with pytest.raises(ValueError, match="hidden_second_term_r2"):
+        symbolic.SymbolicConfig(hidden_second_term_r2=1.5)
+
+
 def test_formulas_keep_enough_digits_for_steep_edges():
     """Each layer's written formulas reproduce its symbolic edges where fixed rounding would
     not: sin(a x + b) with |a x| ~ 40 needs more digits of a than a linear term."""
@@ -224,7 +306,7 @@ def test_formulas_keep_enough_digits_for_steep_edges():
         for layer, (n_in, n_out) in enumerate(((2, 3), (3, 6))):
             for i in range(n_in):
                 for j in range(n_out):
-                    net.fix_symbolic(layer, i, j, ("sin", "x", "tanh")[(i + j) % 3],
+                    net.fix_symbolic(layer, i, j, ("sin", "x", "tanh", "x^2")[(i + j) % 4],
                                      fit_params_bool=False, verbose=False, log_history=False)
                     net.symbolic_fun[layer].affine.data[j, i] = torch.as_tensor(
                         [rng.uniform(8, 12), rng.uniform(-1, 1), rng.uniform(0.5, 2), 0.1])
@@ -243,6 +325,9 @@ def test_formulas_keep_enough_digits_for_steep_edges():
                     a, b, c, d = sym.affine[j, i].detach()
                     fun = SYMBOLIC_LIB[sym.funs_name[j][i]][0]
                     exact[:, j] += float(c) * fun(a * x[:, i] + b).numpy() + float(d)
+        # Square edges are written expanded, as polynomial terms in x_i.
+        assert not any(")**2" in text for text in layer)
+        assert any("**2" in text for text in layer)
         got = ExpressionLayer.from_formulas(layer, sym.in_dim)(x.numpy())
         n_terms = sym.in_dim + 1  # inputs and the constant
         assert np.abs(got - exact).max() <= n_terms * tolerance

@@ -197,6 +197,7 @@ def _fit_density(y_train, density_kwargs, symbolic_kwargs, seed, candidates=(), 
         "symbolic_source_validation_loss": source.validation_loss[source.best_epoch],
         "symbolic_seconds": sym.seconds,
         "edge_functions": sym.function_counts,
+        "edge_second_functions": sym.second_term_counts,
     }
     return kan_density.spline_arrays(fitted), part, expressions_part, info
 
