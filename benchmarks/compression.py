@@ -148,15 +148,16 @@ def benchmark_file(path: Path, names, out_dir: Path, args) -> list[dict]:
         density=dict(args.density), symbolic=dict(args.symbolic), bounds=bounds,
         metric_samples=args.metric_samples, c2st_samples=args.c2st_samples, seed=args.seed,
     )
-    stem = out_dir / f"{path.stem}-{len(names)}"
-    summary = compress_file(path, stem, names, settings=settings)
-    for source in ("weights", "expressions"):
-        model = load(stem, source=source)
-        rows.append(_row(
-            f"KAN {source}", summary[f"{source}_bytes"], summary["fit_seconds"],
-            model.density.log_prob_unbounded, model.log_prob,
-            lambda n, m=model: stack.forward(m.sample(n, seed=args.seed + 1)), **common,
-        ))
+    if not args.baselines_only:
+        stem = out_dir / f"{path.stem}-{len(names)}"
+        summary = compress_file(path, stem, names, settings=settings)
+        for source in ("weights", "expressions"):
+            model = load(stem, source=source)
+            rows.append(_row(
+                f"KAN {source}", summary[f"{source}_bytes"], summary["fit_seconds"],
+                model.density.log_prob_unbounded, model.log_prob,
+                lambda n, m=model: stack.forward(m.sample(n, seed=args.seed + 1)), **common,
+            ))
 
     for k in () if args.kan_only else args.gmm:
         start = time.perf_counter()
@@ -285,6 +286,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--kan-only", dest="kan_only", action="store_true",
                         help="skip the baselines (e.g. to re-measure the KAN rows)")
+    parser.add_argument("--baselines-only", dest="baselines_only", action="store_true",
+                        help="skip the KAN models (e.g. to measure the baselines alone)")
     parser.add_argument("--flow-epochs", dest="flow_epochs", type=int,
                         help="zuko flow epochs at most (0: no flow; default 60)")
     parser.add_argument("--quick", action="store_true",
@@ -296,6 +299,8 @@ def main() -> None:
     parser.add_argument("--speed", nargs="+", metavar="MODEL",
                         help="only time regeneration from these model stems")
     args = parser.parse_args()
+    if args.kan_only and args.baselines_only:
+        parser.error("--kan-only and --baselines-only exclude each other")
     if args.speed:
         for row in regeneration_speed(args.speed):
             print(f"{row['n_parameters']:3d} {row['source']:12s} "
