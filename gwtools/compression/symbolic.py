@@ -10,7 +10,9 @@ Layers are made symbolic one at a time, from the output back, with fine-tuning a
 the layers still in spline form adapt to the formulas before they are themselves matched.
 
 Edges whose activation hardly varies over the data are pruned to constants first: they cost
-bytes in the expression file and carry no information.
+bytes in the expression file and carry no information.  A first-layer edge that no single
+library function matches well gets a second one, fitted to the residual (a two-term
+symbolic regression of that edge, beyond pykan's one function per edge).
 """
 
 from __future__ import annotations
