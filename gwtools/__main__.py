@@ -1,5 +1,7 @@
-"""``python -m gwtools`` is the same as the ``gwtools`` command."""
+"""``python -m gwtools``: the same command line as the ``gwtools`` script."""
+
+import sys
 
 from gwtools.cli import main
 
-raise SystemExit(main())
+sys.exit(main())
