@@ -216,9 +216,10 @@ def judge_windows(
                 fatal.append(f"{text} lies inside the {inside[0]} {_window(windows, inside[0])}")
                 continue
             if defect.first < hull[1] and defect.stop > hull[0]:
+                named = ", ".join(_window(windows, k, named=True) for k in spans)
                 fatal.append(
-                    f"{text} lies between the windows {', '.join(_window(windows, k, named=True) for k in spans)}: "
-                    "the analysis filters one gap-free stretch that holds all of them"
+                    f"{text} lies between the windows {named}: the analysis filters one "
+                    "gap-free stretch that holds all of them"
                 )
                 continue
             if defect.stop <= hull[0]:
