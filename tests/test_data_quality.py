@@ -132,8 +132,10 @@ def test_nan_gap_away_from_the_windows_keeps_the_clean_stretch(project_data, tmp
 
 
 @pytest.mark.parametrize(("span", "where"), [
-    ((ON_SOURCE_H1[0] + 0.05, ON_SOURCE_H1[0] + 0.06), r"lies inside the on-source segment GPS \[1126259462.4230"),
-    ((1126259461.875, 1126259461.9375), r"at GPS \[1126259461.8750, 1126259461.9375\) lies between the windows"),
+    ((ON_SOURCE_H1[0] + 0.05, ON_SOURCE_H1[0] + 0.06),
+     r"lies inside the on-source segment GPS \[1126259462.4230"),
+    ((1126259461.875, 1126259461.9375),
+     r"at GPS \[1126259461.8750, 1126259461.9375\) lies between the windows"),
 ])
 def test_nan_gap_in_or_between_windows_is_refused_even_with_warn(project_data, tmp_path, span, where):
     def gap(times, data):
@@ -153,9 +155,10 @@ def test_repeated_block_in_the_off_source_window_is_refused(project_data, tmp_pa
     files = {"H1": project_data / SHIPPED["H1"], "L1": _copy(project_data, tmp_path, "L1", repeat)}
     from gwtools.ringdown.pipeline import usable_strain
 
-    with pytest.raises(ValueError, match=r"L1 strain \(L1_copy.hdf5\): repeated block of 0.125 s \(an exact copy "
-                                         r"of 512 earlier samples\) at GPS \[1126259455.0000, 1126259455.1250\), "
-                                         r"copying GPS \[1126259452.0000, 1126259452.1250\) reaches the off-source"):
+    expected = (r"L1 strain \(L1_copy.hdf5\): repeated block of 0.125 s \(an exact copy of 512 earlier "
+                r"samples\) at GPS \[1126259455.0000, 1126259455.1250\), copying GPS "
+                r"\[1126259452.0000, 1126259452.1250\) reaches the off-source")
+    with pytest.raises(ValueError, match=expected):
         usable_strain(_config(files, tmp_path))
 
 
@@ -185,8 +188,10 @@ def test_metadata_that_disagree_are_refused_or_warned(project_data, tmp_path, ca
      r"\(32 s in H-H1_GWOSC_4KHZ_R1-1126259447-32.hdf5\)"),
     ({"analysis": {"start_offset_ms": 20000.0}},
      r"\[analysis\] start_offset_ms: the H1 segment GPS \[1126259482.4230, .* is not inside the H1 data"),
-    ({"noise": {"offsource": [-20.0, -1.0]}}, r"\[noise\] offsource: window \[-20.0, -1.0\] s around the peak"),
-    ({"data": {"imr_samples": "/nonexistent/imr.h5"}}, r"\[data\] imr_samples: /nonexistent/imr.h5 does not exist"),
+    ({"noise": {"offsource": [-20.0, -1.0]}},
+     r"\[noise\] offsource: window \[-20.0, -1.0\] s around the peak"),
+    ({"data": {"imr_samples": "/nonexistent/imr.h5"}},
+     r"\[data\] imr_samples: /nonexistent/imr.h5 does not exist"),
 ])
 def test_configuration_is_checked_against_the_files(updates, message):
     config = override(load_config(PIPELINE), updates)
