@@ -371,10 +371,12 @@ def read_manifest(directory: str | os.PathLike, name: str) -> dict | None:
 
 
 def _being_published(directory: Path, name: str) -> bool:
-    return any(
-        p.is_dir() and p.name.startswith(f"{_STAGING_PREFIX}{name}-")
-        for p in directory.glob(f"{_STAGING_PREFIX}*")
-    )
+    """Whether a sealed set ``name`` waits in a staging folder (publication begun, unfinished)."""
+    for entry in directory.glob(f"{_STAGING_PREFIX}*"):
+        with contextlib.suppress(OSError, ValueError):
+            if json.loads((entry / _SEALED).read_text(encoding="utf-8"))["name"] == name:
+                return True
+    return False
 
 
 def _check_file(directory: Path, filename: str, entry: dict, manifest: dict) -> None:

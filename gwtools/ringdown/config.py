@@ -318,7 +318,8 @@ class ScanConfig:
     mode_sets : tuple of tuple of str
         Mode sets compared at every start time; the first is the reference of the Bayes factors.
     retries : int
-        How often a failed point is retried before it is reported as failed.
+        How often a point that failed unexpectedly (not on bad input, which is reported at
+        once) is retried before it is reported as failed.
     """
 
     run: RingdownConfig
