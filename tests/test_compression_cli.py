@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 from gwtools.cli import main
+from gwtools.io import outputs
 
 NAMES = ("mass_ratio", "a_1")
 TINY = ["--hidden", "4", "--n-components", "2", "--max-epochs", "15", "--metric-samples", "1000"]
@@ -104,7 +106,7 @@ def test_regenerate_subprocess_does_not_import_torch(model):
     assert "ok" in result.stdout
 
 
-def test_compress_catalog_on_a_local_dask_cluster(tmp_path):
+def test_compress_catalog_on_a_local_dask_cluster(tmp_path, capsys):
     from gwtools.compression import load
 
     catalog = tmp_path / "catalog"
@@ -126,6 +128,18 @@ def test_compress_catalog_on_a_local_dask_cluster(tmp_path):
         assert (out / f"{name}.weights.npz").is_file() and (out / f"{name}.expr.json").is_file()
         fit = load(out / name).metadata["posterior_fit"]
         assert fit["symbolic_config"]["output_library"] == ["x", "sin"]
+    # published as one set, the summaries naming the models where they are now
+    manifest = outputs.verify_result_set(out, "catalog")
+    assert sorted(manifest["files"]) == ["event_a.expr.json", "event_a.weights.npz", "event_b.expr.json",
+                                         "event_b.weights.npz", "summary.csv", "summary.jsonl"]
+    summaries = [json.loads(line) for line in (out / "summary.jsonl").read_text().splitlines()]
+    assert {s.get("weights_path") for s in summaries} == {str(out / "event_a.weights.npz"),
+                                                          str(out / "event_b.weights.npz"), None}
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+    # a second catalog into the same folder while one is running is refused before any work
+    with outputs.lock_directory(out, "running-catalog"):
+        assert main(["compress-catalog", str(catalog), "--out", str(out), "--workers", "1"]) == 2
+    assert "is in use by run running-catalog" in capsys.readouterr().err
 
 
 def test_size_is_chosen_by_validation_loss(tmp_path):

@@ -128,6 +128,8 @@ def test_bad_parameters():
     ts = _sinusoids([50.0], [1.0], [0.0], duration=1.0)
     with pytest.raises(ValueError, match="whole number"):
         decimate(ts, 3000.0)
+    with pytest.raises(ValueError, match=r"rate is below the target; choose a rate of at most 4096 Hz"):
+        decimate(ts, 8192.0)
     with pytest.raises(ValueError, match="Nyquist"):
         highpass(ts, 3000.0)
     with pytest.raises(ValueError, match="f_low < f_high"):

@@ -4,6 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import astropy.constants as const
@@ -12,7 +19,8 @@ import pytest
 import qnm
 
 from gwtools.cli import main
-from gwtools.ringdown.results import credible_interval, read_result
+from gwtools.io import outputs
+from gwtools.ringdown.results import credible_interval, read_result, write_result
 
 TINY = """
 [data]
@@ -64,6 +72,62 @@ def test_outputs_are_written(tiny_run):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     summary = (out / f"{label}_summary.md").read_text()
     assert "physical" in summary and "final_mass" in summary and f"{label}_remnant.png" in summary
+
+
+def test_outputs_are_one_published_set_with_the_run_id_on_each(tiny_run):
+    from PIL import Image
+
+    _, out = tiny_run
+    label = "GW150914_220+221"
+    manifest = outputs.verify_result_set(out, label)
+    assert sorted(manifest["files"]) == sorted(
+        f"{label}{suffix}" for suffix in (".h5", "_bilby.json", "_summary.md", "_remnant.png",
+                                          "_amplitudes.png", "_whitened.png", "_qnm.png"))
+    for name, entry in manifest["files"].items():
+        assert hashlib.sha256((out / name).read_bytes()).hexdigest() == entry["sha256"]
+    run_id = manifest["run_id"]
+    assert read_result(out / f"{label}.h5").run_id == run_id
+    assert f"| run id | {run_id} |" in (out / f"{label}_summary.md").read_text()
+    assert json.loads((out / f"{label}_bilby.json").read_text())["meta_data"]["run_id"] == run_id
+    for png in out.glob("*.png"):
+        assert Image.open(png).text["Comment"] == f"gwtools run {run_id}"
+    # nothing left behind: no lock, no staging folder, no temporary file
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_a_second_run_into_the_directory_is_refused(tiny_run, capsys):
+    config, out = tiny_run
+    before = outputs.read_manifest(out, "GW150914_220+221")
+    with outputs.lock_directory(out, "first-run"):
+        assert main(["ringdown", str(config), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert f"is in use by run first-run (pid {os.getpid()} on {socket.gethostname()}, started " in err
+    assert outputs.read_manifest(out, "GW150914_220+221") == before
+
+
+def test_a_failure_between_writes_keeps_the_published_set(tiny_run, tmp_path, monkeypatch):
+    from gwtools.ringdown import pipeline
+
+    config, out = tiny_run
+    copy = tmp_path / "results"
+    shutil.copytree(out, copy)
+    before = outputs.verify_result_set(copy, "GW150914_220+221")
+
+    def broken(*args, **kwargs):
+        raise OSError("disk full")
+
+    # the .h5 is written, then the bilby JSON fails
+    monkeypatch.setattr(pipeline, "save_bilby_result", broken)
+    with pytest.raises(OSError, match="disk full"):
+        main(["ringdown", str(config), "--resume", "--quiet", "--no-plots", "--output", str(copy),
+              "--set", "sampler.nlive=40"])
+    assert outputs.verify_result_set(copy, "GW150914_220+221") == before
+    assert not [p.name for p in copy.iterdir() if p.name.startswith(".")]
+    # a results file of another run beside the published set is refused when read
+    result = read_result(copy / "GW150914_220+221.h5")
+    write_result(result, copy / "GW150914_220+221.h5")
+    with pytest.raises(ValueError, match="mixes outputs of different runs"):
+        read_result(copy / "GW150914_220+221.h5")
 
 
 def test_times_are_resolved_from_the_h1_peak(tiny_run):
@@ -147,12 +211,23 @@ def test_bad_config_is_one_clear_line(tmp_path, capsys, project_data):
     assert "[noise] offsource: window [-20.0, -1.0] s" in capsys.readouterr().err
 
 
-def test_resume_from_the_checkpoint_of_a_finished_run(tiny_run):
+def test_resume_from_the_checkpoint_of_a_finished_run(tiny_run, caplog):
     config, out = tiny_run
     before = read_result(out / "GW150914_220+221.h5")
     assert (out / "GW150914_220+221_checkpoint.pkl").is_file()
-    assert main(["ringdown", str(config), "--resume", "--quiet", "--no-plots",
-                 "--set", "sampler.nlive=40"]) == 0
+    # the run that held the directory was killed: its lock is stale
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys, time; from gwtools.io.outputs import lock_directory\n"
+         "with lock_directory(sys.argv[1], 'killed-run'):\n print('locked', flush=True); time.sleep(60)",
+         str(out)], stdout=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert holder.stdout.readline().strip() == "locked"
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    with caplog.at_level(logging.WARNING, logger="gwtools.io.outputs"):
+        assert main(["ringdown", str(config), "--resume", "--quiet", "--no-plots",
+                     "--set", "sampler.nlive=40"]) == 0
+    assert any("taking over the lock of run killed-run" in r.getMessage() for r in caplog.records)
     after = read_result(out / "GW150914_220+221.h5")
     # nothing left to sample: the restored run gives the same evidence and calls
     assert after.log_evidence["flat"] == before.log_evidence["flat"]

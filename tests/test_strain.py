@@ -32,7 +32,7 @@ SHIPPED = {
 PYRING_HEADER = (
     "# Gravitational wave strain for GW150914_R1 for H1 (see http://losc.ligo.org)\n"
     "# This file has 4096 samples per second\n"
-    "# starting GPS 1126259447 duration 32\n"
+    "# starting GPS 1126259447 duration {duration}\n"
 )
 
 
@@ -87,7 +87,8 @@ def test_16khz_and_4khz_files_share_a_time_axis(shared_data):
 def test_text_with_pyring_header(tmp_path):
     values = np.random.default_rng(1).normal(size=64) * 1e-21
     path = tmp_path / "H-H1_GWOSC_4KHZ_R1-1126259447-32.txt"
-    path.write_text(PYRING_HEADER + "".join(f"{v:.17e}\n" for v in values))
+    samples = "".join(f"{v:.17e}\n" for v in values)
+    path.write_text(PYRING_HEADER.format(duration=64 / 4096) + samples)
     ts = read_text(path, None)
     assert (ts.detector, ts.t0, ts.sample_rate) == ("H1", 1126259447.0, 4096.0)
     np.testing.assert_array_equal(ts.data, values)
@@ -96,6 +97,10 @@ def test_text_with_pyring_header(tmp_path):
         read_text(path, "L1")
     with pytest.raises(ValueError, match="contradicts the file header"):
         read_text(path, "H1", sample_rate=2048)
+    # a header duration that the samples contradict (a truncated copy of a 32 s file)
+    path.write_text(PYRING_HEADER.format(duration=32) + samples)
+    with pytest.raises(ValueError, match="duration 32 s, but 64 samples at 4096 Hz span 0.015625 s"):
+        read_strain(path)
 
 
 def test_plain_and_gzipped_text(tmp_path):
@@ -109,7 +114,7 @@ def test_plain_and_gzipped_text(tmp_path):
         read_text(plain, "L1")
     packed = tmp_path / "packed.txt.gz"
     with gzip.open(packed, "wt") as f:
-        f.write(PYRING_HEADER.replace("for H1", "for L1") + "1e-21\n2e-21\n")
+        f.write(PYRING_HEADER.format(duration=2 / 4096).replace("for H1", "for L1") + "1e-21\n2e-21\n")
     assert read_strain(packed).data.tolist() == [1e-21, 2e-21]
 
 

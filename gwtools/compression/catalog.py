@@ -10,7 +10,9 @@ rounding are included in the metrics).  If the file carries prior draws, a secon
 model of the prior is stored so that regenerated samples come with ``ln_prior``.
 
 :func:`compress_catalog` maps :func:`compress_file` over a directory with ``dask.distributed``
-(a local cluster by default, or any scheduler address), one process per file.
+(a local cluster by default, or any scheduler address), one process per file.  It holds the
+lock of its output folder and publishes the models and summaries as one result set,
+``catalog`` (:mod:`gwtools.io.outputs`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from gwtools.compression.model_file import (
     write_weights,
 )
 from gwtools.io.atomic import atomic_path
+from gwtools.io.outputs import lock_directory, new_run_id, staged_result_set
 
 __all__ = [
     "DEFAULT_PARAMETERS",
@@ -439,7 +442,8 @@ def compress_catalog(
     directory : str or path
     out_dir : str or path
         Receives ``<file stem>.weights.npz`` / ``.expr.json`` per file, ``summary.csv`` and
-        ``summary.jsonl`` (full per-file summaries).
+        ``summary.jsonl`` (full per-file summaries), published together with the manifest
+        ``catalog.manifest.json`` once every file is done; the folder is locked meanwhile.
     parameters : sequence of str
     scheduler : str, optional
         Address of a running ``dask.distributed`` scheduler (e.g. ``tcp://host:8786``); by
@@ -453,13 +457,33 @@ def compress_catalog(
     list of dict
         One summary per file (an ``error`` entry for files that could not be compressed).
     """
-    from dask.distributed import Client, LocalCluster
-
     files = posterior_files(directory)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     settings = settings or CompressionSettings()
     parameters = tuple(parameters)
+    run_id = new_run_id()
+    with lock_directory(out_dir, run_id), staged_result_set(out_dir, "catalog", run_id) as stage:
+        summaries = _compress_on_dask(files, stage, parameters, settings, scheduler, n_workers)
+        # the summaries name the models where they are published, not where they were staged
+        for summary in summaries:
+            for key in ("weights_path", "expressions_path"):
+                if key in summary:
+                    summary[key] = str(out_dir / Path(summary[key]).name)
+        rows = [summary_row(s) for s in summaries]
+        with atomic_path(stage / "summary.csv") as tmp:
+            with open(tmp, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=SUMMARY_COLUMNS)
+                writer.writeheader()
+                writer.writerows(rows)
+        with atomic_path(stage / "summary.jsonl") as tmp:
+            Path(tmp).write_text("".join(json.dumps(s, default=float) + "\n" for s in summaries))
+    return summaries
+
+
+def _compress_on_dask(files, out_dir, parameters, settings, scheduler, n_workers) -> list[dict]:
+    """:func:`catalog_task` of every file on Dask, models written into ``out_dir``."""
+    from dask.distributed import Client, LocalCluster
+
     if scheduler is None:
         cluster = LocalCluster(
             n_workers=n_workers or os.cpu_count() or 1,
@@ -477,17 +501,8 @@ def compress_catalog(
             )
             for f in files
         ]
-        summaries = client.gather(futures)
+        return client.gather(futures)
     finally:
         client.close()
         if cluster is not None:
             cluster.close()
-    rows = [summary_row(s) for s in summaries]
-    with atomic_path(out_dir / "summary.csv") as tmp:
-        with open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=SUMMARY_COLUMNS)
-            writer.writeheader()
-            writer.writerows(rows)
-    with atomic_path(out_dir / "summary.jsonl") as tmp:
-        Path(tmp).write_text("".join(json.dumps(s, default=float) + "\n" for s in summaries))
-    return summaries

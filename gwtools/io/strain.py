@@ -5,6 +5,12 @@ the first sample) and ``Xspacing`` (s per sample), and the detector name in ``me
 GWOSC text files start with ``#`` header lines naming the detector, the sample rate and the GPS
 start; pyRing's copies keep the same three-line header.  GWOSC marks data gaps with NaN, so every
 series is checked for non-finite samples when it is built.
+
+The metadata are cross-checked where a file repeats them (HDF5: ``Npoints``, ``meta/GPSstart``
+and ``meta/Duration`` against the sample count, ``Xstart`` and ``Xspacing``; text: the header's
+duration): :func:`read_strain_info` and :func:`read_raw_strain` report disagreements in
+:attr:`StrainInfo.problems` and leave the decision to the caller, the readers that return a
+:class:`TimeSeries` refuse them.
 """
 
 from __future__ import annotations
@@ -24,11 +30,14 @@ import numpy as np
 from gwtools.io.atomic import atomic_path
 
 __all__ = [
+    "StrainInfo",
     "TimeSeries",
     "from_array",
     "known_detectors",
     "read_gwosc_hdf5",
+    "read_raw_strain",
     "read_strain",
+    "read_strain_info",
     "read_text",
     "validate_detector",
     "write_gwosc_hdf5",
@@ -213,6 +222,126 @@ def _describe_hdf5(f: h5py.File, limit: int = 12) -> str:
     return shown or "nothing"
 
 
+@dataclass(frozen=True)
+class StrainInfo:
+    """What a strain file says about its samples.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The file.
+    detector : str
+        Interferometer name.
+    t0 : float
+        GPS time of the first sample (s), ``Xstart`` or the header's start.
+    sample_rate : float
+        Samples per second (Hz), ``1 / Xspacing`` or the header's rate.
+    n_samples : int
+        Number of samples stored.
+    problems : tuple of str
+        Where the file's metadata disagree with each other or with the sample count, one
+        sentence each; empty for a consistent file.
+    """
+
+    path: Path
+    detector: str
+    t0: float
+    sample_rate: float
+    n_samples: int
+    problems: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        validate_detector(self.detector)
+
+    @property
+    def duration(self) -> float:
+        """Length covered by the samples, ``n_samples / sample_rate`` (s)."""
+        return self.n_samples / self.sample_rate
+
+    @property
+    def end_time(self) -> float:
+        """GPS time just after the last sample (s)."""
+        return self.t0 + self.duration
+
+    def span(self) -> str:
+        """``"GPS [t0, end) (32 s in <file name>)"``, for messages."""
+        return f"GPS [{self.t0:.3f}, {self.end_time:.3f}) ({self.duration:g} s in {self.path.name})"
+
+
+def _disagreement(info: StrainInfo) -> ValueError:
+    return ValueError(
+        f"{info.path}: the metadata disagree with the data: {'; '.join(info.problems)}; the file "
+        "is damaged or was edited"
+    )
+
+
+def _whole_rate(spacing: float) -> float:
+    sample_rate = 1.0 / spacing
+    # Xspacing is stored as a float; GWOSC rates are whole numbers of Hz.
+    if abs(sample_rate - round(sample_rate)) < 1e-9 * sample_rate:
+        sample_rate = float(round(sample_rate))
+    return sample_rate
+
+
+def _hdf5_info(f: h5py.File, path: Path, detector: str | None) -> StrainInfo:
+    """Layout and metadata checks of an open GWOSC HDF5 file, without reading the samples."""
+    if "strain/Strain" not in f:
+        raise ValueError(
+            f"{path} has no 'strain/Strain' dataset, so it is not a GWOSC strain file; "
+            f"it holds: {_describe_hdf5(f)}"
+        )
+    dset = f["strain/Strain"]
+    missing = [key for key in ("Xstart", "Xspacing") if key not in dset.attrs]
+    if missing:
+        raise ValueError(f"{path}: strain/Strain lacks the attribute(s) {', '.join(missing)}")
+    t0 = float(dset.attrs["Xstart"])
+    spacing = float(dset.attrs["Xspacing"])
+    if not spacing > 0:
+        raise ValueError(f"{path}: Xspacing must be positive, found {spacing}")
+    if dset.ndim != 1:
+        raise ValueError(f"{path}: strain/Strain has shape {dset.shape}, expected one column")
+    file_detector = _decode(f["meta/Detector"]) if "meta/Detector" in f else None
+    if detector is None and file_detector is None:
+        raise ValueError(f"{path} has no meta/Detector: pass detector= explicitly")
+    if detector is not None and file_detector is not None and detector != file_detector:
+        raise ValueError(
+            f"{path} holds {file_detector} data, but detector={detector!r} was asked for"
+        )
+    n = int(dset.shape[0])
+    problems = []
+    if "Npoints" in dset.attrs and int(dset.attrs["Npoints"]) != n:
+        problems.append(f"strain/Strain holds {n} samples but its Npoints says {int(dset.attrs['Npoints'])}")
+    # half a sample of slack: the values are stored as floats
+    if "meta/GPSstart" in f and abs(float(f["meta/GPSstart"][()]) - t0) > spacing / 2:
+        problems.append(f"Xstart is GPS {t0:.6f} but meta/GPSstart is {float(f['meta/GPSstart'][()]):.6f}")
+    if "meta/Duration" in f and abs(float(f["meta/Duration"][()]) - n * spacing) > spacing / 2:
+        problems.append(
+            f"{n} samples at Xspacing {spacing:.6g} s ({1 / spacing:g} Hz) span {n * spacing:g} s, "
+            f"but meta/Duration says {float(f['meta/Duration'][()]):g} s"
+        )
+    return StrainInfo(path, detector or file_detector, t0, _whole_rate(spacing), n, tuple(problems))
+
+
+def _open_hdf5(path: Path) -> h5py.File:
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise ValueError(
+            f"{path} is not a readable HDF5 file (corrupt or truncated?): {err}"
+        ) from err
+
+
+def _read_hdf5(path: Path, detector: str | None) -> tuple[StrainInfo, np.ndarray]:
+    with _open_hdf5(path) as f:
+        info = _hdf5_info(f, path, detector)
+        try:
+            data = f["strain/Strain"][()]
+        except OSError as err:
+            raise ValueError(f"{path}: strain/Strain cannot be read (corrupt?): {err}") from err
+    logger.debug("read %s: %d samples at %g Hz from GPS %s", path, data.size, info.sample_rate, info.t0)
+    return info, data
+
+
 def read_gwosc_hdf5(path: str | os.PathLike, detector: str | None = None) -> TimeSeries:
     """Read a GWOSC-layout HDF5 strain file.
 
@@ -233,51 +362,19 @@ def read_gwosc_hdf5(path: str | os.PathLike, detector: str | None = None) -> Tim
         The file does not exist.
     ValueError
         Not HDF5, not GWOSC layout (the message lists what the file holds), detector unknown or
-        inconsistent, or the strain holds NaN (a data gap).
+        inconsistent, metadata that disagree with each other or the sample count, or the
+        strain holds NaN (a data gap; :func:`read_raw_strain` reads such files).
     """
-    path = _require_file(path)
-    try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        raise ValueError(
-            f"{path} is not a readable HDF5 file (corrupt or truncated?): {err}"
-        ) from err
-    with f:
-        if "strain/Strain" not in f:
-            raise ValueError(
-                f"{path} has no 'strain/Strain' dataset, so it is not a GWOSC strain file; "
-                f"it holds: {_describe_hdf5(f)}"
-            )
-        dset = f["strain/Strain"]
-        missing = [key for key in ("Xstart", "Xspacing") if key not in dset.attrs]
-        if missing:
-            raise ValueError(f"{path}: strain/Strain lacks the attribute(s) {', '.join(missing)}")
-        t0 = float(dset.attrs["Xstart"])
-        spacing = float(dset.attrs["Xspacing"])
-        if not spacing > 0:
-            raise ValueError(f"{path}: Xspacing must be positive, found {spacing}")
-        file_detector = _decode(f["meta/Detector"]) if "meta/Detector" in f else None
-        try:
-            data = dset[()]
-        except OSError as err:
-            raise ValueError(f"{path}: strain/Strain cannot be read (corrupt?): {err}") from err
-    if detector is None and file_detector is None:
-        raise ValueError(f"{path} has no meta/Detector: pass detector= explicitly")
-    if detector is not None and file_detector is not None and detector != file_detector:
-        raise ValueError(
-            f"{path} holds {file_detector} data, but detector={detector!r} was asked for"
-        )
-    sample_rate = 1.0 / spacing
-    # Xspacing is stored as a float; GWOSC rates are whole numbers of Hz.
-    if abs(sample_rate - round(sample_rate)) < 1e-9 * sample_rate:
-        sample_rate = float(round(sample_rate))
-    logger.debug("read %s: %d samples at %g Hz from GPS %s", path, data.size, sample_rate, t0)
-    return TimeSeries(data, t0, sample_rate, detector or file_detector)
+    info, data = _read_hdf5(_require_file(path), detector)
+    if info.problems:
+        raise _disagreement(info)
+    return TimeSeries(data, info.t0, info.sample_rate, info.detector)
 
 
 _HEADER_RATE = re.compile(r"(\d+(?:\.\d*)?)\s+samples\s+per\s+second", re.IGNORECASE)
 _HEADER_START = re.compile(r"starting\s+GPS\s+(\d+(?:\.\d*)?)", re.IGNORECASE)
 _HEADER_FOR = re.compile(r"\bfor\s+(\w+)")
+_HEADER_DURATION = re.compile(r"\bduration\s+(\d+(?:\.\d*)?)", re.IGNORECASE)
 
 
 def _open_text(path: Path):
@@ -292,37 +389,9 @@ def _agree(name: str, given, from_header, path: Path):
     return given
 
 
-def read_text(
-    path: str | os.PathLike,
-    detector: str | None,
-    t0: float | None = None,
-    sample_rate: float | None = None,
-) -> TimeSeries:
-    """Read strain from a one-column text file (plain, GWOSC or pyRing header; ``.gz`` allowed).
-
-    Parameters
-    ----------
-    path : path-like
-        Text file, one sample per line; ``#`` lines form the header.
-    detector : str or None
-        Interferometer name; ``None`` takes it from a GWOSC header (``... for H1 ...``).
-    t0 : float, optional
-        GPS time of the first sample (s); required when the header does not give it.
-    sample_rate : float, optional
-        Sample rate (Hz); required when the header does not give it.
-
-    Returns
-    -------
-    TimeSeries
-
-    Raises
-    ------
-    FileNotFoundError
-        The file does not exist.
-    ValueError
-        Unparsable numbers, more than one column, missing or contradictory metadata, NaN samples.
-    """
-    path = _require_file(path)
+def _read_text(
+    path: Path, detector: str | None, t0: float | None, sample_rate: float | None
+) -> tuple[StrainInfo, np.ndarray]:
     header: list[str] = []
     try:
         with _open_text(path) as stream:
@@ -359,7 +428,116 @@ def read_text(
         raise ValueError(
             f"{path}: the header does not give {', '.join(missing)}; pass them explicitly"
         )
-    return TimeSeries(data, float(t0), float(sample_rate), detector)
+    sample_rate = float(sample_rate)
+    problems = []
+    duration = _HEADER_DURATION.search(text)
+    if duration and abs(float(duration.group(1)) - data.size / sample_rate) > 0.5 / sample_rate:
+        problems.append(
+            f"the header says duration {float(duration.group(1)):g} s, but {data.size} samples at "
+            f"{sample_rate:g} Hz span {data.size / sample_rate:g} s"
+        )
+    return StrainInfo(path, detector, float(t0), sample_rate, data.size, tuple(problems)), data
+
+
+def read_text(
+    path: str | os.PathLike,
+    detector: str | None,
+    t0: float | None = None,
+    sample_rate: float | None = None,
+) -> TimeSeries:
+    """Read strain from a one-column text file (plain, GWOSC or pyRing header; ``.gz`` allowed).
+
+    Parameters
+    ----------
+    path : path-like
+        Text file, one sample per line; ``#`` lines form the header.
+    detector : str or None
+        Interferometer name; ``None`` takes it from a GWOSC header (``... for H1 ...``).
+    t0 : float, optional
+        GPS time of the first sample (s); required when the header does not give it.
+    sample_rate : float, optional
+        Sample rate (Hz); required when the header does not give it.
+
+    Returns
+    -------
+    TimeSeries
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    ValueError
+        Unparsable numbers, more than one column, missing or contradictory metadata (a header
+        duration that the sample count contradicts included), NaN samples.
+    """
+    info, data = _read_text(_require_file(path), detector, t0, sample_rate)
+    if info.problems:
+        raise _disagreement(info)
+    return TimeSeries(data, info.t0, info.sample_rate, info.detector)
+
+
+def _require_hdf5_or_text(path: str | os.PathLike) -> tuple[Path, bool]:
+    """The existing path and whether it is HDF5 (an HDF5 name without the signature is refused)."""
+    path = _require_file(path)
+    if h5py.is_hdf5(path):
+        return path, True
+    if path.suffix.lower() in {".hdf5", ".h5", ".hdf"}:
+        raise ValueError(
+            f"{path} has an HDF5 extension but no HDF5 signature (corrupt or truncated?)"
+        )
+    return path, False
+
+
+def read_strain_info(path: str | os.PathLike, detector: str | None = None) -> StrainInfo:
+    """What a GWOSC HDF5 or text strain file says about its samples, with its metadata checks.
+
+    HDF5 samples are not read (a quick look before an analysis); text files are read whole.
+
+    Parameters
+    ----------
+    path : path-like
+        HDF5 or text strain file.
+    detector : str, optional
+        Interferometer name; needed only when the file does not name it.
+
+    Returns
+    -------
+    StrainInfo
+        Its ``problems`` list metadata that disagree (the file is not refused for them).
+    """
+    path, is_hdf5 = _require_hdf5_or_text(path)
+    if is_hdf5:
+        with _open_hdf5(path) as f:
+            return _hdf5_info(f, path, detector)
+    return _read_text(path, detector, None, None)[0]
+
+
+def read_raw_strain(
+    path: str | os.PathLike, detector: str | None = None
+) -> tuple[StrainInfo, np.ndarray]:
+    """The samples of a strain file as stored, NaN gaps included, and what the file says of them.
+
+    For callers that judge gaps and metadata themselves (the ringdown pipeline keeps the
+    gap-free stretch around its windows); :func:`read_strain` refuses both.
+
+    Parameters
+    ----------
+    path : path-like
+        HDF5 or text strain file.
+    detector : str, optional
+        Interferometer name; needed only when the file does not name it.
+
+    Returns
+    -------
+    info : StrainInfo
+    samples : numpy.ndarray, shape (info.n_samples,)
+        float64, read-only.
+    """
+    path, is_hdf5 = _require_hdf5_or_text(path)
+    info, data = _read_hdf5(path, detector) if is_hdf5 else _read_text(path, detector, None, None)
+    data = np.array(data, dtype=np.float64)
+    data.setflags(write=False)
+    return info, data
 
 
 def read_strain(path: str | os.PathLike, detector: str | None = None) -> TimeSeries:
@@ -376,13 +554,9 @@ def read_strain(path: str | os.PathLike, detector: str | None = None) -> TimeSer
     -------
     TimeSeries
     """
-    path = _require_file(path)
-    if h5py.is_hdf5(path):
+    path, is_hdf5 = _require_hdf5_or_text(path)
+    if is_hdf5:
         return read_gwosc_hdf5(path, detector)
-    if path.suffix.lower() in {".hdf5", ".h5", ".hdf"}:
-        raise ValueError(
-            f"{path} has an HDF5 extension but no HDF5 signature (corrupt or truncated?)"
-        )
     return read_text(path, detector)
 
 

@@ -22,12 +22,18 @@ __all__ = [
     "condition",
     "decimate",
     "extract_segment",
+    "filter_padding",
     "highpass",
     "lowpass",
 ]
 
 # Relative tolerance for "integer" ratios of sample rates and for sample-time rounding.
 _RATE_TOLERANCE = 1e-9
+
+# e-folds of the slowest filter pole after which a transient is negligible (e^-20 = 2e-9).
+_TRANSIENT_EFOLDS = 20.0
+# scipy's resample_poly filter reaches 10 output samples to either side.
+_DECIMATION_REACH = 10
 
 
 def _butterworth(ts: TimeSeries, kind: str, cutoff, order: int) -> TimeSeries:
@@ -132,7 +138,12 @@ def decimate(ts: TimeSeries, sample_rate: float) -> TimeSeries:
         raise ValueError(f"target sample_rate must be a positive number of Hz, got {sample_rate}")
     ratio = ts.sample_rate / sample_rate
     factor = int(round(ratio))
-    if factor < 1 or abs(ratio - factor) > _RATE_TOLERANCE * ratio:
+    if ratio < 1:
+        raise ValueError(
+            f"cannot decimate {ts.detector} data from {ts.sample_rate:g} Hz to {sample_rate:g} Hz: "
+            f"the data rate is below the target; choose a rate of at most {ts.sample_rate:g} Hz"
+        )
+    if abs(ratio - factor) > _RATE_TOLERANCE * ratio:
         raise ValueError(
             f"cannot decimate {ts.detector} data from {ts.sample_rate} Hz to {sample_rate} Hz: "
             "the ratio must be a whole number; pick a target rate that divides the original"
@@ -178,6 +189,38 @@ def condition(
     return ts
 
 
+def filter_padding(
+    sample_rate: float, f_low: float | None = None, f_high: float | None = None, order: int = 4
+) -> float:
+    """How far the transients of :func:`condition` reach from a discontinuity in the data, s.
+
+    A defect (a gap edge, a zero-filled stretch) nearer than this to an analysis window leaks
+    into it.  The slowest pole pair of an order-``n`` Butterworth filter with corner ``f_c``
+    (the lowest corner used) decays as ``exp(-2 pi f_c sin(pi / (2 n)) t)``; the padding is 20
+    of its e-folds (2e-9 of the step), plus the reach of the decimation filter.
+
+    Parameters
+    ----------
+    sample_rate : float
+        Sample rate after decimation (Hz).
+    f_low, f_high : float, optional
+        Filter corners (Hz), as given to :func:`condition`.
+    order : int, optional
+        Butterworth order of one pass.
+
+    Returns
+    -------
+    float
+        Padding, s (0.42 s at ``f_low = 20`` Hz and 2048 Hz).
+    """
+    corners = [f for f in (f_low, f_high) if f is not None and f > 0]
+    padding = _DECIMATION_REACH / sample_rate
+    if corners:
+        decay_rate = 2 * np.pi * min(corners) * np.sin(np.pi / (2 * order))
+        padding += _TRANSIENT_EFOLDS / decay_rate
+    return float(padding)
+
+
 def extract_segment(
     ts: TimeSeries, t_start: float, duration: float
 ) -> tuple[TimeSeries, np.ndarray]:
@@ -218,7 +261,7 @@ def extract_segment(
     if t_start < ts.t0 or first + n > len(ts):
         raise ValueError(
             f"segment [{t_start}, {t_start} + {duration} s) is not inside the {ts.detector} data "
-            f"[{ts.t0}, {ts.end_time}); read more data around the event"
+            f"[{ts.t0}, {ts.end_time}) ({ts.duration:g} s long); read more data around the event"
         )
     # Differences of nearby GPS times are exact in float64, so compute offsets, not absolute times.
     offset = first / ts.sample_rate - (t_start - ts.t0)

@@ -16,6 +16,13 @@ light-travel delay for ``ra``/``dec``.  The analysis starts at ``time`` plus exa
 ``reference_mass``) or at the absolute ``start_time`` (GPS, also in the reference detector);
 with none of them it starts at the peak.
 
+Checks against the files
+------------------------
+:func:`parse_config` reads no file.  :func:`check_inputs` checks a configuration against the
+files it names, reading only their metadata: the output directory, the strain files' GPS
+spans, sample rates and metadata, the other input files.  ``run_pipeline`` and ``run_scan``
+(for every point) call it before anything runs.
+
 Examples
 --------
 >>> config = load_config("pipelines/gw150914.toml")          # doctest: +SKIP
@@ -25,6 +32,7 @@ Examples
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 import re
@@ -34,7 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gwtools.ringdown.qnm import MTSUN_S
+from gwtools.ringdown.qnm import MTSUN_S, tabulated_modes
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -59,7 +67,14 @@ __all__ = [
     "config_to_dict",
     "override",
     "start_offset_seconds",
+    "peak_geocenter",
+    "analysis_windows",
+    "check_inputs",
+    "ON_SOURCE",
+    "OFF_SOURCE",
 ]
+
+logger = logging.getLogger(__name__)
 
 #: Largest remnant spin accepted in priors: the Kerr QNM fits are validated up to here.
 MAX_FINAL_SPIN = 0.99
@@ -72,6 +87,11 @@ _SAMPLE_METHODS = ("auto", "unif", "rwalk", "slice", "rslice")
 _NOISE_METHODS = ("welch", "acf_file")
 _POLARIZATIONS = ("kerr", "free")
 _QUADRATURE_PRIORS = ("flat", "gaussian")
+_BAD_DATA_ACTIONS = ("refuse", "warn")
+
+#: Names of the GPS windows of the data an analysis uses (:func:`analysis_windows`).
+ON_SOURCE = "on-source segment"
+OFF_SOURCE = "off-source noise window"
 
 
 @dataclass(frozen=True)
@@ -87,11 +107,16 @@ class DataConfig:
     imr_samples : Path or None
         HDF5 file with IMR remnant samples (datasets ``final_mass`` in detector-frame solar
         masses and ``final_spin``), drawn for comparison in the plots.
+    on_bad_data : {"refuse", "warn"}
+        What to do with strain whose metadata disagree with the data, or with flat stretches,
+        repeated blocks or NaN gaps near the windows the analysis uses: refuse the run, or
+        log a warning and go on.  NaN inside a window is refused either way.
     """
 
     detectors: tuple[str, ...]
     files: Mapping[str, Path]
     imr_samples: Path | None = None
+    on_bad_data: str = "refuse"
 
 
 @dataclass(frozen=True)
@@ -293,7 +318,8 @@ class ScanConfig:
     mode_sets : tuple of tuple of str
         Mode sets compared at every start time; the first is the reference of the Bayes factors.
     retries : int
-        How often a failed point is retried before it is reported as failed.
+        How often a point that failed unexpectedly (not on bad input, which is reported at
+        once) is retried before it is reported as failed.
     """
 
     run: RingdownConfig
@@ -414,6 +440,9 @@ def _parse_data(raw: Mapping[str, Any], base_dir: Path) -> DataConfig:
         detectors=detectors,
         files={d: files[d] for d in detectors},
         imr_samples=None if imr is None else _path("data", "imr_samples", imr, base_dir),
+        on_bad_data=_string(
+            "data", "on_bad_data", table.get("on_bad_data", "refuse"), _BAD_DATA_ACTIONS
+        ),
     )
 
 
@@ -526,6 +555,11 @@ def _parse_modes(section: str, key: str, value: Any) -> tuple[str, ...]:
         ell, m = int(mode[0]), int(mode[1:-1])
         if abs(m) > ell:
             raise _fail(section, key, f"{mode!r} has |m| > l")
+        available = [f"{q.l}{q.m}{q.n}" for q in tabulated_modes()]
+        if mode not in available:
+            raise _fail(
+                section, key, f"{mode!r} is not in the QNM table (available: {', '.join(available)})"
+            )
     if len(set(modes)) != len(modes):
         raise _fail(section, key, f"repeated mode in {list(modes)}")
     return modes
@@ -785,3 +819,138 @@ def start_offset_seconds(config: RingdownConfig) -> float:
     if analysis.start_offset_ms is not None:
         return 1e-3 * analysis.start_offset_ms
     return 0.0
+
+
+def peak_geocenter(config: RingdownConfig) -> float:
+    """GPS time of the signal peak at the geocentre, s (``[event] time`` moved from its
+    reference detector with the light-travel delay of the sky position)."""
+    from gwtools.ringdown import detectors
+
+    event = config.event
+    if event.reference_detector == "geocenter":
+        return event.time
+    delay = detectors.time_delay_from_geocenter(
+        event.reference_detector, event.ra, event.dec, event.time
+    )
+    return event.time - delay
+
+
+def analysis_windows(config: RingdownConfig) -> dict[str, dict[str, tuple[float, float]]]:
+    """The GPS spans of each detector's data that the analysis uses, s.
+
+    Returns
+    -------
+    dict of str to dict of str to (float, float)
+        Per detector: ``"on-source segment"``, ``[start, start + duration)`` at that
+        detector's start time, and for Welch noise estimates ``"off-source noise window"``,
+        ``[peak + begin, peak + end)`` with the geocentric peak.
+    """
+    from gwtools.ringdown import detectors
+
+    peak = peak_geocenter(config)
+    start = peak + start_offset_seconds(config)
+    starts = detectors.detector_start_times(
+        start, config.event.ra, config.event.dec, config.data.detectors
+    )
+    windows = {}
+    for detector in config.data.detectors:
+        windows[detector] = {ON_SOURCE: (starts[detector], starts[detector] + config.analysis.duration)}
+        if config.noise.method == "welch":
+            begin, end = config.noise.offsource
+            windows[detector][OFF_SOURCE] = (peak + begin, peak + end)
+    return windows
+
+
+def _start_key(config: RingdownConfig) -> str:
+    analysis = config.analysis
+    given = [k for k in ("start_time", "start_offset_m") if getattr(analysis, k) is not None]
+    return given[0] if given else "start_offset_ms"
+
+
+def _check_strain_file(config: RingdownConfig, detector: str, windows) -> None:
+    """Metadata, rate and GPS-span checks of one detector's strain file."""
+    from gwtools.io.strain import read_strain_info
+
+    key = f"files.{detector}"
+    path = config.data.files[detector]
+    if not path.is_file():
+        raise FileNotFoundError(f"[data] {key}: strain file {path} does not exist")
+    info = read_strain_info(path, detector)
+    if info.problems:
+        message = (
+            f"{path}: the metadata disagree with the data: {'; '.join(info.problems)}"
+        )
+        if config.data.on_bad_data == "refuse":
+            raise _fail("data", key, message + '; set [data] on_bad_data = "warn" to analyse '
+                        "it with its start time and sample spacing as they are")
+        logger.warning("[data] %s: %s (on_bad_data = warn: going on)", key, message)
+    analysis = config.analysis
+    if info.sample_rate < analysis.sample_rate:
+        raise _fail(
+            "analysis", "sample_rate",
+            f"{analysis.sample_rate:g} Hz is above the {detector} data's rate of "
+            f"{info.sample_rate:g} Hz ({path.name}): choose at most {info.sample_rate:g} Hz",
+        )
+    ratio = info.sample_rate / analysis.sample_rate
+    if abs(ratio - round(ratio)) > 1e-9 * ratio:
+        raise _fail(
+            "analysis", "sample_rate",
+            f"{analysis.sample_rate:g} Hz does not divide the {detector} data's rate of "
+            f"{info.sample_rate:g} Hz ({path.name}): choose e.g. {info.sample_rate / 2:g} or "
+            f"{info.sample_rate / 4:g} Hz",
+        )
+    if analysis.duration > info.duration:
+        raise _fail(
+            "analysis", "duration",
+            f"{analysis.duration:g} s is longer than the {detector} data, {info.span()}",
+        )
+    begin, end = windows[ON_SOURCE]
+    if begin < info.t0 or end > info.end_time:
+        raise _fail(
+            "analysis", _start_key(config),
+            f"the {detector} segment GPS [{begin:.4f}, {end:.4f}) is not inside the {detector} "
+            f"data, {info.span()}: choose a start time within the data",
+        )
+    if OFF_SOURCE in windows:
+        begin, end = windows[OFF_SOURCE]
+        if begin < info.t0 or end > info.end_time:
+            raise _fail(
+                "noise", "offsource",
+                f"window {list(config.noise.offsource)} s around the peak, GPS "
+                f"[{begin:.4f}, {end:.4f}), does not fit in the {detector} data, {info.span()}",
+            )
+
+
+def check_inputs(config: RingdownConfig) -> None:
+    """Check a configuration against the files it names, before anything runs.
+
+    Reads only metadata: nothing is created, no strain sample is read from HDF5 files.
+
+    * ``[output] directory`` can be created and written (it is not a file, nor under one);
+    * ``[data] imr_samples`` and ``[noise] acf_files`` exist;
+    * each strain file exists and its metadata agree with each other and with its sample count
+      (otherwise refused, or with ``[data] on_bad_data = "warn"`` logged);
+    * its rate is at least ``[analysis] sample_rate`` and a whole multiple of it;
+    * ``[analysis] duration`` fits in it, and the analysis segment and the off-source window
+      (:func:`analysis_windows`) lie within its GPS span.
+
+    Raises
+    ------
+    ValueError, FileNotFoundError
+        One line naming the configuration key.
+    """
+    from gwtools.io.outputs import check_output_directory
+
+    try:
+        check_output_directory(config.output.directory)
+    except ValueError as err:
+        raise _fail("output", "directory", str(err)) from None
+    inputs = [("data", "imr_samples", config.data.imr_samples)]
+    if config.noise.method == "acf_file":
+        inputs += [("noise", f"acf_files.{d}", p) for d, p in config.noise.acf_files.items()]
+    for section, key, path in inputs:
+        if path is not None and not path.is_file():
+            raise FileNotFoundError(f"[{section}] {key}: {path} does not exist")
+    windows = analysis_windows(config)
+    for detector in config.data.detectors:
+        _check_strain_file(config, detector, windows[detector])

@@ -2,7 +2,8 @@
 
 Stages (each a function, so benchmarks and notebooks can time or inspect them one by one):
 
-1. :func:`load_strain` reads each detector's strain and conditions it (high-/low-pass, decimation).
+1. :func:`load_strain` reads each detector's strain, checks its quality against the windows the
+   analysis uses (:func:`usable_strain`) and conditions it (high-/low-pass, decimation).
 2. :func:`estimate_acfs` estimates the noise autocovariance (Welch off-source or from files).
 3. :func:`prepare_analysis` resolves the start times (reference detector -> geocentre -> each
    detector), cuts the segments and precomputes the whitened likelihood data.
@@ -14,7 +15,8 @@ Stages (each a function, so benchmarks and notebooks can time or inspect them on
 
 :func:`run_pipeline` runs them all and writes ``<label>.h5`` (see
 :mod:`gwtools.ringdown.results`), ``<label>_bilby.json``, the PNGs and ``<label>_summary.md``
-into ``[output] directory``.
+into ``[output] directory``, as one result set published with its manifest
+``<label>.manifest.json`` (:mod:`gwtools.io.outputs`), while holding the directory's lock.
 """
 
 from __future__ import annotations
@@ -32,10 +34,19 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gwtools.io import data_quality
+from gwtools.io.outputs import MANIFEST_SUFFIX, lock_directory, new_run_id, staged_result_set
 from gwtools.io.posteriors import file_sha256
-from gwtools.io.strain import TimeSeries, read_strain
+from gwtools.io.strain import TimeSeries, read_raw_strain
 from gwtools.ringdown import conditioning, detectors, noise
-from gwtools.ringdown.config import RingdownConfig, config_to_dict, start_offset_seconds
+from gwtools.ringdown.config import (
+    RingdownConfig,
+    analysis_windows,
+    check_inputs,
+    config_to_dict,
+    peak_geocenter,
+    start_offset_seconds,
+)
 from gwtools.ringdown.firefly import (
     FireflyLikelihood,
     QuadraturePrior,
@@ -63,6 +74,7 @@ from gwtools.ringdown.sampling import (
 __all__ = [
     "PreparedAnalysis",
     "PipelineOutputs",
+    "usable_strain",
     "load_strain",
     "estimate_acfs",
     "prepare_analysis",
@@ -119,7 +131,8 @@ class PreparedAnalysis:
 
 @dataclass(frozen=True)
 class PipelineOutputs:
-    """Paths written by :func:`run_pipeline` and the result itself."""
+    """Paths written by :func:`run_pipeline` and the result itself (``result.run_id`` is the
+    run id of the published set, whose manifest is ``manifest_path``)."""
 
     result: RingdownResult
     result_path: Path
@@ -127,19 +140,67 @@ class PipelineOutputs:
     plots: tuple[Path, ...] = ()
     summary_path: Path | None = None
     timings: Mapping[str, float] = field(default_factory=dict)
+    manifest_path: Path | None = None
+
+
+def usable_strain(config: RingdownConfig) -> dict[str, TimeSeries]:
+    """Each detector's raw strain, checked and cut to the stretch the analysis filters.
+
+    The defects of the samples (:mod:`gwtools.io.data_quality`: NaN gaps, flat stretches,
+    exactly repeated blocks) are judged against the windows the analysis uses
+    (:func:`~gwtools.ringdown.config.analysis_windows`: the on-source segment and the off-source
+    noise window), each widened by the reach of the filters' transients
+    (:func:`~gwtools.ringdown.conditioning.filter_padding`).  A defect that reaches a window
+    refuses the run, or with ``[data] on_bad_data = "warn"`` is logged as a warning; one away
+    from every window is logged and ignored.  The analysis keeps the longest gap-free stretch
+    of the file that holds all its windows, starting on a sample of the decimated grid (so the
+    analysis samples are those of the whole file); NaN inside a window, or a gap between two
+    windows, is always refused.  The metadata are checked by
+    :func:`~gwtools.ringdown.config.check_inputs`.
+
+    Returns
+    -------
+    dict of str to TimeSeries
+        Raw (unfiltered) strain per detector, in analysis order.
+    """
+    analysis = config.analysis
+    padding = conditioning.filter_padding(
+        analysis.sample_rate, analysis.f_low if analysis.f_low > 0 else None, analysis.f_high
+    )
+    windows = analysis_windows(config)
+    strain = {}
+    for detector in config.data.detectors:
+        info, samples = read_raw_strain(config.data.files[detector], detector)
+        judgement = data_quality.judge_windows(info, samples, windows[detector], padding)
+        for message in judgement.ignored:
+            logger.info("%s: away from the windows the analysis uses, ignored", message)
+        if judgement.fatal:
+            raise ValueError(f"{judgement.fatal[0]}: choose another start time or off-source window")
+        if judgement.problems and config.data.on_bad_data == "refuse":
+            raise ValueError(
+                f"{'; '.join(judgement.problems)}: the data are damaged there; choose another "
+                'window, or set [data] on_bad_data = "warn" to analyse them anyway'
+            )
+        for message in judgement.problems:
+            logger.warning("%s (on_bad_data = warn: going on)", message)
+        # start on the decimated grid of the whole file
+        factor = int(round(info.sample_rate / analysis.sample_rate))
+        first = -(-judgement.first // factor) * factor
+        strain[detector] = TimeSeries(
+            samples[first : judgement.stop], info.t0 + first / info.sample_rate, info.sample_rate,
+            detector,
+        )
+    return strain
 
 
 def load_strain(config: RingdownConfig) -> dict[str, TimeSeries]:
-    """Read and condition the strain of every detector (whole files, so filter edges fall
-    far from the analysis segment)."""
+    """Read, check (:func:`usable_strain`) and condition the strain of every detector.
+
+    The whole usable stretch is filtered, so filter edges fall far from the analysis segment.
+    """
     strain = {}
-    for detector in config.data.detectors:
-        raw = read_strain(config.data.files[detector], detector)
-        if raw.detector != detector:
-            raise ValueError(
-                f"[data] files.{detector}: {config.data.files[detector]} holds {raw.detector} data"
-            )
-        analysis = config.analysis
+    analysis = config.analysis
+    for detector, raw in usable_strain(config).items():
         strain[detector] = conditioning.condition(
             raw,
             sample_rate=analysis.sample_rate,
@@ -148,16 +209,6 @@ def load_strain(config: RingdownConfig) -> dict[str, TimeSeries]:
         )
     conditioning.check_compatible(strain)
     return strain
-
-
-def _peak_geocenter(config: RingdownConfig) -> float:
-    event = config.event
-    if event.reference_detector == "geocenter":
-        return event.time
-    delay = detectors.time_delay_from_geocenter(
-        event.reference_detector, event.ra, event.dec, event.time
-    )
-    return event.time - delay
 
 
 def estimate_acfs(config: RingdownConfig, strain: Mapping[str, TimeSeries]) -> np.ndarray:
@@ -169,7 +220,7 @@ def estimate_acfs(config: RingdownConfig, strain: Mapping[str, TimeSeries]) -> n
         strain^2, for ``n = round(duration * sample_rate)``.
     """
     n = int(round(config.analysis.duration * config.analysis.sample_rate))
-    peak = _peak_geocenter(config)
+    peak = peak_geocenter(config)
     acfs = []
     for detector in config.data.detectors:
         ts = strain[detector]
@@ -194,7 +245,7 @@ def prepare_analysis(
 ) -> PreparedAnalysis:
     """Resolve the start times, cut the segments and whiten them."""
     event = config.event
-    peak = _peak_geocenter(config)
+    peak = peak_geocenter(config)
     start = peak + start_offset_seconds(config)
     start_times = detectors.detector_start_times(start, event.ra, event.dec, config.data.detectors)
     segments, times = {}, []
@@ -337,12 +388,14 @@ def build_result(
     sampling: NestedSamplingResult,
     *,
     diagnostics: Mapping[str, float] = (),
+    run_id: str = "",
 ) -> RingdownResult:
     """Reconstruct amplitudes and phases under the physical prior and assemble the result.
 
     The posterior holds, per physical-prior sample: the sampled parameters, then per mode
     ``amplitude_<mode>`` (units of 1e-21 strain), ``phase_<mode>`` (rad), and for each Kerr
-    mode ``frequency_<mode>`` (Hz) and ``damping_time_<mode>`` (s).
+    mode ``frequency_<mode>`` (Hz) and ``damping_time_<mode>`` (s).  ``run_id`` identifies
+    the run in the result and its plots.
     """
     model = likelihood.model
     recon = reconstruct(
@@ -417,6 +470,7 @@ def build_result(
         versions=software_versions(),
         checksums=checksums,
         waveforms=waveforms,
+        run_id=run_id,
     )
 
 
@@ -443,18 +497,20 @@ def make_plots(
     post = result.posterior
     modes = result.config["model"]["modes"]
     imr = read_imr_samples(imr_path) if imr_path is not None else None
+    run_id = result.run_id or None
     paths = [
         plots.plot_remnant_corner(
             post["final_mass"], post["final_spin"], directory / f"{label}_remnant.png",
-            imr=imr, label=f"ringdown {'+'.join(modes)}",
+            imr=imr, label=f"ringdown {'+'.join(modes)}", run_id=run_id,
         ),
         plots.plot_amplitudes(
             {k.removeprefix("amplitude_"): v for k, v in post.items() if k.startswith("amplitude_")},
             directory / f"{label}_amplitudes.png",
-            amplitude_max=result.config["prior"]["amplitude_max"] / AMPLITUDE_UNIT,
+            amplitude_max=result.config["prior"]["amplitude_max"] / AMPLITUDE_UNIT, run_id=run_id,
         ),
         plots.plot_whitened_data(
-            result.waveforms, directory / f"{label}_whitened.png", t_max=WHITENED_PLOT_SPAN
+            result.waveforms, directory / f"{label}_whitened.png", t_max=WHITENED_PLOT_SPAN,
+            run_id=run_id,
         ),
     ]
     measured = {m: (post[f"frequency_{m}"], post[f"damping_time_{m}"]) for m in modes}
@@ -462,11 +518,13 @@ def make_plots(
     if imr is not None:
         freq, tau = frequency_damping_time(modes, imr[0], imr[1])
         kerr = {m: (np.asarray(freq[:, j]), np.asarray(tau[:, j])) for j, m in enumerate(modes)}
-    paths.append(plots.plot_qnm_posteriors(measured, directory / f"{label}_qnm.png", kerr=kerr))
+    paths.append(plots.plot_qnm_posteriors(measured, directory / f"{label}_qnm.png", kerr=kerr,
+                                           run_id=run_id))
 
     resolved = result.config["resolved"]
     diag = result.diagnostics
     facts = [
+        ("run id", result.run_id or "(none)"),
         ("event", result.config["event"]["name"]),
         ("modes", ", ".join(modes) + f" ({result.config['model']['polarization']} polarization)"),
         ("start (geocentre GPS)", f"{resolved['start_geocenter_gps']:.4f}"),
@@ -517,6 +575,13 @@ def run_pipeline(
 ) -> PipelineOutputs:
     """Run the whole analysis of ``config`` and write its outputs.
 
+    The configuration is checked against its input files first
+    (:func:`~gwtools.ringdown.config.check_inputs`).  The output directory is locked for the
+    whole run (a second run into it refuses, naming
+    this one; a lock left by a killed run is taken over), and the outputs are published as one
+    result set with a manifest, so a kill at any instant never leaves a mix of two runs'
+    files that looks complete (:mod:`gwtools.io.outputs`).
+
     Parameters
     ----------
     config : RingdownConfig
@@ -531,6 +596,7 @@ def run_pipeline(
     -------
     PipelineOutputs
     """
+    check_inputs(config)
     use_compilation_cache()
     timings: dict[str, float] = {}
 
@@ -541,26 +607,34 @@ def run_pipeline(
         logger.info("%s: %.2f s", stage, timings[stage])
         return value
 
-    strain = timed("data", load_strain, config)
-    acfs = timed("noise", estimate_acfs, config, strain)
-    prepared = timed("prepare", prepare_analysis, config, strain, acfs)
-    likelihood, space = build_likelihood(config, prepared)
-    sampling = timed("sampling", sample_posterior, config, likelihood, space, resume=resume,
-                     progress=progress)
-    result = timed("reconstruction", build_result, config, prepared, likelihood, space, sampling,
-                   diagnostics={f"time_{k}": v for k, v in timings.items()})
-    directory = config.output.directory
-    plot_paths, summary = [], None
-    if plots:
-        plot_paths, summary = timed("plots", make_plots, result, directory, config.data.imr_samples)
-    result_path = write_result(result, directory / f"{config.output.label}.h5")
-    bilby_path = save_bilby_result(result, directory / f"{config.output.label}_bilby.json")
-    logger.info("wrote %s", result_path)
+    directory, label = config.output.directory, config.output.label
+    run_id = new_run_id()
+    with lock_directory(directory, run_id):
+        logger.info("run %s writing to %s", run_id, directory)
+        strain = timed("data", load_strain, config)
+        acfs = timed("noise", estimate_acfs, config, strain)
+        prepared = timed("prepare", prepare_analysis, config, strain, acfs)
+        likelihood, space = build_likelihood(config, prepared)
+        sampling = timed("sampling", sample_posterior, config, likelihood, space, resume=resume,
+                         progress=progress)
+        result = timed("reconstruction", build_result, config, prepared, likelihood, space,
+                       sampling, diagnostics={f"time_{k}": v for k, v in timings.items()},
+                       run_id=run_id)
+        with staged_result_set(directory, label, run_id) as stage:
+            plot_paths, summary = [], None
+            if plots:
+                plot_paths, summary = timed("plots", make_plots, result, stage,
+                                            config.data.imr_samples)
+            write_result(result, stage / f"{label}.h5")
+            save_bilby_result(result, stage / f"{label}_bilby.json")
+    result_path = directory / f"{label}.h5"
+    logger.info("wrote %s (run %s)", result_path, run_id)
     return PipelineOutputs(
         result=result,
         result_path=result_path,
-        bilby_path=bilby_path,
-        plots=tuple(plot_paths),
-        summary_path=summary,
+        bilby_path=directory / f"{label}_bilby.json",
+        plots=tuple(directory / p.name for p in plot_paths),
+        summary_path=None if summary is None else directory / summary.name,
         timings=timings,
+        manifest_path=directory / f"{label}{MANIFEST_SUFFIX}",
     )

@@ -27,6 +27,7 @@ __all__ = [
     "plot_whitened_data",
     "plot_qnm_posteriors",
     "write_summary",
+    "save_figure",
 ]
 
 _RINGDOWN_COLOR = "tab:blue"
@@ -40,10 +41,25 @@ def _bulk_range(samples: np.ndarray, margin: float = 0.05) -> tuple[float, float
     return lo - margin * (hi - lo), hi + margin * (hi - lo)
 
 
-def _save(fig: plt.Figure, path: str | os.PathLike) -> Path:
+def save_figure(fig: plt.Figure, path: str | os.PathLike, run_id: str | None = None) -> Path:
+    """Write ``fig`` as a PNG atomically and close it.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+    path : path-like
+        PNG to write.
+    run_id : str, optional
+        Identifier of the run that made the figure, printed in its lower right corner and
+        stored in the PNG metadata, so a figure can be matched with its results file.
+    """
     path = Path(path)
+    metadata = {}
+    if run_id:
+        fig.text(0.995, 0.002, f"run {run_id}", ha="right", va="bottom", fontsize=6, color="0.5")
+        metadata["Comment"] = f"gwtools run {run_id}"
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight", metadata=metadata)
     plt.close(fig)
     return path
 
@@ -63,6 +79,7 @@ def plot_remnant_corner(
     *,
     imr: tuple[np.ndarray, np.ndarray] | None = None,
     label: str = "ringdown",
+    run_id: str | None = None,
 ) -> Path:
     """Corner plot of the remnant mass and spin, with IMR samples overlaid.
 
@@ -76,6 +93,8 @@ def plot_remnant_corner(
         IMR remnant (mass, spin) samples, same units, drawn in another colour.
     label : str
         Legend label of the ringdown samples.
+    run_id : str, optional
+        Run identifier printed on the figure (see :func:`save_figure`).
 
     Returns
     -------
@@ -106,11 +125,15 @@ def plot_remnant_corner(
         handles.append(plt.Line2D([], [], color=_IMR_COLOR, label="IMR"))
     fig.legend(handles=handles, loc="upper right", bbox_to_anchor=(0.95, 0.9), frameon=False)
     fig.suptitle("Remnant mass and spin (contours: 50%, 90%)", y=1.04)
-    return _save(fig, path)
+    return save_figure(fig, path, run_id)
 
 
 def plot_amplitudes(
-    amplitudes: Mapping[str, np.ndarray], path: str | os.PathLike, *, amplitude_max: float | None = None
+    amplitudes: Mapping[str, np.ndarray],
+    path: str | os.PathLike,
+    *,
+    amplitude_max: float | None = None,
+    run_id: str | None = None,
 ) -> Path:
     """Histograms of the mode amplitudes.
 
@@ -122,6 +145,8 @@ def plot_amplitudes(
         PNG to write.
     amplitude_max : float, optional
         Upper edge of the amplitude prior (same units), marked on the axes.
+    run_id : str, optional
+        Run identifier printed on the figure (see :func:`save_figure`).
     """
     if not amplitudes:
         raise ValueError("no amplitudes to plot")
@@ -143,7 +168,7 @@ def plot_amplitudes(
         ax.set_xlabel(rf"$A_{{{label}}}\ [10^{{-21}}]$")
         ax.set_title(f"{label}: {median:.2f} (+{hi - median:.2f} / -{median - lo:.2f})")
         ax.set_yticks([])
-    return _save(fig, path)
+    return save_figure(fig, path, run_id)
 
 
 def plot_whitened_data(
@@ -151,6 +176,7 @@ def plot_whitened_data(
     path: str | os.PathLike,
     *,
     t_max: float | None = None,
+    run_id: str | None = None,
 ) -> Path:
     """Whitened data and whitened posterior-median ringdown per detector.
 
@@ -165,6 +191,8 @@ def plot_whitened_data(
     t_max : float, optional
         Last time shown, s since the analysis start (the ringdown has died away long before the
         end of a typical segment).
+    run_id : str, optional
+        Run identifier printed on the figure (see :func:`save_figure`).
     """
     if not waveforms:
         raise ValueError("no detectors to plot")
@@ -186,7 +214,7 @@ def plot_whitened_data(
     if t_max is not None:
         axes[-1, 0].set_xlim(None, 1e3 * t_max)
     axes[-1, 0].set_xlabel("time since analysis start [ms]")
-    return _save(fig, path)
+    return save_figure(fig, path, run_id)
 
 
 def plot_qnm_posteriors(
@@ -195,6 +223,7 @@ def plot_qnm_posteriors(
     *,
     kerr: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
     kerr_label: str = "Kerr prediction (IMR)",
+    run_id: str | None = None,
 ) -> Path:
     """Frequency/damping-time posteriors of each mode against a Kerr prediction.
 
@@ -209,6 +238,8 @@ def plot_qnm_posteriors(
         IMR remnant mass and spin samples.
     kerr_label : str
         Legend label of the prediction.
+    run_id : str, optional
+        Run identifier printed on the figure (see :func:`save_figure`).
     """
     if not measured:
         raise ValueError("no modes to plot")
@@ -234,7 +265,7 @@ def plot_qnm_posteriors(
         ax.legend(handles=handles, frameon=False, fontsize="small", loc="best")
     fig.suptitle("QNM frequency and damping time (contours: 50%, 90%)")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path, run_id)
 
 
 def _format_interval(samples) -> str:

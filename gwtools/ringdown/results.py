@@ -2,7 +2,7 @@
 
 Layout (``format_version`` 1)::
 
-    /                      attrs: format_version, label, created_utc
+    /                      attrs: format_version, label, created_utc, run_id
     /config                JSON string: the resolved run configuration
     /versions              attrs: package -> version
     /checksums             attrs: input file -> sha256
@@ -13,7 +13,9 @@ Layout (``format_version`` 1)::
     /waveforms/<detector>/<name>   arrays for the data plots (times, whitened data, ...)
 
 Files are written atomically (:func:`gwtools.io.atomic.atomic_path`) and hold only arrays and
-strings, no pickles; :func:`read_result` refuses an unknown ``format_version``.
+strings, no pickles; :func:`read_result` refuses an unknown ``format_version``, and a file that
+differs from what its run published (the manifest of its result set, see
+:mod:`gwtools.io.outputs`).
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import h5py
 import numpy as np
 
 from gwtools.io.atomic import atomic_path
+from gwtools.io.outputs import verify_member
 
 __all__ = [
     "FORMAT_VERSION",
@@ -76,6 +79,9 @@ class RingdownResult:
         sha256 of each input file, keyed by path.
     waveforms : dict of str to dict of str to ndarray
         Per detector, arrays for the data plots.
+    run_id : str
+        Identifier of the run that made the result (:func:`gwtools.io.outputs.new_run_id`);
+        empty for results made outside a pipeline run.
     """
 
     label: str
@@ -89,6 +95,7 @@ class RingdownResult:
     versions: Mapping[str, str] = field(default_factory=dict)
     checksums: Mapping[str, str] = field(default_factory=dict)
     waveforms: Mapping[str, Mapping[str, np.ndarray]] = field(default_factory=dict)
+    run_id: str = ""
 
     def __post_init__(self) -> None:
         lengths = {name: np.shape(values) for name, values in self.posterior.items()}
@@ -152,6 +159,7 @@ def write_result(result: RingdownResult, path: str | os.PathLike) -> Path:
             f.attrs["format_version"] = FORMAT_VERSION
             f.attrs["label"] = result.label
             f.attrs["created_utc"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
+            f.attrs["run_id"] = result.run_id
             f["config"] = json.dumps(result.config, sort_keys=False)
             _scalar_attrs(f.create_group("versions"), result.versions)
             _scalar_attrs(f.create_group("checksums"), result.checksums)
@@ -190,16 +198,21 @@ def _plain_attr(value: Any) -> Any:
 def read_result(path: str | os.PathLike) -> RingdownResult:
     """Read a results file written by :func:`write_result`.
 
+    A file published by a pipeline run (``<label>.h5`` beside ``<label>.manifest.json``) is
+    first checked against the manifest of its result set.
+
     Raises
     ------
     FileNotFoundError
         If ``path`` does not exist.
     ValueError
-        If the file is not a gwtools ringdown result or has another format version.
+        If the file is not a gwtools ringdown result or has another format version, or is not
+        the file its run published (its result set is being published, or mixes runs).
     """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"results file {path} does not exist")
+    verify_member(path, path.stem)
     try:
         f = h5py.File(path, "r")
     except OSError as err:
@@ -244,6 +257,7 @@ def read_result(path: str | os.PathLike) -> RingdownResult:
             versions={k: str(_plain_attr(v)) for k, v in f["versions"].attrs.items()},
             checksums={k: str(_plain_attr(v)) for k, v in f["checksums"].attrs.items()},
             waveforms=waveforms,
+            run_id=str(_plain_attr(f.attrs.get("run_id", ""))),
         )
 
 
@@ -260,7 +274,7 @@ def to_bilby_result(result: RingdownResult, prior: str = "physical"):
     -----
     The posterior DataFrame holds every column; ``search_parameter_keys`` are the sampled
     parameters, with uniform priors on their ranges.  The configuration, versions, checksums,
-    the other priors' ln Z and the diagnostics go into ``meta_data``.  ``log_noise_evidence``
+    the other priors' ln Z, the diagnostics and the run id go into ``meta_data``.  ``log_noise_evidence``
     is the diagnostic ``log_noise_evidence`` (ln L of the data without signal), NaN if absent.
     """
     import bilby
@@ -291,6 +305,7 @@ def to_bilby_result(result: RingdownResult, prior: str = "physical"):
         num_likelihood_evaluations=int(result.diagnostics.get("ncall", 0)),
         sampling_time=float(result.diagnostics.get("sampling_walltime", 0.0)),
         meta_data={
+            "run_id": result.run_id,
             "evidence_prior": prior,
             "log_evidence_by_prior": {k: list(v) for k, v in result.log_evidence.items()},
             "config": dict(result.config),

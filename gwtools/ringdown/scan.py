@@ -3,9 +3,15 @@
 Each (start time, mode set) pair is an independent ringdown run of the base configuration
 (:func:`run_scan_point`, a top-level function of plain data, so it pickles to any Dask worker).
 By default the runs go to a :class:`distributed.LocalCluster` on this machine; give the address
-of a running scheduler to use a multi-machine cluster with the same code.  A failed run is
-retried ``[scan] retries`` times by Dask and, if it still fails, is reported in the table with
-its error, never dropped.
+of a running scheduler to use a multi-machine cluster with the same code.  Every point's
+configuration is checked against its input files and its data before any run starts
+(:func:`check_scan_points`): a scan with a point that cannot run is refused
+at once.  A run that fails on bad input (``ValueError``, ``FileNotFoundError``: the same input
+would fail again) is reported without a retry; one that fails otherwise (a lost worker, an
+unexpected error) is retried ``[scan] retries`` times by Dask.  Either way a failure is
+reported in the table with its error, never dropped.  The scan holds the lock of its output
+directory and publishes ``scan.csv`` and ``scan.png`` as one result set (``scan``, see
+:mod:`gwtools.io.outputs`); each point publishes its own outputs in its own directory.
 
 The Bayes factor of each mode set against the first one (e.g. 220+221 vs 220) at the same start
 time is ln B = ln Z_phys(set) - ln Z_phys(reference), with both evidences under the physical
@@ -27,7 +33,14 @@ from typing import Any
 import numpy as np
 
 from gwtools.io.atomic import atomic_path
-from gwtools.ringdown.config import ScanConfig, config_to_dict, override, parse_config
+from gwtools.io.outputs import lock_directory, new_run_id, staged_result_set, verify_member
+from gwtools.ringdown.config import (
+    ScanConfig,
+    check_inputs,
+    config_to_dict,
+    override,
+    parse_config,
+)
 from gwtools.ringdown.results import credible_interval
 
 __all__ = [
@@ -35,11 +48,13 @@ __all__ = [
     "SCAN_COLUMNS",
     "scan_points",
     "run_scan_point",
+    "scan_task",
     "tabulate_scan",
     "write_scan_table",
     "read_scan_table",
     "plot_scan",
     "run_scan",
+    "check_scan_points",
 ]
 
 logger = logging.getLogger(__name__)
@@ -140,12 +155,59 @@ def run_scan_point(config: Mapping[str, Any]) -> dict[str, Any]:
     return row
 
 
+def scan_task(config: Mapping[str, Any]) -> dict[str, Any]:
+    """:func:`run_scan_point` as a Dask task: bad input is returned, not raised.
+
+    A ``ValueError`` or ``FileNotFoundError`` comes from the configuration or the data and
+    would come again on a retry, so it is returned as ``{"error": "<type>: <message>"}`` (Dask
+    retries only what is raised); any other exception propagates and is retried.
+    """
+    try:
+        return run_scan_point(config)
+    except (ValueError, FileNotFoundError) as err:
+        logger.warning("scan run %s: %s", config["output"]["label"], err)
+        return {"error": f"{type(err).__name__}: {err}"}
+
+
+def check_scan_points(points: Sequence[Mapping[str, Any]]) -> None:
+    """Check every point against its input files and its data, before anything runs.
+
+    Each point's configuration goes through :func:`~gwtools.ringdown.config.check_inputs`,
+    and the data-quality checks of its windows
+    (:func:`~gwtools.ringdown.pipeline.usable_strain`) run once per start time.
+
+    Raises
+    ------
+    ValueError
+        One line per problem, naming the start times and mode sets it concerns.
+    """
+    from gwtools.ringdown.pipeline import usable_strain
+
+    problems: dict[str, list[str]] = {}
+    data_checked = set()
+    for point in points:
+        offset = point["analysis"]["start_offset_ms"]
+        try:
+            config = parse_config(point)
+            check_inputs(config)
+            if offset not in data_checked:
+                usable_strain(config)
+                data_checked.add(offset)
+        except (ValueError, FileNotFoundError) as err:
+            where = f"{offset:+.3f} ms ({_modes_label(point['model']['modes'])})"
+            problems.setdefault(str(err), []).append(where)
+    if problems:
+        lines = [f"scan point(s) {', '.join(where)}: {message}" for message, where in problems.items()]
+        raise ValueError("\n".join(lines))
+
+
 def tabulate_scan(
     points: Sequence[Mapping[str, Any]], outcomes: Sequence[Mapping[str, Any] | BaseException]
 ) -> list[dict[str, Any]]:
     """Scan table rows from the configurations and their outcomes (row dicts or exceptions).
 
-    Failed runs keep their start time and modes, with ``status = "failed"`` and the error.
+    An outcome is a row dict, an exception, or ``{"error": ...}`` (:func:`scan_task`).  Failed
+    runs keep their start time and modes, with ``status = "failed"`` and the error.
     ``ln_b`` compares each mode set with the first mode set of the scan at the same start time.
     """
     if len(points) != len(outcomes):
@@ -158,6 +220,9 @@ def tabulate_scan(
         if isinstance(outcome, BaseException):
             row["status"] = "failed"
             row["error"] = f"{type(outcome).__name__}: {outcome}"
+        elif "error" in outcome:
+            row["status"] = "failed"
+            row["error"] = outcome["error"]
         else:
             row.update(outcome)
             row["status"] = "ok"
@@ -188,10 +253,14 @@ def write_scan_table(rows: Sequence[Mapping[str, Any]], path: str | os.PathLike)
 
 
 def read_scan_table(path: str | os.PathLike) -> list[dict[str, Any]]:
-    """Read a scan CSV back; numeric fields become floats (empty ones stay ``""``)."""
+    """Read a scan CSV back; numeric fields become floats (empty ones stay ``""``).
+
+    A table published by :func:`run_scan` is first checked against its result set's manifest.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"scan table {path} does not exist")
+    verify_member(path, path.stem)
     text = {"modes", "status", "error", "result_path"}
     with open(path, newline="", encoding="utf-8") as handle:
         reader = csv.DictReader(handle)
@@ -207,6 +276,7 @@ def plot_scan(
     path: str | os.PathLike,
     *,
     imr: tuple[np.ndarray, np.ndarray] | None = None,
+    run_id: str | None = None,
 ) -> Path:
     """ln B and the remnant mass and spin (median, 90%) against start time, per mode set.
 
@@ -218,11 +288,15 @@ def plot_scan(
         PNG to write.
     imr : (array_like, array_like), optional
         IMR remnant (mass, spin) samples, drawn as 90% bands.
+    run_id : str, optional
+        Identifier of the scan, printed on the figure.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from gwtools.ringdown.plots import save_figure
 
     ok = [row for row in rows if row["status"] == "ok"]
     mode_sets = list(dict.fromkeys(row["modes"] for row in rows))
@@ -260,17 +334,16 @@ def plot_scan(
     axes[-1].set_xlabel("start time after the peak [ms]")
     axes[0].set_title(r"Start-time scan ($\ln B$: $\pm 1\sigma$; $M_f$, $\chi_f$: 90% intervals;"
                       " red dotted: failed runs)", fontsize="medium")
-    path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, run_id)
 
 
 def run_scan(
     scan: ScanConfig, *, scheduler: str | None = None, n_workers: int | None = None
 ) -> ScanOutputs:
-    """Run every point of ``scan`` on Dask and write ``scan.csv`` and ``scan.png``.
+    """Run every point of ``scan`` on Dask and publish ``scan.csv`` and ``scan.png``.
+
+    Every point is checked before the cluster starts (:func:`check_scan_points`: a scan with a
+    point that cannot run is refused), and the output directory is locked for the whole scan.
 
     Parameters
     ----------
@@ -289,49 +362,56 @@ def run_scan(
     from distributed import Client, LocalCluster, as_completed
 
     points = scan_points(scan)
-    cluster = None
-    if scheduler is None:
-        workers = n_workers or os.cpu_count() or 1
-        # A run keeps its worker busy for minutes; on a loaded machine its heartbeats can lag
-        # past the default time-to-live, and the scheduler would restart a healthy worker.
-        with dask.config.set({"distributed.scheduler.worker-ttl": None}):
-            cluster = LocalCluster(
-                n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
-            )
-        client = Client(cluster)
-    else:
-        client = Client(scheduler)
-    try:
-        logger.info("scan: %d runs on %s", len(points), client)
-        futures = {
-            client.submit(run_scan_point, point, retries=scan.retries, pure=False): i
-            for i, point in enumerate(points)
-        }
-        outcomes: list[Mapping[str, Any] | BaseException] = [RuntimeError("not run")] * len(points)
-        # collect each run as it finishes, so a worker lost later cannot take finished results
-        for future in as_completed(futures):
-            i = futures[future]
-            try:
-                outcomes[i] = future.result()
-                logger.info("scan run %s done", points[i]["output"]["label"])
-            except Exception as err:  # reported in the table, never dropped
-                logger.warning(
-                    "scan run %s failed after %d retries: %s",
-                    points[i]["output"]["label"], scan.retries, err,
-                )
-                outcomes[i] = err
-            future.release()
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
-    rows = tabulate_scan(points, outcomes)
+    check_scan_points(points)
+    run_id = new_run_id()
     directory = scan.run.output.directory
-    table = write_scan_table(rows, directory / "scan.csv")
-    imr = None
-    if scan.run.data.imr_samples is not None:
-        from gwtools.ringdown.pipeline import read_imr_samples
+    with lock_directory(directory, run_id):
+        logger.info("scan %s writing to %s", run_id, directory)
+        cluster = None
+        if scheduler is None:
+            workers = n_workers or os.cpu_count() or 1
+            # A run keeps its worker busy for minutes; on a loaded machine its heartbeats can
+            # lag past the default time-to-live, and the scheduler would restart a healthy one.
+            with dask.config.set({"distributed.scheduler.worker-ttl": None}):
+                cluster = LocalCluster(
+                    n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0"
+                )
+            client = Client(cluster)
+        else:
+            client = Client(scheduler)
+        try:
+            logger.info("scan: %d runs on %s", len(points), client)
+            futures = {
+                client.submit(scan_task, point, retries=scan.retries, pure=False): i
+                for i, point in enumerate(points)
+            }
+            outcomes: list[Mapping[str, Any] | BaseException] = [RuntimeError("not run")] * len(points)
+            # collect each run as it finishes, so a worker lost later cannot take finished results
+            for future in as_completed(futures):
+                i = futures[future]
+                try:
+                    outcomes[i] = future.result()
+                    logger.info("scan run %s done", points[i]["output"]["label"])
+                except Exception as err:  # reported in the table, never dropped
+                    logger.warning(
+                        "scan run %s failed after %d retries: %s",
+                        points[i]["output"]["label"], scan.retries, err,
+                    )
+                    outcomes[i] = err
+                future.release()
+        finally:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+        rows = tabulate_scan(points, outcomes)
+        imr = None
+        if scan.run.data.imr_samples is not None:
+            from gwtools.ringdown.pipeline import read_imr_samples
 
-        imr = read_imr_samples(scan.run.data.imr_samples)
-    plot = plot_scan(rows, directory / "scan.png", imr=imr)
-    return ScanOutputs(rows=tuple(rows), table_path=table, plot_path=plot)
+            imr = read_imr_samples(scan.run.data.imr_samples)
+        with staged_result_set(directory, "scan", run_id) as stage:
+            write_scan_table(rows, stage / "scan.csv")
+            plot_scan(rows, stage / "scan.png", imr=imr, run_id=run_id)
+    return ScanOutputs(
+        rows=tuple(rows), table_path=directory / "scan.csv", plot_path=directory / "scan.png"
+    )
