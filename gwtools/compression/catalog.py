@@ -20,13 +20,15 @@ import json
 import logging
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 from gwtools.compression.model_file import (
+    DensityHeader,
+    ModelHeader,
     model_paths,
     posterior_from_expressions,
     posterior_from_weights,
@@ -37,14 +39,14 @@ from gwtools.io.atomic import atomic_path
 
 __all__ = [
     "DEFAULT_PARAMETERS",
-    "CompressionSettings",
-    "compress_file",
-    "compress_catalog",
-    "catalog_task",
-    "heldout_split",
-    "summary_row",
-    "posterior_files",
     "SUMMARY_COLUMNS",
+    "CompressionSettings",
+    "catalog_task",
+    "compress_catalog",
+    "compress_file",
+    "heldout_split",
+    "posterior_files",
+    "summary_row",
 ]
 
 logger = logging.getLogger(__name__)
@@ -130,7 +132,7 @@ class CompressionSettings:
 def heldout_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """Random (held-out, training) row indices; the same for the KAN model and baselines."""
     order = np.random.default_rng(seed).permutation(n)
-    n_heldout = max(int(round(fraction * n)), 1)
+    n_heldout = max(round(fraction * n), 1)
     return order[:n_heldout], order[n_heldout:]
 
 
@@ -146,7 +148,7 @@ def _quantised(arrays: dict[str, np.ndarray], prefix: str) -> dict[str, np.ndarr
 
 def _fit_density(y_train, density_kwargs, symbolic_kwargs, seed, candidates=(), tolerance=0.02,
                  symbolic_density=None):
-    from gwtools.compression import kan_density, symbolic
+    from gwtools.compression import kan_density, pykan_adapter, symbolic
 
     tried = []
     configs = dict.fromkeys(  # in order, without duplicates
@@ -171,16 +173,10 @@ def _fit_density(y_train, density_kwargs, symbolic_kwargs, seed, candidates=(), 
     sym = symbolic.fit_symbolic(
         source, y_train, symbolic.SymbolicConfig(**{"seed": seed, **symbolic_kwargs})
     )
-    part = {
-        "n_dim": int(y_train.shape[1]),
-        "hidden": config.hidden,
-        "n_components": config.n_components,
-        "mean": fitted.mean.tolist(),
-        "scale": fitted.scale.tolist(),
-    }
-    expressions_part = {**part, "hidden": source_config.hidden,
-                        "n_components": source_config.n_components,
-                        "layers": [list(f) for f in sym.formulas]}
+    part = DensityHeader(n_dim=y_train.shape[1], hidden=config.hidden,
+                         n_components=config.n_components, mean=fitted.mean, scale=fitted.scale)
+    expressions_part = replace(part, hidden=source_config.hidden,
+                               n_components=source_config.n_components, layers=sym.formulas)
     info = {
         "config": config.to_dict(),
         "symbolic_config": _symbolic_settings(symbolic_kwargs, seed),
@@ -199,7 +195,7 @@ def _fit_density(y_train, density_kwargs, symbolic_kwargs, seed, candidates=(), 
         "edge_functions": sym.function_counts,
         "edge_second_functions": sym.second_term_counts,
     }
-    return kan_density.spline_arrays(fitted), part, expressions_part, info
+    return pykan_adapter.spline_arrays(fitted.kan), part, expressions_part, info
 
 
 def _symbolic_settings(symbolic_kwargs: dict, seed: int) -> dict:
@@ -290,18 +286,13 @@ def compress_file(
             settings.size_candidates, settings.size_tolerance, settings.symbolic_density,
         )
         arrays = _quantised(spline, "posterior_")
-        expressions_header = {"posterior": expressions_part}
-        weights_header = {"posterior": part}
-        prior_info = None
+        prior_info = p_part = p_expressions_part = None
         if prior_x is not None:
             p_spline, p_part, p_expressions_part, prior_info = _fit_density(
                 stack.forward(prior_x), settings.prior_density, settings.symbolic, settings.seed,
                 symbolic_density=settings.symbolic_density,
             )
             arrays.update(_quantised(p_spline, "prior_"))
-            weights_header["prior"] = p_part
-            expressions_header["prior"] = p_expressions_part
-        common = {"parameters": list(parameters), "transforms": stack.to_dict()}
         metadata = {
             "gwtools_version": __version__,
             "source_file": Path(path).name,
@@ -309,39 +300,38 @@ def compress_file(
             "event": table.metadata.get("event"),
             "analysis": table.metadata.get("analysis"),
             "source_format": table.metadata.get("format"),
-            "n_samples": int(len(x)),
-            "n_train": int(len(train)),
+            "n_samples": len(x),
+            "n_train": len(train),
             "n_heldout": int(n_heldout),
             "split_seed": settings.seed,
             "posterior_fit": info,
             "prior_fit": prior_info,
             "parameter_bytes": int(sum(a.nbytes for a in arrays.values())),
         }
-        weights_model = posterior_from_weights({**common, **weights_header}, arrays)
-        expressions_model = posterior_from_expressions({**common, **expressions_header})
+        weights_header = ModelHeader(parameters, stack, posterior=part, prior=p_part)
+        expressions_header = ModelHeader(parameters, stack, posterior=expressions_part,
+                                         prior=p_expressions_part)
         weights_path, expressions_path = model_paths(out)
-        results = {}
-        for name, model in (("weights", weights_model), ("expressions", expressions_model)):
-            results[name] = _metrics(model, x, y, y[heldout], x[heldout], settings)
+        results = {
+            "weights": _metrics(posterior_from_weights(weights_header, arrays), x, y, y[heldout],
+                                x[heldout], settings),
+            "expressions": _metrics(posterior_from_expressions(expressions_header), x, y,
+                                    y[heldout], x[heldout], settings),
+        }
         weights_bytes = write_weights(
             weights_path,
-            {**common, **weights_header, "metadata": {**metadata, "fidelity": results["weights"]}},
+            replace(weights_header, metadata={**metadata, "fidelity": results["weights"]}),
             arrays,
         )
         # The formulas file is meant to be small and readable: scalar metrics only.
         summary_keys = ("heldout_log_density_transformed", "heldout_log_density",
                         "jsd_median_bits", "jsd_max_bits", "c2st_accuracy", "ci_shift_max")
+        expressions_metadata = {
+            **{k: v for k, v in metadata.items() if k not in ("posterior_fit", "prior_fit")},
+            "fidelity": {k: results["expressions"][k] for k in summary_keys},
+        }
         expressions_bytes = write_expressions(
-            expressions_path,
-            {
-                **common,
-                **expressions_header,
-                "metadata": {
-                    **{k: v for k, v in metadata.items() if k not in ("posterior_fit", "prior_fit")},
-                    "fidelity": {k: results["expressions"][k] for k in summary_keys},
-                },
-            },
-        )
+            expressions_path, replace(expressions_header, metadata=expressions_metadata))
     finally:
         torch.set_num_threads(threads)
     seconds = time.perf_counter() - start
@@ -359,7 +349,7 @@ def compress_file(
         "event": table.metadata.get("event"),
         "parameters": list(parameters),
         "n_parameters": len(parameters),
-        "n_samples": int(len(x)),
+        "n_samples": len(x),
         "weights_path": str(weights_path),
         "expressions_path": str(expressions_path),
         "weights_bytes": weights_bytes,
