@@ -185,7 +185,7 @@ def build_kan(n_dim: int, config: KANDensityConfig, *, generator: torch.Generato
     return pykan_adapter.new_kan(
         [n_dim, config.hidden, n_dim * 3 * k], [config.grid, config.output_grid],
         made_masks(n_dim, config.hidden, k), init.reshape(-1), generator=generator,
-        seed=config.seed, noise_scale=_INIT_NOISE)
+        noise_scale=_INIT_NOISE)
 
 
 def mixture_log_prob(outputs: torch.Tensor, z: torch.Tensor, n_components: int) -> torch.Tensor:

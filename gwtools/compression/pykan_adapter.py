@@ -7,9 +7,10 @@ symbolic layers (``symbolic_fun``: per-edge library function and affine constant
 (:func:`network_forward`, :func:`symbolic_forward`), several times faster than pykan's
 forward, which caches every activation, and every write into pykan's internals is here:
 
-* construction: pykan draws its initial curves with an irreproducible least squares; they
-  are drawn again from an explicit :class:`torch.Generator` and fitted reproducibly
-  (:func:`new_kan`);
+* construction without side effects: pykan seeds the global torch, numpy and ``random``
+  generators and draws its initial curves with an irreproducible least squares; both are
+  undone (:func:`new_kan`), and every initial random value is drawn again from an explicit
+  :class:`torch.Generator`;
 * grid updates with a deterministic least squares (:func:`update_grids`);
 * a second symbolic layer per layer for edges that need two terms (:func:`add_second_terms`),
   which pykan does not know;
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import random
 from collections.abc import Iterator, Sequence
 
 import numpy as np
@@ -59,8 +61,21 @@ def quiet_pykan() -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def _global_generators_kept() -> Iterator[None]:
+    """Restore torch's, numpy's and ``random``'s global generators afterwards (pykan's
+    constructor reseeds all three)."""
+    numpy_state, python_state = np.random.get_state(), random.getstate()
+    with torch.random.fork_rng(devices=[]):
+        try:
+            yield
+        finally:
+            np.random.set_state(numpy_state)
+            random.setstate(python_state)
+
+
 def new_kan(widths: Sequence[int], grids: Sequence[int], masks: Sequence[np.ndarray],
-            output_bias: torch.Tensor, *, generator: torch.Generator, seed: int,
+            output_bias: torch.Tensor, *, generator: torch.Generator,
             noise_scale: float = 0.1):
     """A pykan network with edge masks, trainable node biases and reproducible initial values.
 
@@ -75,10 +90,9 @@ def new_kan(widths: Sequence[int], grids: Sequence[int], masks: Sequence[np.ndar
     output_bias : torch.Tensor, shape (n_out,)
         Initial biases of the output nodes.
     generator : torch.Generator
-        Draws, layer by layer, the random initial spline curves (uniform, amplitude
-        ``noise_scale / G``).
-    seed : int
-        pykan's seed, which draws the initial base scales.
+        Draws, layer by layer, pykan's initial values: the random spline curves (uniform,
+        amplitude ``noise_scale / G``) and the base scales (uniform in
+        ``(-1, 1) / sqrt(n_in)``).
     noise_scale : float
         pykan's ``noise_scale``.
 
@@ -90,8 +104,8 @@ def new_kan(widths: Sequence[int], grids: Sequence[int], masks: Sequence[np.ndar
     """
     from kan import KAN
 
-    with quiet_pykan():
-        model = KAN(width=list(widths), grid=list(grids), k=3, grid_range=[-3.0, 3.0], seed=seed,
+    with quiet_pykan(), _global_generators_kept():
+        model = KAN(width=list(widths), grid=list(grids), k=3, grid_range=[-3.0, 3.0], seed=0,
                     auto_save=False, grid_eps=1.0, noise_scale=noise_scale)
     for layer, mask in zip(model.act_fun, masks):
         # pykan fits its initial curves with its irreproducible least squares; they are
@@ -100,6 +114,8 @@ def new_kan(widths: Sequence[int], grids: Sequence[int], masks: Sequence[np.ndar
         noise = torch.rand(layer.num + 1, layer.in_dim, layer.out_dim, generator=generator)
         noise = (noise - 0.5) * noise_scale / layer.num
         layer.coef.data = _spline_coefficients(knots, noise, layer.grid, layer.k)
+        scale_base = torch.rand(layer.in_dim, layer.out_dim, generator=generator) * 2 - 1
+        layer.scale_base.data = (scale_base / np.sqrt(layer.in_dim)).to(layer.scale_base.dtype)
         layer.mask.data = torch.as_tensor(mask, dtype=layer.mask.dtype)
         # pykan keeps the grid-update blend per layer.
         layer.grid_eps = 1.0
