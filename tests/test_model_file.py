@@ -3,6 +3,7 @@ ancestral sampling, file round trips, checksums, errors, and no torch import."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import subprocess
@@ -23,6 +24,7 @@ from gwtools.compression.model_file import (
     ModelHeader,
     posterior_from_expressions,
     posterior_from_weights,
+    restamp,
     write_expressions,
     write_weights,
 )
@@ -282,3 +284,123 @@ def test_regeneration_imports_neither_torch_nor_pykan(tmp_path):
                             check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_stored_checksum_is_the_sha256_of_the_canonical_content(tmp_path):
+    """The checksum is SHA-256 over the header JSON with sorted keys and no spaces (the
+    checksum left out), then each array's name, dtype, shape and bytes in name order."""
+    path = tmp_path / "g.expr.json"
+    write_expressions(path, _gaussian_header())
+    raw = json.loads(path.read_text())
+    body = {k: v for k, v in raw.items() if k != "checksum"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    assert raw["checksum"] == "sha256:" + hashlib.sha256(text).hexdigest()
+    assert raw["format_version"] == FORMAT_VERSION == 2
+    header, arrays = _random_weights(np.random.default_rng(3))
+    write_weights(tmp_path / "m.weights.npz", header, arrays)
+    with np.load(tmp_path / "m.weights.npz") as f:
+        stored = {k: f[k] for k in f.files}
+    raw = json.loads(stored.pop("header").tobytes())
+    digest = hashlib.sha256(json.dumps({k: v for k, v in raw.items() if k != "checksum"},
+                                       sort_keys=True, separators=(",", ":")).encode())
+    for name in sorted(stored):
+        digest.update(f"\n{name}:{stored[name].dtype.str}:{list(stored[name].shape)}\n".encode())
+        digest.update(stored[name].tobytes())
+    assert raw["checksum"] == "sha256:" + digest.hexdigest()
+
+
+def test_edited_files_are_refused_until_restamped(tmp_path, caplog):
+    """One constant edited in an expressions file used to move a mean silently."""
+    path = tmp_path / "g.expr.json"
+    write_expressions(path, _gaussian_header())
+    draws = load(path).density.sample_unbounded(20000, np.random.default_rng(0))
+    assert draws[:, 0].mean() == pytest.approx(0.5, abs=0.05)
+    raw = json.loads(path.read_text())
+    raw["posterior"]["layers"][1][1] = "0.9"  # the mean of the first dimension
+    path.write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match=r"g\.expr\.json does not match its content checksum.*"
+                                         r"gwtools restamp .*g\.expr\.json.*verify=False"):
+        load(path)
+    with caplog.at_level("WARNING", logger="gwtools.compression.model_file"):
+        edited = load(path, verify=False)
+    assert "does not match its content checksum; loaded anyway" in caplog.text
+    draws = edited.density.sample_unbounded(20000, np.random.default_rng(0))
+    assert draws[:, 0].mean() == pytest.approx(0.9, abs=0.05)
+    checksum = restamp(path)
+    assert checksum == json.loads(path.read_text())["checksum"] != raw["checksum"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="gwtools.compression.model_file"):
+        accepted = load(path)
+    assert not caplog.records
+    np.testing.assert_array_equal(accepted.sample(100, seed=1), edited.sample(100, seed=1))
+    with pytest.raises(ValueError, match="not a model file"):
+        restamp(tmp_path / "g")
+    # A weights file with one bias changed.
+    header, arrays = _random_weights(np.random.default_rng(3))
+    weights = tmp_path / "m.weights.npz"
+    write_weights(weights, header, arrays)
+    with np.load(weights) as f:
+        stored = {k: f[k] for k in f.files}
+    stored["posterior_layer1_bias"] = stored["posterior_layer1_bias"] + np.float32(0.01)
+    np.savez_compressed(weights, **stored)
+    with pytest.raises(ValueError, match=r"m\.weights\.npz does not match its content checksum"):
+        load(weights)
+    restamp(weights)
+    assert np.isfinite(load(weights).log_prob(load(weights).sample(10, seed=1))).all()
+
+
+def test_header_is_checked_against_the_network(tmp_path):
+    """Parameters, transforms, bounds and sizes must agree with the network, whether or not
+    the checksum is verified (a 6-D model with 5 names used to drop a column)."""
+    cut = _edited(tmp_path / "cut.expr.json",
+                  lambda h: (h["parameters"].pop(), h["transforms"]["transforms"].pop()))
+    with pytest.raises(ValueError, match="checksum"):
+        load(cut)
+    with pytest.raises(ValueError, match=r"cut\.expr\.json: the header lists 1 parameters "
+                                         r"\['mass_ratio'\], but the posterior network models 2"):
+        load(cut, verify=False)
+    renamed = _edited(tmp_path / "renamed.expr.json", lambda h: h["parameters"].__setitem__(1, "a_2"))
+    with pytest.raises(ValueError, match=r"transforms are for \['mass_ratio', 'a_1'\]"):
+        load(renamed, verify=False)
+    wide = _edited(tmp_path / "wide.expr.json",
+                   lambda h: h["transforms"]["transforms"][1].__setitem__("upper", 2.0))
+    with pytest.raises(ValueError, match=r"logit transform of 'a_1' spans \[0.0, 2.0\], outside "
+                                         r"the parameter's physical support \[0.0, 1.0\]"):
+        load(wide, verify=False)
+    short_mean = _edited(tmp_path / "mean.expr.json", lambda h: h["posterior"]["mean"].pop())
+    with pytest.raises(ValueError, match="posterior density: mean has 1 entries for n_dim = 2"):
+        load(short_mean, verify=False)
+    header, arrays = _random_weights(np.random.default_rng(3))
+    missing = {k: v for k, v in arrays.items() if k != "posterior_layer0_bias"}
+    with pytest.raises(ValueError, match=r"\['posterior_layer0_bias'\] are missing"):
+        write_weights(tmp_path / "x.weights.npz", header, missing)
+    short = {**arrays, "posterior_layer1_bias": arrays["posterior_layer1_bias"][:-1]}
+    with pytest.raises(ValueError, match=r"posterior_layer1_bias has shape \(17,\), expected \(18,\)"):
+        posterior_from_weights(header, short)
+    stray = {**arrays, "prior_layer0_bias": arrays["posterior_layer0_bias"]}
+    with pytest.raises(ValueError, match="belong to no density"):
+        posterior_from_weights(header, stray)
+    assert not (tmp_path / "x.weights.npz").exists()
+
+
+def test_version_1_files_load_with_a_warning(tmp_path, caplog):
+    path = tmp_path / "old.expr.json"
+    write_expressions(path, _gaussian_header())
+    raw = json.loads(path.read_text())
+    raw["format_version"] = 1
+    del raw["checksum"]
+    path.write_text(json.dumps(raw))
+    with caplog.at_level("WARNING", logger="gwtools.compression.model_file"):
+        old = load(path)
+    assert "cannot be verified" in caplog.text and "gwtools restamp" in caplog.text
+    restamp(path)
+    assert json.loads(path.read_text())["format_version"] == FORMAT_VERSION
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="gwtools.compression.model_file"):
+        stamped = load(path)
+    assert not caplog.records
+    np.testing.assert_array_equal(stamped.sample(100, seed=2), old.sample(100, seed=2))
+    raw["format_version"] = FORMAT_VERSION
+    path.write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match="has no content checksum"):
+        load(path)

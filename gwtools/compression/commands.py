@@ -1,5 +1,5 @@
 """Registration of the compression subcommands (``compress``, ``regenerate``, ``logpdf``,
-``compress-catalog``).
+``restamp``, ``compress-catalog``).
 
 Only argparse is imported here; torch and pykan are imported inside the handlers that fit,
 and ``regenerate`` / ``logpdf`` import only numpy, scipy and h5py.
@@ -108,7 +108,7 @@ def _write_table(path: Path, names, columns) -> None:
 def _regenerate(args) -> int:
     from gwtools.compression import load
 
-    model = load(args.model, source=args.source)
+    model = load(args.model, source=args.source, verify=args.verify)
     samples = model.sample(args.n, seed=args.seed)
     names, columns = list(model.parameters), [samples[:, i] for i in range(samples.shape[1])]
     if model.prior is not None:
@@ -123,7 +123,7 @@ def _logpdf(args) -> int:
     from gwtools.compression import load
     from gwtools.io.posteriors import read_posterior
 
-    model = load(args.model, source=args.source)
+    model = load(args.model, source=args.source, verify=args.verify)
     table = read_posterior(args.points, params=model.parameters)
     values = model.log_prob(table)
     names, columns = ["log_prob"], [values]
@@ -134,8 +134,20 @@ def _logpdf(args) -> int:
     return 0
 
 
+def _restamp(args) -> int:
+    from gwtools.compression.model_file import restamp
+
+    for path in args.files:
+        print(f"{path}: {restamp(path)}")
+    return 0
+
+
 def _compress_catalog(args) -> int:
-    from gwtools.compression.catalog import SUMMARY_COLUMNS, compress_catalog, summary_row
+    from gwtools.compression.catalog import (
+        SUMMARY_COLUMNS,
+        compress_catalog,
+        summary_row,
+    )
 
     summaries = compress_catalog(
         args.directory,
@@ -185,6 +197,12 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help="samples regenerated to measure fidelity (default 20000)")
 
 
+def _add_verify_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="load a model file whose content checksum no longer matches (a deliberate "
+                        "edit; `gwtools restamp FILE` accepts it for good)")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the compression subcommands to the top-level parser."""
     p = sub.add_parser("compress", help="compress a posterior file into KAN weights and formulas")
@@ -202,6 +220,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output .h5 (one dataset per parameter) or .csv")
     p.add_argument("--from", dest="source", choices=("weights", "expressions"), default="weights",
                    help="which file of a model stem to use (default weights)")
+    _add_verify_option(p)
     p.set_defaults(handler=_regenerate)
 
     p = sub.add_parser("logpdf", help="log posterior density of a compressed posterior at points")
@@ -209,7 +228,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("points", help="points file (any posterior layout, e.g. CSV with a header)")
     p.add_argument("--out", required=True, help="output .h5 or .csv with a log_prob column")
     p.add_argument("--from", dest="source", choices=("weights", "expressions"), default="weights")
+    _add_verify_option(p)
     p.set_defaults(handler=_logpdf)
+
+    p = sub.add_parser("restamp",
+                       help="accept deliberately edited model files: check them, store new checksums")
+    p.add_argument("files", nargs="+", metavar="FILE", help="MODEL.weights.npz or MODEL.expr.json")
+    p.set_defaults(handler=_restamp)
 
     p = sub.add_parser("compress-catalog",
                        help="compress every posterior file of a directory in parallel (Dask)")

@@ -534,6 +534,9 @@ def restamp(path: str | os.PathLike) -> str:
     FileNotFoundError, ValueError
         As :func:`load`.
     """
+    if not str(path).endswith((WEIGHTS_SUFFIX, EXPRESSIONS_SUFFIX)):
+        raise ValueError(f"{path} is not a model file: give MODEL{WEIGHTS_SUFFIX} or "
+                         f"MODEL{EXPRESSIONS_SUFFIX}")
     source, path = _source_and_path(path, "weights")
     _, raw, arrays = _load_file(path, source, verify=False)
     body = {key: value for key, value in raw.items()
