@@ -158,6 +158,30 @@ def test_size_is_chosen_by_validation_loss(tmp_path):
         assert arrays["posterior_layer0_coef"].shape[1] == 5 + 3
 
 
+def test_regenerate_takes_float_notation_and_streams_in_chunks(model, capsys):
+    from gwtools.compression import load
+
+    h5, text = model / "stream.h5", model / "stream.csv"
+    assert main(["regenerate", str(model / "model"), "--n", "5e4", "--seed", "2",
+                 "--out", str(h5)]) == 0
+    assert main(["regenerate", str(model / "model"), "--n", "50000", "--seed", "2",
+                 "--chunk-size", "1e3", "--out", str(text)]) == 0
+    expected = load(model / "model").sample(50000, seed=2)
+    with h5py.File(h5, "r") as f:
+        np.testing.assert_array_equal(np.column_stack([f[n][()] for n in NAMES]), expected)
+    np.testing.assert_allclose(np.loadtxt(text, delimiter=",", skiprows=1), expected, rtol=1e-9)
+    for bad in ("1.5", "0", "-2", "1e9x", "nan", "inf"):
+        with pytest.raises(SystemExit):
+            main(["regenerate", str(model / "model"), "--n", bad, "--out", str(h5)])
+        assert "is not a positive whole number" in capsys.readouterr().err
+    # Far more than any disk holds: refused before anything is drawn, in one line.
+    assert main(["regenerate", str(model / "model"), "--n", "1e15", "--out",
+                 str(model / "huge.h5")]) == 2
+    err = capsys.readouterr().err
+    assert "needs about 1.6e+07 GB for 2,000,000,000,000,000 values" in err
+    assert err.count("\n") == 1 and not (model / "huge.h5").exists()
+
+
 def test_edited_models_need_no_verify_or_restamp(model, tmp_path, capsys):
     import json
 

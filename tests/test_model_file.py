@@ -4,13 +4,16 @@ ancestral sampling, file round trips, checksums, errors, and no torch import."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import subprocess
 import sys
 import textwrap
+import tracemalloc
 from dataclasses import replace
 
+import h5py
 import numpy as np
 import pytest
 from scipy import stats
@@ -28,6 +31,7 @@ from gwtools.compression.model_file import (
     write_expressions,
     write_weights,
 )
+from gwtools.compression.tables import write_samples
 from gwtools.compression.transforms import TransformStack
 
 
@@ -404,3 +408,39 @@ def test_version_1_files_load_with_a_warning(tmp_path, caplog):
     path.write_text(json.dumps(raw))
     with pytest.raises(ValueError, match="has no content checksum"):
         load(path)
+
+
+def test_streamed_tables_hold_the_one_shot_samples(tmp_path, caplog):
+    """Chunks of 999 samples (the generator's blocks are 32768) give the samples of one
+    ``sample`` call, in HDF5 and in CSV, with ln_prior; no temporary file is left."""
+    prior = _gaussian_header(shift=(0.3, -0.2)).posterior
+    model = posterior_from_expressions(replace(_gaussian_header(), prior=prior))
+    n = 70_000
+    expected = model.sample(n, seed=4)
+    ln_prior = model.ln_prior(expected)
+    for suffix in (".h5", ".csv"):
+        with caplog.at_level("INFO", logger="gwtools.compression.tables"):
+            write_samples(model, n, tmp_path / f"s{suffix}", seed=4, chunk_size=999)
+        assert f"wrote {n} samples from the expressions file" in caplog.text
+        assert "samples/s" in caplog.text
+    with h5py.File(tmp_path / "s.h5", "r") as f:
+        assert sorted(f) == ["a_1", "ln_prior", "mass_ratio"]
+        np.testing.assert_array_equal(np.column_stack([f["mass_ratio"][()], f["a_1"][()]]), expected)
+        np.testing.assert_array_equal(f["ln_prior"][()], ln_prior)
+    one_shot = io.StringIO()
+    np.savetxt(one_shot, np.column_stack([expected, ln_prior]), delimiter=",",
+               header="mass_ratio,a_1,ln_prior", comments="", fmt="%.10g")
+    assert (tmp_path / "s.csv").read_text() == one_shot.getvalue()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.csv", "s.h5"]
+
+
+def test_streaming_memory_does_not_grow_with_the_sample_count(tmp_path):
+    model = posterior_from_expressions(_gaussian_header())
+    peaks = []
+    for n in (50_000, 800_000):
+        tracemalloc.start()
+        write_samples(model, n, tmp_path / "s.h5", seed=1, chunk_size=10_000)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert peaks[1] < 1.2 * peaks[0]
+    assert peaks[1] < 800_000 * 2 * 8 / 4  # a quarter of the samples themselves
