@@ -200,3 +200,25 @@ def test_edited_models_need_no_verify_or_restamp(model, tmp_path, capsys):
     assert main(["restamp", str(edited)]) == 0
     assert "sha256:" in capsys.readouterr().out
     assert main(["regenerate", str(edited), "--n", "100", "--out", str(out)]) == 0
+
+
+def test_too_few_samples_are_refused_quoting_the_given_count(tmp_path, capsys, caplog):
+    from gwtools.compression.catalog import CompressionSettings, compress_file
+
+    for n in (20, 30):
+        _write_posterior(tmp_path / f"p{n}.csv", seed=1, n=n)
+        with pytest.raises(ValueError, match=rf"p{n}\.csv has {n} posterior samples; "
+                                             "compression needs at least 100"):
+            compress_file(tmp_path / f"p{n}.csv", tmp_path / "m", NAMES)
+    assert main(["compress", str(tmp_path / "p30.csv"), "--params", ",".join(NAMES), "--out",
+                 str(tmp_path / "m")]) == 2
+    assert "p30.csv has 30 posterior samples" in capsys.readouterr().err
+    _write_posterior(tmp_path / "p300.csv", seed=1, n=300)
+    settings = CompressionSettings(
+        density={"hidden": 3, "n_components": 2, "max_epochs": 3}, size_candidates=(),
+        symbolic_density={}, symbolic={"finetune_steps": 2, "n_fit_samples": 100},
+        metric_samples=300, c2st_samples=300)
+    with caplog.at_level("WARNING", logger="gwtools.compression.catalog"):
+        compress_file(tmp_path / "p300.csv", tmp_path / "m", NAMES, settings=settings)
+    assert ("p300.csv has 300 posterior samples, fewer than the 2000 recommended" in caplog.text
+            and "from 60 held-out samples, C2ST from 300 samples per class" in caplog.text)
