@@ -421,7 +421,7 @@ def test_streamed_tables_hold_the_one_shot_samples(tmp_path, caplog):
     for suffix in (".h5", ".csv"):
         with caplog.at_level("INFO", logger="gwtools.compression.tables"):
             write_samples(model, n, tmp_path / f"s{suffix}", seed=4, chunk_size=999)
-        assert f"wrote {n} samples from the expressions file" in caplog.text
+        assert f"wrote {n:,} samples from the expressions file" in caplog.text
         assert "samples/s" in caplog.text
     with h5py.File(tmp_path / "s.h5", "r") as f:
         assert sorted(f) == ["a_1", "ln_prior", "mass_ratio"]

@@ -146,13 +146,14 @@ def write_samples(model: CompressedPosterior, n: int, path: str | os.PathLike, *
                 done = start + len(x)
                 if now - last_report >= _PROGRESS_SECONDS and done < n:
                     rate = done / (now - start_time)
-                    logger.info("%s: %.1f%% (%d of %d samples), %.3g samples/s, about %.0f s left",
-                                path.name, 100.0 * done / n, done, n, rate, (n - done) / rate)
+                    logger.info("%s: %.1f%% (%s of %s samples), %.3g samples/s, about %.0f s left",
+                                path.name, 100.0 * done / n, f"{done:,}", f"{n:,}", rate,
+                                (n - done) / rate)
                     last_report = now
         finally:
             writer.close()
     seconds = time.perf_counter() - start_time
     rate = n / seconds
-    logger.info("wrote %d samples from the %s file to %s in %.1f s: %.3g samples/s", n,
+    logger.info("wrote %s samples from the %s file to %s in %.1f s: %.3g samples/s", f"{n:,}",
                 model.source, path, seconds, rate)
     return rate
