@@ -10,10 +10,17 @@ import pytest
 import torch
 from scipy import stats
 
-from gwtools.compression import kan_density, load, symbolic
+from gwtools.compression import kan_density, load, pykan_adapter, symbolic
 from gwtools.compression.catalog import CompressionSettings, compress_file
+from gwtools.compression.formulas import write_formulas
+from gwtools.compression.layers import ExpressionLayer
 from gwtools.compression.metrics import c2st, js_divergence_1d
-from gwtools.compression.model_file import made_masks, posterior_from_weights
+from gwtools.compression.mixture import made_masks
+from gwtools.compression.model_file import (
+    DensityHeader,
+    ModelHeader,
+    posterior_from_weights,
+)
 from gwtools.compression.transforms import TransformStack
 
 NAMES = ("mass_ratio", "a_1", "chirp_mass")
@@ -38,30 +45,42 @@ def analytic_logpdf(x: np.ndarray) -> np.ndarray:
 
 
 def test_fast_forward_equals_pykan_forward():
-    torch.manual_seed(0)
+    generator = torch.Generator().manual_seed(0)
     config = kan_density.KANDensityConfig(hidden=5, n_components=2, grid=4)
     model = kan_density.build_kan(3, config)
     for layer in model.act_fun:  # move away from the near-zero initial splines
-        layer.coef.data += 0.3 * torch.randn_like(layer.coef)
-    z = torch.randn(200, 3) * 1.5
-    with kan_density.quiet_pykan(), torch.no_grad():
+        layer.coef.data += 0.3 * torch.randn(layer.coef.shape, generator=generator)
+    z = torch.randn(200, 3, generator=generator) * 1.5
+    with pykan_adapter.quiet_pykan(), torch.no_grad():
         expected = model(z)
-        ours = kan_density.network_forward(model, z)
+        ours = pykan_adapter.network_forward(model, z)
     torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)
 
 
 def test_fits_are_reproducible():
     """Two fits with one seed give bit-identical networks and formulas (pykan's own least
-    squares, used at initialisation and grid updates, is not reproducible)."""
+    squares, used at initialisation and grid updates, is not reproducible), whatever the
+    global generators hold, and leave those generators as they were."""
+    import random
+
     y = analytic_samples(1500, seed=4)
     y = np.column_stack([np.log(y[:, 0] / (1 - y[:, 0])), np.log(y[:, 1] / (1 - y[:, 1])), np.log(y[:, 2])])
     config = kan_density.KANDensityConfig(hidden=4, n_components=2, max_epochs=8, seed=3)
-    fits = [kan_density.fit(y, config) for _ in range(2)]
+    settings = symbolic.SymbolicConfig(finetune_steps=20, n_fit_samples=200)
+    fits, formulas = [], []
+    for global_seed in (11, 12):
+        torch.manual_seed(global_seed)
+        np.random.seed(global_seed)
+        random.seed(global_seed)
+        states = (torch.random.get_rng_state(), np.random.get_state()[1].copy(), random.getstate())
+        fits.append(kan_density.fit(y, config))
+        formulas.append(symbolic.fit_symbolic(fits[-1], y, settings).formulas)
+        assert torch.equal(torch.random.get_rng_state(), states[0])
+        assert np.array_equal(np.random.get_state()[1], states[1])
+        assert random.getstate() == states[2]
     first, second = (f.kan.state_dict() for f in fits)
     for name in first:
         assert torch.equal(first[name], second[name]), name
-    settings = symbolic.SymbolicConfig(finetune_steps=20, n_fit_samples=200)
-    formulas = [symbolic.fit_symbolic(f, y, settings).formulas for f in fits]
     assert formulas[0] == formulas[1]
 
 
@@ -144,16 +163,13 @@ def test_numpy_evaluation_equals_torch_on_the_fitted_network():
     y = stack.forward(x)
     fitted = kan_density.fit(y, kan_density.KANDensityConfig(hidden=6, n_components=3,
                                                              max_epochs=5, seed=1))
-    part = {"n_dim": 3, "hidden": 6, "n_components": 3,
-            "mean": fitted.mean.tolist(), "scale": fitted.scale.tolist()}
-    arrays = {"posterior_" + k: v for k, v in kan_density.spline_arrays(fitted).items()}
-    model = posterior_from_weights(
-        {"parameters": list(NAMES), "transforms": stack.to_dict(), "posterior": part}, arrays
-    )
+    part = DensityHeader(n_dim=3, hidden=6, n_components=3, mean=fitted.mean, scale=fitted.scale)
+    arrays = {"posterior_" + k: v for k, v in pykan_adapter.spline_arrays(fitted.kan).items()}
+    model = posterior_from_weights(ModelHeader(NAMES, stack, part), arrays)
     z = torch.as_tensor((y[:500] - fitted.mean) / fitted.scale)
     with torch.no_grad():
         kan64 = fitted.kan.double()
-        expected = kan_density.mixture_log_prob(kan_density.network_forward(kan64, z), z, 3)
+        expected = kan_density.mixture_log_prob(pykan_adapter.network_forward(kan64, z), z, 3)
     expected = expected.numpy() - np.log(fitted.scale).sum()
     np.testing.assert_allclose(model.density.log_prob_unbounded(y[:500]), expected, atol=1e-8)
 
@@ -168,18 +184,18 @@ def test_symbolic_forward_equals_pykan_forward():
         finetune_steps=2, n_fit_samples=200, hidden_second_term_r2=None))
     assert not sym.second_term_counts
     z = torch.as_tensor((y[:300] - fitted.mean) / fitted.scale, dtype=torch.float32)
-    with kan_density.quiet_pykan(), torch.no_grad():
+    with pykan_adapter.quiet_pykan(), torch.no_grad():
         expected = sym.kan(z)
-        ours = symbolic.symbolic_forward(sym.kan, z)
+        ours = pykan_adapter.symbolic_forward(sym.kan, z)
     torch.testing.assert_close(ours, expected, atol=1e-4, rtol=1e-4)
     # Halfway (output layer symbolic, first layer still splines), as fine-tuned in between.
     half = copy.deepcopy(fitted.kan)
     symbolic._fix_layer(half, 1, z[:200], ("x", "x^2", "tanh"), 0.8, 3e-2, {})
-    with kan_density.quiet_pykan(), torch.no_grad():
+    with pykan_adapter.quiet_pykan(), torch.no_grad():
         expected = half(z)
-        ours = symbolic.symbolic_forward(half, z)
+        ours = pykan_adapter.symbolic_forward(half, z)
         # and the halfway network differs from the spline one: the test sees the switch.
-        assert not torch.allclose(ours, kan_density.network_forward(fitted.kan, z), atol=1e-4)
+        assert not torch.allclose(ours, pykan_adapter.network_forward(fitted.kan, z), atol=1e-4)
     torch.testing.assert_close(ours, expected, atol=1e-4, rtol=1e-4)
     # Every unmasked edge got a function (or was pruned to a constant), no masked one did.
     assert sum(sym.function_counts.values()) == sum(int(m.sum()) for m in made_masks(3, 4, 2))
@@ -196,7 +212,7 @@ def test_output_layer_falls_back_to_a_less_simple_fit(caplog):
     y = TransformStack.default(NAMES, x).forward(x)
     fitted = kan_density.fit(y, kan_density.KANDensityConfig(hidden=4, n_components=2,
                                                              max_epochs=3, seed=1))
-    quick = dict(finetune_steps=20, check_every=10, n_fit_samples=150)
+    quick = {"finetune_steps": 20, "check_every": 10, "n_fit_samples": 150}
     with caplog.at_level("INFO", logger="gwtools.compression.symbolic"):
         always = symbolic.fit_symbolic(fitted, y, symbolic.SymbolicConfig(
             **quick, output_weight_simple=1.0, fallback_output_weight_simple=0.0,
@@ -218,13 +234,11 @@ def test_second_terms_in_the_forward_pass_and_the_formulas():
     explicit sum of c f(a x + b) + d over both terms of every edge."""
     from kan.utils import SYMBOLIC_LIB
 
-    from gwtools.compression.model_file import ExpressionLayer
-
     net = kan_density.build_kan(2, kan_density.KANDensityConfig(hidden=3, n_components=1))
-    symbolic._add_second_terms(net)
+    pykan_adapter.add_second_terms(net)
     rng = np.random.default_rng(8)
     names = ("sin", "x", "tanh", "x^2", "gaussian")
-    with kan_density.quiet_pykan():
+    with pykan_adapter.quiet_pykan():
         for layer, (n_in, n_out) in enumerate(((2, 3), (3, 6))):
             for i in range(n_in):
                 for j in range(n_out):
@@ -252,13 +266,13 @@ def test_second_terms_in_the_forward_pass_and_the_formulas():
         exact_layers.append(out)
         h = torch.as_tensor(out)
     with torch.no_grad():
-        ours = symbolic.symbolic_forward(net, x).numpy()
-        with kan_density.quiet_pykan():
+        ours = pykan_adapter.symbolic_forward(net, x).numpy()
+        with pykan_adapter.quiet_pykan():
             single = net(x).numpy()  # pykan's own forward, without the second terms
     np.testing.assert_allclose(ours, exact_layers[-1], rtol=1e-10, atol=1e-10)
     assert np.abs(single - exact_layers[-1]).max() > 0.1  # the second terms matter here
     inputs = [x, torch.as_tensor(exact_layers[0])]
-    formulas = symbolic.node_formulas(net, 3, inputs, 1e-4)
+    formulas = write_formulas(pykan_adapter.symbolic_terms(net), [h.numpy() for h in inputs], 3, 1e-4)
     for layer, (text, h, exact) in enumerate(zip(formulas, inputs, exact_layers)):
         got = ExpressionLayer.from_formulas(text, h.shape[1])(h.numpy())
         n_terms = 2 * h.shape[1] + 1
@@ -268,8 +282,6 @@ def test_second_terms_in_the_forward_pass_and_the_formulas():
 def test_poorly_fitted_first_layer_edges_get_second_terms():
     """With the R^2 bar at 1, every first-layer edge that is not pruned or exactly fitted gets
     a second term, and the written formulas still reproduce the symbolic network."""
-    from gwtools.compression.model_file import ExpressionLayer
-
     x = analytic_samples(1500, seed=7)
     y = TransformStack.default(NAMES, x).forward(x)
     fitted = kan_density.fit(y, kan_density.KANDensityConfig(hidden=4, n_components=2,
@@ -284,7 +296,7 @@ def test_poorly_fitted_first_layer_edges_get_second_terms():
     assert n_second <= n_live
     z = torch.as_tensor((y[:400] - fitted.mean) / fitted.scale, dtype=torch.float32)
     with torch.no_grad():
-        hidden, out = (t.double().numpy() for t in symbolic._layer_outputs(sym.kan, z))
+        hidden, out = (t.double().numpy() for t in pykan_adapter.layer_outputs(sym.kan, z))
     first = ExpressionLayer.from_formulas(sym.formulas[0], 3)(z.double().numpy())
     np.testing.assert_allclose(first, hidden, atol=2e-2)
     np.testing.assert_allclose(ExpressionLayer.from_formulas(sym.formulas[1], 4)(hidden), out,
@@ -298,11 +310,9 @@ def test_formulas_keep_enough_digits_for_steep_edges():
     not: sin(a x + b) with |a x| ~ 40 needs more digits of a than a linear term."""
     from kan.utils import SYMBOLIC_LIB
 
-    from gwtools.compression.model_file import ExpressionLayer
-
     net = kan_density.build_kan(2, kan_density.KANDensityConfig(hidden=3, n_components=1))
     rng = np.random.default_rng(5)
-    with kan_density.quiet_pykan():
+    with pykan_adapter.quiet_pykan():
         for layer, (n_in, n_out) in enumerate(((2, 3), (3, 6))):
             for i in range(n_in):
                 for j in range(n_out):
@@ -314,8 +324,9 @@ def test_formulas_keep_enough_digits_for_steep_edges():
     # Per layer, inputs and the exact node values c f(a x + b) + d summed over live edges.
     inputs = [torch.as_tensor(rng.uniform(-4, 4, size=(400, n))) for n in (2, 3)]
     tolerance = 1e-3
-    written = symbolic.node_formulas(net, 3, inputs, tolerance)
-    fixed = symbolic.node_formulas(net, 3)
+    terms = pykan_adapter.symbolic_terms(net)
+    written = write_formulas(terms, [x.numpy() for x in inputs], 3, tolerance)
+    fixed = write_formulas(terms, None, 3)
     for sym, bias, x, layer, plain in zip(net.symbolic_fun, net.node_bias, inputs, written,
                                           fixed):
         exact = np.zeros((len(x), sym.out_dim)) + bias.detach().numpy()

@@ -1,67 +1,38 @@
-"""Numpy-only evaluation of compressed posteriors: B-splines, MADE masks, the formula
-evaluator, densities against closed forms, file round trips, errors, and no torch import."""
+"""Numpy-only evaluation of compressed posteriors: MADE masks, densities against closed forms,
+ancestral sampling, file round trips, checksums, errors, and no torch import."""
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import math
 import subprocess
 import sys
 import textwrap
+import tracemalloc
+from dataclasses import replace
 
+import h5py
 import numpy as np
 import pytest
-from scipy import interpolate, stats
+from scipy import stats
 
-from gwtools.compression import load, model_file
+from gwtools.compression import load, mixture
+from gwtools.compression.layers import ExpressionLayer
+from gwtools.compression.mixture import MixtureDensity, made_masks
 from gwtools.compression.model_file import (
-    ExpressionLayer,
-    MixtureDensity,
-    SplineLayer,
-    cubic_bspline_basis,
-    made_masks,
-    parse_formula,
+    FORMAT_VERSION,
+    DensityHeader,
+    ModelHeader,
     posterior_from_expressions,
     posterior_from_weights,
+    restamp,
     write_expressions,
     write_weights,
 )
+from gwtools.compression.tables import write_samples
 from gwtools.compression.transforms import TransformStack
-
-
-def test_bspline_basis_matches_scipy():
-    lo, step, n_intervals = np.array([-2.0, 0.5]), np.array([0.8, 0.1]), 5
-    x = np.column_stack([np.linspace(-6, 6, 401), np.linspace(-0.2, 1.5, 401)])
-    basis = cubic_bspline_basis(x, lo, step, n_intervals)
-    assert basis.shape == (401, 2, n_intervals + 3)
-    for m in range(2):
-        knots = lo[m] + step[m] * np.arange(-3, n_intervals + 4)
-        for b in range(n_intervals + 3):
-            element = interpolate.BSpline.basis_element(knots[b : b + 5], extrapolate=False)
-            expected = np.nan_to_num(element(x[:, m]))
-            np.testing.assert_allclose(basis[:, m, b], expected, atol=1e-12)
-
-
-@pytest.mark.parametrize("n_intervals", [1, 2, 5, 8])
-def test_sampling_features_reproduce_the_bspline_layer(n_intervals):
-    """The truncated-power features used in sampling, with their transformed weights, give
-    the layer's B-spline outputs: inside the grid, in the extension cells and beyond."""
-    rng = np.random.default_rng(n_intervals)
-    n_in, n_out, n_feat = 3, 4, n_intervals + 4
-    layer = SplineLayer(
-        grid_lo=np.array([-2.0, -0.5, 1.0]), grid_step=np.array([4.0, 1.0, 0.5]) / n_intervals,
-        n_intervals=n_intervals, weights=rng.normal(size=(n_in * n_feat, n_out)),
-        bias=rng.normal(size=n_out))
-    x = np.column_stack([rng.uniform(-9, 9, 3000), rng.uniform(-3, 3, 3000),
-                         rng.uniform(-1, 4, 3000)])
-    expected = layer(x)
-    for dtype, tol in ((np.float64, 1e-10), (np.float32, 3e-5)):
-        features = np.empty((n_in * n_feat, len(x)), dtype=dtype)
-        for i in range(n_in):
-            layer.feature_rows(x[:, i].astype(dtype), i, features[i * n_feat : (i + 1) * n_feat])
-        got = layer.combine_rows(features, slice(None), n_in).T
-        scale = np.abs(layer.weights).sum(axis=0)  # bound on any output's magnitude
-        assert np.abs(got - expected).max() / scale.max() < tol
 
 
 def test_made_masks_are_autoregressive():
@@ -79,34 +50,6 @@ def test_made_masks_are_autoregressive():
         assert reach[j - 1, j * 3 * k]
 
 
-def test_formula_parser_matches_numpy_and_splits_polynomial_terms():
-    x = np.random.default_rng(0).normal(size=(50, 3))
-    text = ("0.5*x0 - 2*x2 + 1.25*tanh(0.3*x1 - 0.2) - exp(-(x0+1)**2) + 0.75 - x1"
-            " + 0.4*x1**2 - x2**2 + 0.2*(x0 - 1)**2 + x0**3")
-    weights, constant, nonlinear = parse_formula(text, 3)
-    np.testing.assert_allclose(weights, [[0.5, 0.0], [-1.0, 0.4], [-2.0, -1.0]])
-    assert constant == pytest.approx(0.75)
-    # Powers of sums and other powers stay general terms.
-    assert len(nonlinear) == 4
-    value = x @ weights[:, 0] + x**2 @ weights[:, 1] + constant + sum(term(x) for term in nonlinear)
-    expected = (
-        0.5 * x[:, 0] - 2 * x[:, 2] + 1.25 * np.tanh(0.3 * x[:, 1] - 0.2)
-        - np.exp(-((x[:, 0] + 1) ** 2)) + 0.75 - x[:, 1]
-        + 0.4 * x[:, 1] ** 2 - x[:, 2] ** 2 + 0.2 * (x[:, 0] - 1) ** 2 + x[:, 0] ** 3
-    )
-    np.testing.assert_allclose(value, expected, rtol=1e-12)
-
-
-@pytest.mark.parametrize(
-    "text",
-    ["__import__('os').system('true')", "x0.real", "y0 + 1", "x5", "lambda: 1", "open(x0)",
-     "x0 +", "[x0]"],
-)
-def test_formula_parser_rejects_anything_else(text):
-    with pytest.raises(ValueError):
-        parse_formula(text, 3)
-
-
 # An autoregressive Gaussian written as formulas: z0 ~ N(0.5, 1.2^2), z1 | z0 ~ N(0.8 z0, 0.6^2);
 # one hidden unit copies z0.  Its joint is a bivariate normal with known mean and covariance.
 _MEAN = np.array([0.5, 0.4])
@@ -114,20 +57,11 @@ _COV = np.array([[1.44, 0.8 * 1.44], [0.8 * 1.44, 0.64 * 1.44 + 0.36]])
 
 
 def _gaussian_header(names=("mass_ratio", "a_1"), shift=(0.0, 0.0)):
-    part = {
-        "n_dim": 2,
-        "hidden": 1,
-        "n_components": 1,
-        "mean": list(shift),
-        "scale": [1.0, 1.0],
-        "layers": [
-            ["x0"],
-            ["0", "0.5", repr(math.log(1.2)), "0", "0.8*x0", repr(math.log(0.6))],
-        ],
-    }
-    stack = TransformStack.default(names)
-    return {"parameters": list(names), "transforms": stack.to_dict(), "posterior": part,
-            "metadata": {"note": "test"}}
+    part = DensityHeader(
+        n_dim=2, hidden=1, n_components=1, mean=shift, scale=(1.0, 1.0),
+        layers=(("x0",), ("0", "0.5", repr(math.log(1.2)), "0", "0.8*x0", repr(math.log(0.6)))),
+    )
+    return ModelHeader(names, TransformStack.default(names), part, metadata={"note": "test"})
 
 
 def test_expression_density_equals_closed_form(tmp_path):
@@ -155,7 +89,8 @@ def test_log_prob_in_physical_parameters_integrates_to_one(tmp_path):
     assert model.log_prob({"mass_ratio": [0.5], "a_1": [0.5]}).shape == (1,)
 
 
-def _random_weights(rng, d=3, hidden=5, k=2, grid=4):
+def _random_weights(rng, d=3, hidden=5, k=2, grid=4, names=("chirp_mass", "mass_ratio", "tilt_1"),
+                    mean=(3.4, 0.5, 0.1), scale=(0.1, 1.0, 1.0)):
     mask_in, mask_out = made_masks(d, hidden, k)
     arrays = {}
     for index, mask in enumerate((mask_in, mask_out)):
@@ -166,14 +101,11 @@ def _random_weights(rng, d=3, hidden=5, k=2, grid=4):
         arrays[key + "coef"] = (0.3 * rng.normal(size=(mask.sum(), grid + 3))).astype(np.float16)
         arrays[key + "scale_base"] = (0.3 * rng.normal(size=mask.sum())).astype(np.float16)
         arrays[key + "bias"] = (0.1 * rng.normal(size=n_out)).astype(np.float32)
-    names = ("chirp_mass", "mass_ratio", "tilt_1")
-    header = {
-        "parameters": list(names),
-        "transforms": TransformStack.default(names).to_dict(),
-        "posterior": {"n_dim": d, "hidden": hidden, "n_components": k,
-                      "mean": [3.4, 0.5, 0.1], "scale": [0.1, 1.0, 1.0]},
-        "metadata": {"source_sha256": "0" * 64},
-    }
+    header = ModelHeader(
+        names, TransformStack.default(names),
+        DensityHeader(n_dim=d, hidden=hidden, n_components=k, mean=mean, scale=scale),
+        metadata={"source_sha256": "0" * 64},
+    )
     return header, arrays
 
 
@@ -197,10 +129,8 @@ def test_sampling_follows_the_density_of_a_random_network(tmp_path):
     """Independent check of ancestral sampling against the density: 1-D conditional
     histograms of the samples versus the normalised density on a grid (d = 2)."""
     rng = np.random.default_rng(4)
-    header, arrays = _random_weights(rng, d=2, hidden=3, k=3, grid=3)
-    header["parameters"] = ["x", "y"]
-    header["transforms"] = TransformStack.default(["x", "y"]).to_dict()  # identity
-    header["posterior"]["mean"], header["posterior"]["scale"] = [0.0, 0.0], [1.0, 1.0]
+    header, arrays = _random_weights(rng, d=2, hidden=3, k=3, grid=3, names=("x", "y"),  # identity
+                                     mean=(0.0, 0.0), scale=(1.0, 1.0))
     model = posterior_from_weights(header, arrays)
     draws = model.sample(200000, seed=5)
     edges = np.linspace(-6, 6, 121)
@@ -242,18 +172,17 @@ def test_ancestral_sampling_matches_a_full_network_pass(monkeypatch, source):
 
     Small blocks (1024 draws) make the sampler reuse its work buffers from block to block
     and end on a partial block, as it does for large ``n``."""
-    monkeypatch.setattr(model_file, "_BLOCK", 1024)
+    monkeypatch.setattr(mixture, "_BLOCK", 1024)
     d, k, hidden = 5, 3, 7
     rng = np.random.default_rng(6)
-    header, arrays = _random_weights(rng, d=d, hidden=hidden, k=k, grid=4)
-    header["parameters"] = ["a", "b", "c", "e", "f"]
-    header["transforms"] = TransformStack.default(header["parameters"]).to_dict()
-    header["posterior"]["mean"], header["posterior"]["scale"] = [0.0] * d, [1.0] * d
+    header, arrays = _random_weights(rng, d=d, hidden=hidden, k=k, grid=4,
+                                     names=("a", "b", "c", "e", "f"), mean=(0.0,) * d,
+                                     scale=(1.0,) * d)
     if source == "weights":
         density = posterior_from_weights(header, arrays).density
     else:
-        header["posterior"]["layers"] = _random_formulas(rng, d, hidden, k)
-        density = posterior_from_expressions(header).density
+        part = replace(header.posterior, layers=_random_formulas(rng, d, hidden, k))
+        density = posterior_from_expressions(replace(header, posterior=part)).density
     n = 3000
     draws = density.sample_unbounded(n, np.random.default_rng(9))
     rng = np.random.default_rng(9)
@@ -274,16 +203,6 @@ def test_ancestral_sampling_matches_a_full_network_pass(monkeypatch, source):
     assert draws.std(axis=0).min() > 0.1  # not a degenerate network
 
 
-def test_expression_layer_input_permutation():
-    rng = np.random.default_rng(10)
-    layer = ExpressionLayer.from_formulas(
-        ["0.5*x0 - x2 + tanh(0.3*x1 - x2)", "exp(-x2**2) + 2*x1 - 0.3*x0**2", "sin(x0*x1) - 0.1"],
-        3)
-    order = np.array([2, 0, 1])
-    x = rng.normal(size=(40, 3))
-    np.testing.assert_allclose(layer.permute_inputs(order)(x[:, order]), layer(x), rtol=1e-12)
-
-
 def test_expression_file_round_trip_same_seed(tmp_path):
     header = _gaussian_header()
     write_expressions(tmp_path / "g.expr.json", header)
@@ -291,6 +210,16 @@ def test_expression_file_round_trip_same_seed(tmp_path):
     second = load(tmp_path / "g.expr.json")
     np.testing.assert_array_equal(first.sample(1000, seed=3), second.sample(1000, seed=3))
     assert first.source == "expressions"
+
+
+def _edited(path, edit):
+    """Write the Gaussian expressions file at ``path``, then change its JSON with ``edit``
+    (the stored checksum goes stale)."""
+    write_expressions(path, _gaussian_header())
+    header = json.loads(path.read_text())
+    edit(header)
+    path.write_text(json.dumps(header))
+    return path
 
 
 def test_bad_files_fail_clearly(tmp_path):
@@ -303,26 +232,26 @@ def test_bad_files_fail_clearly(tmp_path):
         load(tmp_path / "bad.expr.json")
     header = _gaussian_header()
     write_expressions(tmp_path / "v.expr.json", header)
-    text = (tmp_path / "v.expr.json").read_text().replace('"format_version":1', '"format_version":99')
+    text = (tmp_path / "v.expr.json").read_text().replace(
+        f'"format_version":{FORMAT_VERSION}', '"format_version":99')
     (tmp_path / "v.expr.json").write_text(text)
     with pytest.raises(ValueError, match="format version 99"):
         load(tmp_path / "v.expr.json")
+    # Files edited by hand: the checksum no longer matches, and with verify=False the
+    # header is still checked against the network.
     # The first dimension's mean may not depend on anything: a formula that does breaks
     # the autoregressive order.
-    cheat = _gaussian_header()
-    cheat["posterior"]["layers"][1][1] = "0.5 + 0.1*x0"
-    write_expressions(tmp_path / "cheat.expr.json", cheat)
+    cheat = _edited(tmp_path / "cheat.expr.json", lambda h: h["posterior"]["layers"][1].__setitem__(
+        1, "0.5 + 0.1*x0"))
     with pytest.raises(ValueError, match=r"node 1 uses inputs \[0\]"):
-        load(tmp_path / "cheat.expr.json")
-    short = _gaussian_header()
-    short["posterior"]["layers"][1].pop()
-    write_expressions(tmp_path / "short.expr.json", short)
+        load(cheat, verify=False)
+    short = _edited(tmp_path / "short.expr.json", lambda h: h["posterior"]["layers"][1].pop())
     with pytest.raises(ValueError, match="5 formulas, expected 6"):
-        load(tmp_path / "short.expr.json")
-    header["posterior"]["layers"][1][1] = "__import__('os')"
-    write_expressions(tmp_path / "evil.expr.json", header)
+        load(short, verify=False)
+    evil = _edited(tmp_path / "evil.expr.json", lambda h: h["posterior"]["layers"][1].__setitem__(
+        1, "__import__('os')"))
     with pytest.raises(ValueError, match="unsupported expression element"):
-        load(tmp_path / "evil.expr.json")
+        load(evil, verify=False)
     (tmp_path / "junk.weights.npz").write_bytes(b"not a zip file")
     with pytest.raises(ValueError, match="junk.weights.npz"):
         load(tmp_path / "junk.weights.npz")
@@ -355,6 +284,163 @@ def test_regeneration_imports_neither_torch_nor_pykan(tmp_path):
         print("ok")
         """
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            check=False)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_stored_checksum_is_the_sha256_of_the_canonical_content(tmp_path):
+    """The checksum is SHA-256 over the header JSON with sorted keys and no spaces (the
+    checksum left out), then each array's name, dtype, shape and bytes in name order."""
+    path = tmp_path / "g.expr.json"
+    write_expressions(path, _gaussian_header())
+    raw = json.loads(path.read_text())
+    body = {k: v for k, v in raw.items() if k != "checksum"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+    assert raw["checksum"] == "sha256:" + hashlib.sha256(text).hexdigest()
+    assert raw["format_version"] == FORMAT_VERSION == 2
+    header, arrays = _random_weights(np.random.default_rng(3))
+    write_weights(tmp_path / "m.weights.npz", header, arrays)
+    with np.load(tmp_path / "m.weights.npz") as f:
+        stored = {k: f[k] for k in f.files}
+    raw = json.loads(stored.pop("header").tobytes())
+    digest = hashlib.sha256(json.dumps({k: v for k, v in raw.items() if k != "checksum"},
+                                       sort_keys=True, separators=(",", ":")).encode())
+    for name in sorted(stored):
+        digest.update(f"\n{name}:{stored[name].dtype.str}:{list(stored[name].shape)}\n".encode())
+        digest.update(stored[name].tobytes())
+    assert raw["checksum"] == "sha256:" + digest.hexdigest()
+
+
+def test_edited_files_are_refused_until_restamped(tmp_path, caplog):
+    """One constant edited in an expressions file used to move a mean silently."""
+    path = tmp_path / "g.expr.json"
+    write_expressions(path, _gaussian_header())
+    draws = load(path).density.sample_unbounded(20000, np.random.default_rng(0))
+    assert draws[:, 0].mean() == pytest.approx(0.5, abs=0.05)
+    raw = json.loads(path.read_text())
+    raw["posterior"]["layers"][1][1] = "0.9"  # the mean of the first dimension
+    path.write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match=r"g\.expr\.json does not match its content checksum.*"
+                                         r"gwtools restamp .*g\.expr\.json.*verify=False"):
+        load(path)
+    with caplog.at_level("WARNING", logger="gwtools.compression.model_file"):
+        edited = load(path, verify=False)
+    assert "does not match its content checksum; loaded anyway" in caplog.text
+    draws = edited.density.sample_unbounded(20000, np.random.default_rng(0))
+    assert draws[:, 0].mean() == pytest.approx(0.9, abs=0.05)
+    checksum = restamp(path)
+    assert checksum == json.loads(path.read_text())["checksum"] != raw["checksum"]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="gwtools.compression.model_file"):
+        accepted = load(path)
+    assert not caplog.records
+    np.testing.assert_array_equal(accepted.sample(100, seed=1), edited.sample(100, seed=1))
+    with pytest.raises(ValueError, match="not a model file"):
+        restamp(tmp_path / "g")
+    # A weights file with one bias changed.
+    header, arrays = _random_weights(np.random.default_rng(3))
+    weights = tmp_path / "m.weights.npz"
+    write_weights(weights, header, arrays)
+    with np.load(weights) as f:
+        stored = {k: f[k] for k in f.files}
+    stored["posterior_layer1_bias"] = stored["posterior_layer1_bias"] + np.float32(0.01)
+    np.savez_compressed(weights, **stored)
+    with pytest.raises(ValueError, match=r"m\.weights\.npz does not match its content checksum"):
+        load(weights)
+    restamp(weights)
+    assert np.isfinite(load(weights).log_prob(load(weights).sample(10, seed=1))).all()
+
+
+def test_header_is_checked_against_the_network(tmp_path):
+    """Parameters, transforms, bounds and sizes must agree with the network, whether or not
+    the checksum is verified (a 6-D model with 5 names used to drop a column)."""
+    cut = _edited(tmp_path / "cut.expr.json",
+                  lambda h: (h["parameters"].pop(), h["transforms"]["transforms"].pop()))
+    with pytest.raises(ValueError, match="checksum"):
+        load(cut)
+    with pytest.raises(ValueError, match=r"cut\.expr\.json: the header lists 1 parameters "
+                                         r"\['mass_ratio'\], but the posterior network models 2"):
+        load(cut, verify=False)
+    renamed = _edited(tmp_path / "renamed.expr.json", lambda h: h["parameters"].__setitem__(1, "a_2"))
+    with pytest.raises(ValueError, match=r"transforms are for \['mass_ratio', 'a_1'\]"):
+        load(renamed, verify=False)
+    wide = _edited(tmp_path / "wide.expr.json",
+                   lambda h: h["transforms"]["transforms"][1].__setitem__("upper", 2.0))
+    with pytest.raises(ValueError, match=r"logit transform of 'a_1' spans \[0.0, 2.0\], outside "
+                                         r"the parameter's physical support \[0.0, 1.0\]"):
+        load(wide, verify=False)
+    short_mean = _edited(tmp_path / "mean.expr.json", lambda h: h["posterior"]["mean"].pop())
+    with pytest.raises(ValueError, match="posterior density: mean has 1 entries for n_dim = 2"):
+        load(short_mean, verify=False)
+    header, arrays = _random_weights(np.random.default_rng(3))
+    missing = {k: v for k, v in arrays.items() if k != "posterior_layer0_bias"}
+    with pytest.raises(ValueError, match=r"\['posterior_layer0_bias'\] are missing"):
+        write_weights(tmp_path / "x.weights.npz", header, missing)
+    short = {**arrays, "posterior_layer1_bias": arrays["posterior_layer1_bias"][:-1]}
+    with pytest.raises(ValueError, match=r"posterior_layer1_bias has shape \(17,\), expected \(18,\)"):
+        posterior_from_weights(header, short)
+    stray = {**arrays, "prior_layer0_bias": arrays["posterior_layer0_bias"]}
+    with pytest.raises(ValueError, match="belong to no density"):
+        posterior_from_weights(header, stray)
+    assert not (tmp_path / "x.weights.npz").exists()
+
+
+def test_version_1_files_load_with_a_warning(tmp_path, caplog):
+    path = tmp_path / "old.expr.json"
+    write_expressions(path, _gaussian_header())
+    raw = json.loads(path.read_text())
+    raw["format_version"] = 1
+    del raw["checksum"]
+    path.write_text(json.dumps(raw))
+    with caplog.at_level("WARNING", logger="gwtools.compression.model_file"):
+        old = load(path)
+    assert "cannot be verified" in caplog.text and "gwtools restamp" in caplog.text
+    restamp(path)
+    assert json.loads(path.read_text())["format_version"] == FORMAT_VERSION
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="gwtools.compression.model_file"):
+        stamped = load(path)
+    assert not caplog.records
+    np.testing.assert_array_equal(stamped.sample(100, seed=2), old.sample(100, seed=2))
+    raw["format_version"] = FORMAT_VERSION
+    path.write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match="has no content checksum"):
+        load(path)
+
+
+def test_streamed_tables_hold_the_one_shot_samples(tmp_path, caplog):
+    """Chunks of 999 samples (the generator's blocks are 32768) give the samples of one
+    ``sample`` call, in HDF5 and in CSV, with ln_prior; no temporary file is left."""
+    prior = _gaussian_header(shift=(0.3, -0.2)).posterior
+    model = posterior_from_expressions(replace(_gaussian_header(), prior=prior))
+    n = 70_000
+    expected = model.sample(n, seed=4)
+    ln_prior = model.ln_prior(expected)
+    for suffix in (".h5", ".csv"):
+        with caplog.at_level("INFO", logger="gwtools.compression.tables"):
+            write_samples(model, n, tmp_path / f"s{suffix}", seed=4, chunk_size=999)
+        assert f"wrote {n:,} samples from the expressions file" in caplog.text
+        assert "samples/s" in caplog.text
+    with h5py.File(tmp_path / "s.h5", "r") as f:
+        assert sorted(f) == ["a_1", "ln_prior", "mass_ratio"]
+        np.testing.assert_array_equal(np.column_stack([f["mass_ratio"][()], f["a_1"][()]]), expected)
+        np.testing.assert_array_equal(f["ln_prior"][()], ln_prior)
+    one_shot = io.StringIO()
+    np.savetxt(one_shot, np.column_stack([expected, ln_prior]), delimiter=",",
+               header="mass_ratio,a_1,ln_prior", comments="", fmt="%.10g")
+    assert (tmp_path / "s.csv").read_text() == one_shot.getvalue()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.csv", "s.h5"]
+
+
+def test_streaming_memory_does_not_grow_with_the_sample_count(tmp_path):
+    model = posterior_from_expressions(_gaussian_header())
+    peaks = []
+    for n in (50_000, 800_000):
+        tracemalloc.start()
+        write_samples(model, n, tmp_path / "s.h5", seed=1, chunk_size=10_000)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+    assert peaks[1] < 1.2 * peaks[0]
+    assert peaks[1] < 800_000 * 2 * 8 / 4  # a quarter of the samples themselves

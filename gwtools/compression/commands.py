@@ -1,5 +1,5 @@
 """Registration of the compression subcommands (``compress``, ``regenerate``, ``logpdf``,
-``compress-catalog``).
+``restamp``, ``compress-catalog``).
 
 Only argparse is imported here; torch and pykan are imported inside the handlers that fit,
 and ``regenerate`` / ``logpdf`` import only numpy, scipy and h5py.
@@ -8,12 +8,10 @@ and ``regenerate`` / ``logpdf`` import only numpy, scipy and h5py.
 from __future__ import annotations
 
 import argparse
-import logging
+import decimal
 from pathlib import Path
 
 __all__ = ["register"]
-
-logger = logging.getLogger(__name__)
 
 _DEFAULT_PARAMS = "chirp_mass,mass_ratio,a_1,a_2,tilt_1,tilt_2"
 _SIZE_LADDER = (
@@ -28,6 +26,18 @@ def _params(text: str) -> tuple[str, ...]:
     if not names:
         raise argparse.ArgumentTypeError("give at least one parameter name, comma-separated")
     return names
+
+
+def _sample_count(text: str) -> int:
+    """A positive whole number in any notation: ``1000000``, ``1e6``, ``1.5e6``."""
+    try:
+        value = decimal.Decimal(text.strip().replace("_", ""))
+    except decimal.InvalidOperation:
+        value = None
+    if value is None or not value.is_finite() or value != value.to_integral_value() or value < 1:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a positive whole number; write e.g. 1000000 or 1e6")
+    return int(value)
 
 
 def _bounds(text: str) -> dict:
@@ -84,58 +94,45 @@ def _compress(args) -> int:
     return 0
 
 
-def _write_table(path: Path, names, columns) -> None:
-    """Write named columns to HDF5 (one dataset per name) or CSV, atomically."""
-    import numpy as np
-
-    from gwtools.io.atomic import atomic_path
-
-    suffix = path.suffix.lower()
-    if suffix not in (".h5", ".hdf5", ".hdf", ".csv"):
-        raise ValueError(f"output file {path} must end in .h5, .hdf5, .hdf or .csv")
-    with atomic_path(path) as tmp:
-        if suffix == ".csv":
-            np.savetxt(tmp, np.column_stack(columns), delimiter=",", header=",".join(names),
-                       comments="", fmt="%.10g")
-        else:
-            import h5py
-
-            with h5py.File(tmp, "w") as f:
-                for name, column in zip(names, columns):
-                    f.create_dataset(name, data=column)
-
-
 def _regenerate(args) -> int:
     from gwtools.compression import load
+    from gwtools.compression.tables import write_samples
 
-    model = load(args.model, source=args.source)
-    samples = model.sample(args.n, seed=args.seed)
-    names, columns = list(model.parameters), [samples[:, i] for i in range(samples.shape[1])]
-    if model.prior is not None:
-        names.append("ln_prior")
-        columns.append(model.ln_prior(samples))
-    _write_table(Path(args.out), names, columns)
-    logger.info("wrote %d samples from the %s file to %s", args.n, model.source, args.out)
+    model = load(args.model, source=args.source, verify=args.verify)
+    write_samples(model, args.n, args.out, seed=args.seed, chunk_size=args.chunk_size)
     return 0
 
 
 def _logpdf(args) -> int:
     from gwtools.compression import load
+    from gwtools.compression.tables import write_table
     from gwtools.io.posteriors import read_posterior
 
-    model = load(args.model, source=args.source)
+    model = load(args.model, source=args.source, verify=args.verify)
     table = read_posterior(args.points, params=model.parameters)
     values = model.log_prob(table)
     names, columns = ["log_prob"], [values]
     if model.prior is not None:
         names.append("ln_prior")
         columns.append(model.ln_prior(table))
-    _write_table(Path(args.out), names, columns)
+    write_table(args.out, names, columns)
+    return 0
+
+
+def _restamp(args) -> int:
+    from gwtools.compression.model_file import restamp
+
+    for path in args.files:
+        print(f"{path}: {restamp(path)}")
     return 0
 
 
 def _compress_catalog(args) -> int:
-    from gwtools.compression.catalog import SUMMARY_COLUMNS, compress_catalog, summary_row
+    from gwtools.compression.catalog import (
+        SUMMARY_COLUMNS,
+        compress_catalog,
+        summary_row,
+    )
 
     summaries = compress_catalog(
         args.directory,
@@ -185,6 +182,12 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help="samples regenerated to measure fidelity (default 20000)")
 
 
+def _add_verify_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-verify", dest="verify", action="store_false",
+                   help="load a model file whose content checksum no longer matches (a deliberate "
+                        "edit; `gwtools restamp FILE` accepts it for good)")
+
+
 def register(sub: argparse._SubParsersAction) -> None:
     """Add the compression subcommands to the top-level parser."""
     p = sub.add_parser("compress", help="compress a posterior file into KAN weights and formulas")
@@ -197,11 +200,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser("regenerate", help="draw samples from a compressed posterior")
     p.add_argument("model", help="model stem, or its .weights.npz / .expr.json file")
-    p.add_argument("--n", type=int, required=True, help="number of samples")
+    p.add_argument("--n", type=_sample_count, required=True,
+                   help="number of samples, e.g. 1000000 or 1e6 (written in chunks, in constant "
+                        "memory)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", required=True, help="output .h5 (one dataset per parameter) or .csv")
     p.add_argument("--from", dest="source", choices=("weights", "expressions"), default="weights",
                    help="which file of a model stem to use (default weights)")
+    p.add_argument("--chunk-size", dest="chunk_size", type=_sample_count, default=1 << 18,
+                   help="samples per chunk (default 262144; the samples do not depend on it)")
+    _add_verify_option(p)
     p.set_defaults(handler=_regenerate)
 
     p = sub.add_parser("logpdf", help="log posterior density of a compressed posterior at points")
@@ -209,7 +217,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("points", help="points file (any posterior layout, e.g. CSV with a header)")
     p.add_argument("--out", required=True, help="output .h5 or .csv with a log_prob column")
     p.add_argument("--from", dest="source", choices=("weights", "expressions"), default="weights")
+    _add_verify_option(p)
     p.set_defaults(handler=_logpdf)
+
+    p = sub.add_parser("restamp",
+                       help="accept deliberately edited model files: check them, store new checksums")
+    p.add_argument("files", nargs="+", metavar="FILE", help="MODEL.weights.npz or MODEL.expr.json")
+    p.set_defaults(handler=_restamp)
 
     p = sub.add_parser("compress-catalog",
                        help="compress every posterior file of a directory in parallel (Dask)")

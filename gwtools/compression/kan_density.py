@@ -12,19 +12,18 @@ networks, Bishop 1994).  The conditioner is one two-layer Kolmogorov-Arnold netw
 output block ``i`` only sees inputs ``< i``.  This is the reference design of KAN posterior
 compression (arXiv:2508.18698).
 
-The network is a real :class:`kan.MultKAN`; training evaluates its layers from the model's
-own parameters (grid, spline coefficients, base and spline scales, masks, node biases) with a
-batched formula, because pykan's forward also caches every activation and is several times
-slower.  :func:`network_forward` is checked against pykan's forward in the tests.
+The network is a real :class:`kan.MultKAN`, built and evaluated through
+:mod:`.pykan_adapter` (a batched forward from the model's own parameters, checked against
+pykan's forward in the tests), and trained by :func:`gwtools.compression.training.train`.
+Every random number of a fit comes from a :class:`numpy.random.Generator` (split, minibatch
+order) and a :class:`torch.Generator` (initial network), both seeded from
+:attr:`KANDensityConfig.seed`: no global generator is seeded or drawn from.
 
 torch and pykan are imported here; the numpy-only reader is :mod:`.model_file`.
 """
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import io
 import logging
 import math
 import time
@@ -33,18 +32,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from gwtools.compression.model_file import LOG_SIGMA_BOUNDS, made_masks
+from gwtools.compression import pykan_adapter
+from gwtools.compression.mixture import LOG_SIGMA_BOUNDS, made_masks
+from gwtools.compression.training import TrainingSchedule, train
 
 __all__ = [
     "KANDensityConfig",
     "KANDensityFit",
     "build_kan",
-    "network_forward",
-    "spline_layer_forward",
-    "mixture_log_prob",
     "fit",
-    "spline_arrays",
-    "quiet_pykan",
+    "mixture_log_prob",
 ]
 
 logger = logging.getLogger(__name__)
@@ -161,91 +158,34 @@ class KANDensityFit:
         return int(self.mean.shape[0])
 
 
-@contextlib.contextmanager
-def quiet_pykan():
-    """Silence pykan's prints (it reports every symbolic fit and checkpoint on stdout)."""
-    with contextlib.redirect_stdout(io.StringIO()):
-        yield
-
-
-def build_kan(n_dim: int, config: KANDensityConfig):
-    """A pykan network with MADE masks and trainable output biases.
+def build_kan(n_dim: int, config: KANDensityConfig, *, generator: torch.Generator | None = None):
+    """The conditioner network: a pykan KAN with MADE masks and trainable output biases.
 
     Parameters
     ----------
     n_dim : int
         Number of posterior parameters ``d``.
     config : KANDensityConfig
+    generator : torch.Generator, optional
+        Draws the initial network (:func:`gwtools.compression.pykan_adapter.new_kan`);
+        by default one seeded with ``config.seed``.
 
     Returns
     -------
     kan.MultKAN
-        ``auto_save=False`` so pykan writes no checkpoints into the working directory.
+        Widths ``[d, hidden, d * 3 * n_components]``; writes no checkpoints.
     """
-    from kan import KAN
-
-    n_out = n_dim * 3 * config.n_components
-    with quiet_pykan():
-        model = KAN(
-            width=[n_dim, config.hidden, n_out],
-            grid=[config.grid, config.output_grid],
-            k=3,
-            grid_range=[-3.0, 3.0],
-            seed=config.seed,
-            auto_save=False,
-            grid_eps=1.0,
-            noise_scale=_INIT_NOISE,
-        )
-    # pykan's initial coefficients (small random curves) come from its irreproducible
-    # least squares; draw and fit them again, as it does, reproducibly.
-    generator = torch.Generator().manual_seed(config.seed)
-    for layer in model.act_fun:
-        knots = layer.grid[:, layer.k : -layer.k].T  # (G + 1, in)
-        noise = torch.rand(layer.num + 1, layer.in_dim, layer.out_dim, generator=generator)
-        noise = (noise - 0.5) * _INIT_NOISE / layer.num
-        layer.coef.data = _spline_coefficients(knots, noise, layer.grid, layer.k)
-    mask_in, mask_out = made_masks(n_dim, config.hidden, config.n_components)
-    for layer, mask in zip(model.act_fun, (mask_in, mask_out)):
-        layer.mask.data = torch.as_tensor(mask, dtype=layer.mask.dtype)
-        # pykan keeps the grid-update blend per layer; 1.0 keeps grids uniform, which the
-        # numpy evaluator relies on.
-        layer.grid_eps = 1.0
-    for bias in model.node_bias:
-        bias.requires_grad_(True)
+    if generator is None:
+        generator = torch.Generator().manual_seed(config.seed)
     # Start every conditional as a spread of narrow-ish components around the origin.
     k = config.n_components
     init = torch.zeros(n_dim, 3, k)
     init[:, 1, :] = torch.linspace(-1.5, 1.5, k)
     init[:, 2, :] = math.log(0.7)
-    model.node_bias[-1].data = init.reshape(-1).to(model.node_bias[-1].dtype)
-    return model
-
-
-def spline_layer_forward(layer, bias: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """One pykan spline layer plus its node bias, from its parameters: (n, in) -> (n, out).
-
-    ``sum_i mask_ij [scale_base_ij silu(x_i) + scale_sp_ij sum_b coef_ijb B_b(x_i)] + bias_j``,
-    what pykan's ``KANLayer`` computes, without its per-edge bookkeeping.
-    """
-    from kan.spline import B_batch
-
-    mask = layer.mask
-    basis = B_batch(x, layer.grid, k=layer.k)  # (n, in, G + k)
-    spline_weight = layer.coef * (layer.scale_sp * mask)[:, :, None]  # (in, out, G + k)
-    out = torch.nn.functional.silu(x) @ (layer.scale_base * mask)
-    out = out + torch.einsum("nim,iom->no", basis, spline_weight)
-    return out + bias
-
-
-def network_forward(kan, z: torch.Tensor) -> torch.Tensor:
-    """Evaluate the spline KAN from its parameters, shape (n, d) -> (n, d * 3 * K).
-
-    Equals ``kan(z)`` for a model with no symbolic edges and unit node/subnode scales.
-    """
-    x = z
-    for layer, bias in zip(kan.act_fun, kan.node_bias):
-        x = spline_layer_forward(layer, bias, x)
-    return x
+    return pykan_adapter.new_kan(
+        [n_dim, config.hidden, n_dim * 3 * k], [config.grid, config.output_grid],
+        made_masks(n_dim, config.hidden, k), init.reshape(-1), generator=generator,
+        noise_scale=_INIT_NOISE)
 
 
 def mixture_log_prob(outputs: torch.Tensor, z: torch.Tensor, n_components: int) -> torch.Tensor:
@@ -269,45 +209,6 @@ def mixture_log_prob(outputs: torch.Tensor, z: torch.Tensor, n_components: int) 
     r = (z[:, :, None] - mean) * torch.exp(-log_sigma)
     comp = -0.5 * r * r - log_sigma - 0.5 * math.log(2.0 * math.pi)
     return torch.logsumexp(log_weight + comp, dim=-1).sum(dim=-1)
-
-
-def _update_grids(kan, z: torch.Tensor) -> None:
-    """Move every layer's uniform knot grid to the range of its inputs, keeping its functions.
-
-    What pykan's ``update_grid`` does for ``grid_eps = 1``, layer after layer on the inputs of
-    the already updated layers, with a reproducible least-squares refit
-    (:func:`_spline_coefficients`).
-    """
-    from kan.spline import coef2curve, extend_grid
-
-    with torch.no_grad():
-        x = z
-        for layer, bias in zip(kan.act_fun, kan.node_bias):
-            x_sorted = torch.sort(x, dim=0)[0]
-            values = coef2curve(x_sorted, layer.grid, layer.coef, layer.k)  # (n, in, out)
-            lo, hi = x_sorted[0], x_sorted[-1]
-            steps = torch.arange(layer.num + 1, dtype=x.dtype)
-            grid = lo[:, None] + (hi - lo)[:, None] / layer.num * steps
-            grid = extend_grid(grid, k_extend=layer.k)
-            layer.grid.data = grid
-            layer.coef.data = _spline_coefficients(x_sorted, values, grid, layer.k)
-            x = spline_layer_forward(layer, bias, x)
-
-
-def _spline_coefficients(x, values, grid, k):
-    """Least-squares B-spline coefficients (in, out, G + k) of ``values`` (n, in, out) at ``x`` (n, in).
-
-    pykan's ``curve2coef`` uses ``torch.linalg.lstsq`` with the CPU default driver ``gelsy``,
-    whose results change in the last bits from call to call on identical input; that made
-    fits irreproducible.  The SVD driver ``gelsd`` is deterministic.
-    """
-    from kan.spline import B_batch
-
-    basis = B_batch(x, grid, k=k)  # (n, in, G + k)
-    coef = torch.linalg.lstsq(
-        basis.permute(1, 0, 2), values.permute(1, 0, 2), driver="gelsd"
-    ).solution  # (in, G + k, out)
-    return coef.permute(0, 2, 1).contiguous()
 
 
 def fit(
@@ -334,7 +235,6 @@ def fit(
     if not np.all(np.isfinite(y)):
         raise ValueError("samples contain NaN or infinite values; transform them to R^d first")
     start = time.perf_counter()
-    torch.manual_seed(config.seed)
     rng = np.random.default_rng(config.seed)
     mean = y.mean(axis=0)
     scale = y.std(axis=0)
@@ -342,57 +242,41 @@ def fit(
         raise ValueError(f"parameters {np.flatnonzero(scale <= 0).tolist()} have zero spread")
     z_all = torch.as_tensor((y - mean) / scale, dtype=torch.float32)
     order = rng.permutation(len(y))
-    n_val = max(int(round(config.validation_fraction * len(y))), 1)
+    n_val = max(round(config.validation_fraction * len(y)), 1)
     val_index, train_index = order[:n_val], order[n_val:]
     z_train, z_val = z_all[train_index], z_all[val_index]
 
-    kan = build_kan(y.shape[1], config)
-    params = [p for p in kan.parameters() if p.requires_grad]
-    optimiser = torch.optim.Adam(params, lr=config.learning_rate, weight_decay=config.weight_decay)
-    schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(
-        optimiser, factor=0.5, patience=max(config.patience // 3, 1)
-    )
-    best_val, best_state, best_epoch, since_best = math.inf, None, 0, 0
-    train_hist, val_hist = [], []
+    kan = build_kan(y.shape[1], config, generator=torch.Generator().manual_seed(config.seed))
     grid_updates = set(config.grid_update_epochs)
-    for epoch in range(config.max_epochs):
+
+    def move_grids(epoch):
         if epoch in grid_updates:
-            _update_grids(kan, z_train[: min(len(z_train), 4000)])
+            pykan_adapter.update_grids(kan, z_train[: min(len(z_train), 4000)])
+
+    def epoch_batches(epoch):
         perm = torch.as_tensor(rng.permutation(len(z_train)))
-        total = 0.0
-        for start_row in range(0, len(z_train), config.batch_size):
-            batch = z_train[perm[start_row : start_row + config.batch_size]]
-            loss = -mixture_log_prob(network_forward(kan, batch), batch, config.n_components).mean()
-            optimiser.zero_grad()
-            loss.backward()
-            optimiser.step()
-            total += float(loss.detach()) * len(batch)
-        with torch.no_grad():
-            val = -float(
-                mixture_log_prob(network_forward(kan, z_val), z_val, config.n_components).mean()
-            )
-        train_hist.append(total / len(z_train))
-        val_hist.append(val)
-        schedule.step(val)
-        if val < best_val - 1e-4:
-            best_val, best_epoch, since_best = val, epoch, 0
-            best_state = copy.deepcopy(kan.state_dict())
-        else:
-            since_best += 1
-            if since_best >= config.patience:
-                break
-    if best_state is None:
+        return perm.split(config.batch_size)
+
+    def loss(z):
+        return -mixture_log_prob(pykan_adapter.network_forward(kan, z), z, config.n_components).mean()
+
+    schedule = TrainingSchedule(
+        learning_rate=config.learning_rate, weight_decay=config.weight_decay,
+        max_rounds=config.max_epochs, patience=config.patience,
+        plateau_patience=max(config.patience // 3, 1))
+    result = train(kan, [p for p in kan.parameters() if p.requires_grad], loss, z_train, z_val,
+                   epoch_batches, schedule, before_round=move_grids, label="KAN density")
+    if result.best_round is None:
         raise ValueError(
             "KAN density training diverged (non-finite validation loss); "
             "lower KANDensityConfig.learning_rate"
         )
-    kan.load_state_dict(best_state)
     seconds = time.perf_counter() - start
     logger.info(
         "KAN density: %d epochs, best %d, validation loss %.4f nats (standardised), %.1f s",
-        len(val_hist),
-        best_epoch,
-        best_val,
+        len(result.validation_loss),
+        result.best_round,
+        result.best_loss,
         seconds,
     )
     return KANDensityFit(
@@ -400,38 +284,9 @@ def fit(
         mean=mean,
         scale=scale,
         config=config,
-        train_loss=tuple(train_hist),
-        validation_loss=tuple(val_hist),
-        best_epoch=best_epoch,
+        train_loss=result.train_loss,
+        validation_loss=result.validation_loss,
+        best_epoch=result.best_round,
         fit_seconds=seconds,
         validation_index=np.sort(val_index),
     )
-
-
-def spline_arrays(result: KANDensityFit) -> dict[str, np.ndarray]:
-    """Export the spline network as the arrays of the weights file (float64, unmasked edges).
-
-    Each layer ``l`` gives ``layer{l}_grid_lo`` and ``layer{l}_grid_step`` (per input, the
-    uniform knot grid: interior knots ``lo + step * arange(G + 1)``), ``layer{l}_coef``
-    (shape (E, G + 3), spline coefficients already multiplied by the spline scale),
-    ``layer{l}_scale_base`` (E,) and ``layer{l}_bias`` (out,), where the E edges are the
-    nonzero entries of the MADE mask in row-major (input, output) order.
-    """
-    kan = result.kan
-    arrays = {}
-    for index, (layer, bias) in enumerate(zip(kan.act_fun, kan.node_bias)):
-        grid = layer.grid.detach().double().numpy()
-        k = layer.k
-        lo = grid[:, k]
-        step = (grid[:, -k - 1] - grid[:, k]) / layer.num
-        expected = lo[:, None] + step[:, None] * np.arange(-k, layer.num + k + 1)
-        if not np.allclose(grid, expected, rtol=1e-5, atol=1e-5 * np.abs(step).max()):
-            raise RuntimeError("spline grid is not uniform; grid_eps must stay 1.0")
-        mask = layer.mask.detach().numpy() > 0
-        coef = (layer.coef * layer.scale_sp[:, :, None]).detach().double().numpy()
-        arrays[f"layer{index}_grid_lo"] = lo
-        arrays[f"layer{index}_grid_step"] = step
-        arrays[f"layer{index}_coef"] = coef[mask]
-        arrays[f"layer{index}_scale_base"] = layer.scale_base.detach().double().numpy()[mask]
-        arrays[f"layer{index}_bias"] = bias.detach().double().numpy()
-    return arrays

@@ -5,7 +5,7 @@ posterior compression (arXiv:2508.18698): every active edge of the fitted spline
 matched by pykan's symbolic fitting (its ``fit_params`` grid search of ``c f(a x + b) + d``
 over a small function library, scored by R^2 and simplicity as ``suggest_symbolic`` does, then
 installed with ``fix_symbolic``), the affine constants are fine-tuned on the density loss, and
-each node is written as one formula of the previous layer's nodes for :mod:`.model_file`.
+each node is written as one formula of the previous layer's nodes (:mod:`.formulas`).
 Layers are made symbolic one at a time, from the output back, with fine-tuning after each:
 the layers still in spline form adapt to the formulas before they are themselves matched.
 
@@ -13,6 +13,10 @@ Edges whose activation hardly varies over the data are pruned to constants first
 bytes in the expression file and carry no information.  A first-layer edge that no single
 library function matches well gets a second one, fitted to the residual (a two-term
 symbolic regression of that edge, beyond pykan's one function per edge).
+
+pykan is reached only through :mod:`.pykan_adapter`, fine-tuning runs
+:func:`gwtools.compression.training.train`, and every random choice comes from a
+:class:`numpy.random.Generator` seeded with :attr:`SymbolicConfig.seed`.
 """
 
 from __future__ import annotations
@@ -26,29 +30,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from gwtools.compression.kan_density import (
-    KANDensityFit,
-    mixture_log_prob,
-    quiet_pykan,
-    spline_layer_forward,
-)
+from gwtools.compression import pykan_adapter
+from gwtools.compression.formulas import LIBRARY, write_formulas
+from gwtools.compression.kan_density import KANDensityFit, mixture_log_prob
+from gwtools.compression.training import TrainingSchedule, train
 
-__all__ = ["SymbolicConfig", "SymbolicFit", "fit_symbolic", "node_formulas", "symbolic_forward"]
+__all__ = ["SymbolicConfig", "SymbolicFit", "fit_symbolic"]
 
 logger = logging.getLogger(__name__)
-
-# pykan library names -> formula templates in the variable ``u = a*x + b``.
-_TEMPLATES = {
-    "x": "{u}",
-    "x^2": "({u})**2",
-    "x^3": "({u})**3",
-    "exp": "exp({u})",
-    "sin": "sin({u})",
-    "cos": "cos({u})",
-    "tanh": "tanh({u})",
-    "abs": "abs({u})",
-    "gaussian": "exp(-({u})**2)",
-}
 
 
 @dataclass(frozen=True)
@@ -104,9 +93,9 @@ class SymbolicConfig:
         Significant digits of the constants written to the formulas, at least.
     rounding_tolerance : float
         A term gets more digits where ``digits`` would move its value by more than this on
-        the validation samples (:func:`node_formulas`).  Without it, 3 digits of the
-        arguments of ``sin`` edges cost GW170104 (2-OGC, 11 parameters) 0.9 nats of
-        held-out density and sent its C2ST from 0.62 to 0.75.
+        the validation samples (:func:`~gwtools.compression.formulas.write_layer_formulas`).
+        Without it, 3 digits of the arguments of ``sin`` edges cost GW170104 (2-OGC, 11
+        parameters) 0.9 nats of held-out density and sent its C2ST from 0.62 to 0.75.
     seed : int
     """
 
@@ -130,10 +119,10 @@ class SymbolicConfig:
 
     def __post_init__(self):
         for lib in (self.hidden_library, self.output_library):
-            unknown = sorted(set(lib) - set(_TEMPLATES))
+            unknown = sorted(set(lib) - set(LIBRARY))
             if unknown:
                 raise ValueError(
-                    f"symbolic library names {unknown} are not supported; use {sorted(_TEMPLATES)}"
+                    f"symbolic library names {unknown} are not supported; use {sorted(LIBRARY)}"
                 )
         if self.finetune_steps < 0:
             raise ValueError(f"finetune_steps must be >= 0, got {self.finetune_steps}")
@@ -197,221 +186,22 @@ class SymbolicFit:
     seconds: float
 
 
-def _number(value: float, digits: int) -> str:
-    return format(float(value), f".{digits}g")
-
-
-#: Enough significant digits to reproduce a float32 network's constants.
-_MAX_DIGITS = 8
-
-
-def _fewest_digits(error_of, digits: int, tolerance: float) -> int:
-    """Fewest significant digits, at least ``digits``, whose rounding error ``error_of(n)``
-    is within ``tolerance``; :data:`_MAX_DIGITS` if none is."""
-    for n in range(digits, _MAX_DIGITS):
-        if error_of(n) <= tolerance:
-            return n
-    return _MAX_DIGITS
-
-
-def node_formulas(kan, digits: int = 4, inputs=None,
-                  tolerance: float = 1e-3) -> tuple[tuple[str, ...], ...]:
-    """Write each node of a fully symbolic pykan network as a formula string.
-
-    Node ``j`` of layer ``l`` is ``sum_i c f(a x_i + b) + d`` over its symbolic edges plus
-    the node bias; identity and square edges are written as polynomials in ``x_i``, and
-    all additive constants are folded into one constant per node.
-
-    Parameters
-    ----------
-    kan : kan.MultKAN
-    digits : int
-        Significant digits of the constants.
-    inputs : sequence of array-like, optional
-        Per layer, sample inputs (n, n_in).  Given, each term gets more digits where
-        ``digits`` would move its value by more than ``tolerance`` at those inputs:
-        ``sin(a x + b)`` with ``|a x| ~ 10``, say, needs five or six digits of ``a`` where a
-        linear term needs three.
-    tolerance : float
-        Largest change of a term (or node constant) by rounding, in the node's units.
-
-    Returns
-    -------
-    tuple of tuple of str
-        ``formulas[l][j]`` in the variables ``x0 .. x{n_in - 1}``.
-    """
-    layers = []
-    for index, (term_layers, bias) in enumerate(zip(_term_layers(kan), kan.node_bias)):
-        edges = [(sym.affine.detach().double().numpy(), sym.mask.detach().numpy(), sym.funs_name)
-                 for sym in term_layers]
-        bias = bias.detach().double().numpy()
-        x = None if inputs is None else torch.as_tensor(np.asarray(inputs[index], dtype=float))
-        formulas = []
-        for j in range(term_layers[0].out_dim):
-            constant = float(bias[j])
-            terms = []
-            for affine, mask, names in edges:
-                for i in np.flatnonzero(mask[j]):
-                    term, shift = _edge_term(names[j][i], affine[j, i], i,
-                                             None if x is None else x[:, i], digits, tolerance)
-                    constant += shift
-                    if term is not None:
-                        terms.append(term)
-            n = digits if x is None else _fewest_digits(
-                lambda n: abs(float(_number(constant, n)) - constant), digits, tolerance)
-            terms.append(_number(constant, n))
-            formulas.append("+".join(terms).replace("+-", "-"))
-        layers.append(tuple(formulas))
-    return tuple(layers)
-
-
-def _edge_term(name: str, affine, i: int, x, digits: int, tolerance: float):
-    """One edge ``c f(a x_i + b) + d`` as a formula term, and the constant it adds to its node.
-
-    ``x`` (n,), optional, are sample values of ``x_i`` for the digits (:func:`node_formulas`).
-    Identity and square edges are written as polynomials in ``x_i``.  Returns (term or None,
-    constant).
-    """
-    from kan.utils import SYMBOLIC_LIB
-
-    a, b, c, d = (float(v) for v in affine)
-    if name == "0":
-        return None, d
-    if name == "x":
-        slope = c * a
-        n = digits if x is None else _fewest_digits(
-            lambda n: abs(float(_number(slope, n)) - slope) * float(x.abs().max()),
-            digits, tolerance)
-        return f"{_number(slope, n)}*x{i}", d + c * b
-    if name == "x^2":
-        # c (a x + b)^2 = c a^2 x^2 + 2 c a b x + c b^2: two coefficients, half the text of
-        # the factored form, and a matrix product for the reader.
-        linear, square = 2.0 * c * a * b, c * a * a
-        n = digits if x is None else _fewest_digits(
-            lambda n: float((abs(float(_number(linear, n)) - linear) * x.abs()
-                             + abs(float(_number(square, n)) - square) * x**2).max()),
-            digits, tolerance)
-        return f"{_number(linear, n)}*x{i}+{_number(square, n)}*x{i}**2", d + c * b * b
-    n = digits
-    if x is not None:
-        fun = SYMBOLIC_LIB[name][0]
-        exact = c * fun(a * x + b)
-
-        def error_of(n):
-            a_n, b_n, c_n = (float(_number(v, n)) for v in (a, b, c))
-            return float((c_n * fun(a_n * x + b_n) - exact).abs().max())
-
-        n = _fewest_digits(error_of, digits, tolerance)
-    u = f"{_number(a, n)}*x{i}+{_number(b, n)}"
-    return f"{_number(c, n)}*" + _TEMPLATES[name].format(u=u), d
-
-
-def _term_layers(kan) -> list[tuple]:
-    """Per layer, pykan's symbolic layer and, where the network has them, the second terms'
-    (:func:`_add_second_terms`)."""
-    if not hasattr(kan, "second_symbolic"):
-        return [(sym,) for sym in kan.symbolic_fun]
-    return list(zip(kan.symbolic_fun, kan.second_symbolic))
-
-
-def _add_second_terms(kan) -> None:
-    """Give ``kan`` an empty second symbolic layer per layer, for edges that need two terms.
-
-    A registered submodule: copies, state dicts and fine-tuning carry its constants along.
-    """
-    from kan.Symbolic_KANLayer import Symbolic_KANLayer
-
-    kan.second_symbolic = torch.nn.ModuleList(
-        Symbolic_KANLayer(sym.in_dim, sym.out_dim) for sym in kan.symbolic_fun)
-
-
-def _edge_groups(kan) -> list:
-    """Per layer, the active symbolic edges grouped by function: (affine, name, inputs,
-    outputs), ``affine`` the parameter tensor holding their constants; None for a layer
-    that has no symbolic edge yet (a spline layer)."""
-    layers = []
-    for term_layers in _term_layers(kan):
-        if not term_layers[0].mask.detach().numpy().any():
-            layers.append(None)
-            continue
-        groups = []
-        for sym in term_layers:
-            by_name: dict[str, list[tuple[int, int]]] = {}
-            for j, i in zip(*np.nonzero(sym.mask.detach().numpy())):
-                name = sym.funs_name[j][i]
-                if name != "0":
-                    by_name.setdefault(name, []).append((i, j))
-            groups += [
-                (sym.affine, name, torch.as_tensor([e[0] for e in edges]),
-                 torch.as_tensor([e[1] for e in edges]))
-                for name, edges in by_name.items()
-            ]
-        layers.append(groups)
-    return layers
-
-
-def _layer_outputs(kan, z: torch.Tensor, groups=None) -> list[torch.Tensor]:
-    """Each layer's output for inputs ``z`` (n, d); see :func:`symbolic_forward`."""
-    from kan.utils import SYMBOLIC_LIB
-
-    groups = _edge_groups(kan) if groups is None else groups
-    x, outputs = z, []
-    for term_layers, act, bias, layer_groups in zip(_term_layers(kan), kan.act_fun,
-                                                    kan.node_bias, groups):
-        if layer_groups is None:
-            x = spline_layer_forward(act, bias, x)
-        else:
-            # Constant terms d of every active edge (pruned '0' edges included) go to the node.
-            constant = sum((sym.affine[:, :, 3] * sym.mask).sum(dim=1) for sym in term_layers)
-            out = (bias + constant).expand(len(x), -1)
-            for affine, name, inputs, targets in layer_groups:
-                a, b, c = (affine[targets, inputs, k] for k in range(3))
-                out = out.index_add(1, targets, c * SYMBOLIC_LIB[name][0](a * x[:, inputs] + b))
-            x = out
-        outputs.append(x)
-    return outputs
-
-
-def symbolic_forward(kan, z: torch.Tensor, groups=None) -> torch.Tensor:
-    """Evaluate a pykan network whose layers are each all-symbolic or all-spline.
-
-    Equals ``kan(z)`` (plus the second terms of :func:`_add_second_terms`, which pykan does
-    not know), but evaluates each library function once per symbolic layer on all its edges
-    instead of looping over edges in Python (pykan's ``Symbolic_KANLayer.forward``), which
-    makes fine-tuning tens of times faster.  Layers with no symbolic edge yet are evaluated
-    as splines (:func:`gwtools.compression.kan_density.spline_layer_forward`), so a network
-    made symbolic layer by layer can be fine-tuned in between.
-
-    Parameters
-    ----------
-    kan : kan.MultKAN
-    z : torch.Tensor, shape (n, d)
-    groups : optional
-        Precomputed :func:`_edge_groups` of ``kan``.
-    """
-    return _layer_outputs(kan, z, groups)[-1]
-
-
 def _choose_function(x, y, library, weight_simple: float):
     """Best ``c f(a x + b) + d`` for one edge, scored as pykan's ``suggest_symbolic`` does.
 
-    pykan's own fit (``kan.utils.fit_params``) is used with a coarser (a, b) sweep than its
-    default 101 x 101 (21 x 21, zoomed three times): about 30 times faster, and the density
-    fine-tuning that follows adjusts the constants anyway.  A near-exact identity fit
-    (R^2 > 0.9999) is taken at once, as the simplest choice.
+    Each library function is fitted by pykan's grid search
+    (:func:`~gwtools.compression.pykan_adapter.fit_library_function`).  A near-exact
+    identity fit (R^2 > 0.9999) is taken at once, as the simplest choice.
     """
-    from kan.utils import SYMBOLIC_LIB, fit_params
-
     best = None
     for name in library:
-        fun, complexity = SYMBOLIC_LIB[name][0], SYMBOLIC_LIB[name][2]
-        params, r2 = fit_params(x, y, fun, grid_number=21, iteration=3, verbose=False)
-        r2 = float(r2)
+        params, r2 = pykan_adapter.fit_library_function(x, y, name)
         if not math.isfinite(r2):
             continue
-        score = weight_simple * complexity + (1 - weight_simple) * math.log2(1 + 1e-5 - min(r2, 1.0))
+        score = (weight_simple * pykan_adapter.library_complexity(name)
+                 + (1 - weight_simple) * math.log2(1 + 1e-5 - min(r2, 1.0)))
         if best is None or score < best[0]:
-            best = (score, name, tuple(float(v) for v in params))
+            best = (score, name, params)
         if name == "x" and r2 > 0.9999:
             break
     if best is None:
@@ -427,46 +217,32 @@ def _fix_layer(kan, layer_index: int, subset, library, weight_simple: float,
     The edges are fitted to the layer's inputs and spline outputs on ``subset`` in the
     network as it is now: after earlier stages and their fine-tuning.  With ``second_r2``,
     an edge whose function leaves an R^2 below it gets a second function fitted to the
-    residual, in ``kan.second_symbolic`` (:func:`_add_second_terms`), counted in
-    ``second_counts``.
+    residual (a second term, :func:`~gwtools.compression.pykan_adapter.add_second_terms`),
+    counted in ``second_counts``.
     """
-    from kan.utils import SYMBOLIC_LIB
-
-    with quiet_pykan():
-        kan.save_act = True
-        with torch.no_grad():
-            kan(subset)
-        act = kan.act_fun[layer_index]
-        mask = act.mask.detach().numpy().copy()
-        inputs = kan.acts[layer_index]
-        outputs = kan.spline_postacts[layer_index]  # (n, out, in)
-        spread = outputs.std(dim=0).numpy()
-        for i, j in zip(*np.nonzero(mask)):
-            y = outputs[:, j, i]
-            if spread[j, i] < prune_threshold:
-                name, affine = "0", (1.0, 0.0, 0.0, float(y.mean()))
-            else:
-                name, affine = _choose_function(inputs[:, i], y, library, weight_simple)
-            kan.fix_symbolic(layer_index, i, j, name, fit_params_bool=False,
-                             verbose=False, log_history=False)
-            kan.symbolic_fun[layer_index].affine.data[j, i] = torch.as_tensor(affine)
-            counts[name] = counts.get(name, 0) + 1
-            if second_r2 is None or name == "0":
-                continue
-            a, b, c, d = affine
-            residual = y - (c * SYMBOLIC_LIB[name][0](a * inputs[:, i] + b) + d)
-            if 1.0 - float(residual.var() / y.var()) >= second_r2:
-                continue
-            second_name, second_affine = _choose_function(inputs[:, i], residual, library,
-                                                          weight_simple)
-            if second_name == "0":
-                continue
-            second = kan.second_symbolic[layer_index]
-            second.fix_symbolic(i, j, second_name, verbose=False)
-            second.mask.data[j, i] = 1.0
-            second.affine.data[j, i] = torch.as_tensor(second_affine)
-            second_counts[second_name] = second_counts.get(second_name, 0) + 1
-        kan.save_act = False
+    inputs, outputs, mask = pykan_adapter.edge_activations(kan, layer_index, subset)
+    spread = outputs.std(dim=0).numpy()
+    for i, j in zip(*np.nonzero(mask)):
+        y = outputs[:, j, i]
+        if spread[j, i] < prune_threshold:
+            name, affine = "0", (1.0, 0.0, 0.0, float(y.mean()))
+        else:
+            name, affine = _choose_function(inputs[:, i], y, library, weight_simple)
+        pykan_adapter.set_symbolic_edge(kan, layer_index, i, j, name, affine)
+        counts[name] = counts.get(name, 0) + 1
+        if second_r2 is None or name == "0":
+            continue
+        a, b, c, d = affine
+        residual = y - (c * pykan_adapter.library_function(name)(a * inputs[:, i] + b) + d)
+        if 1.0 - float(residual.var() / y.var()) >= second_r2:
+            continue
+        second_name, second_affine = _choose_function(inputs[:, i], residual, library,
+                                                      weight_simple)
+        if second_name == "0":
+            continue
+        pykan_adapter.set_symbolic_edge(kan, layer_index, i, j, second_name, second_affine,
+                                        second=True)
+        second_counts[second_name] = second_counts.get(second_name, 0) + 1
 
 
 def _finetune(kan, z_train, z_val, n_components: int, config, learning_rate: float, rng,
@@ -475,57 +251,32 @@ def _finetune(kan, z_train, z_val, n_components: int, config, learning_rate: flo
     best validation state.
 
     Free are the affine constants of symbolic layers, the coefficients and scales of spline
-    layers, and every node bias.  Returns the best validation loss and the steps taken.
+    layers, and every node bias.  The validation loss is checked every
+    ``config.check_every`` steps.  Returns the best validation loss and the steps taken.
     """
-    groups = _edge_groups(kan)
+    groups = pykan_adapter.edge_groups(kan)
 
-    def loss_on(z):
-        return -mixture_log_prob(symbolic_forward(kan, z, groups), z, n_components).mean()
+    def loss(z):
+        return -mixture_log_prob(pykan_adapter.symbolic_forward(kan, z, groups), z,
+                                 n_components).mean()
 
-    params = list(kan.node_bias)
-    for term_layers, act, layer_groups in zip(_term_layers(kan), kan.act_fun, groups):
-        params += ([sym.affine for sym in term_layers] if layer_groups is not None
-                   else [act.coef, act.scale_base, act.scale_sp])
-    for p in params:
-        p.requires_grad_(True)
-    optimiser = torch.optim.Adam(params, lr=learning_rate)
+    def batches(check):
+        steps = min(config.check_every, config.finetune_steps - check * config.check_every)
+        return (torch.as_tensor(rng.integers(0, len(z_train), batch)) for _ in range(steps))
+
+    params = pykan_adapter.fine_tuning_parameters(kan, groups)
     # A freshly symbolic layer starts several nats worse per sample and keeps improving for
     # thousands of steps: a plateau schedule with early stopping spends steps only while
-    # they help.
-    schedule = torch.optim.lr_scheduler.ReduceLROnPlateau(optimiser, factor=0.5, patience=4)
-    with torch.no_grad():
-        best = float(loss_on(z_val))
-    logger.info("fine-tuning from validation loss %.4f", best)
-    best_state = copy.deepcopy(kan.state_dict())
-    since_best = steps_taken = 0
-    for step in range(config.finetune_steps):
-        steps_taken = step + 1
-        rows = torch.as_tensor(rng.integers(0, len(z_train), batch))
-        loss = loss_on(z_train[rows])
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
-        if steps_taken % config.check_every == 0 or steps_taken == config.finetune_steps:
-            with torch.no_grad():
-                val = float(loss_on(z_val))
-            rate = optimiser.param_groups[0]["lr"]
-            schedule.step(val if math.isfinite(val) else math.inf)
-            if optimiser.param_groups[0]["lr"] < rate:
-                # A step size that has stopped helping may also have thrown the parameters
-                # off (formulas like sin(a x + b) with large a are touchy): go on, more
-                # slowly, from the best state.
-                kan.load_state_dict(best_state)
-            if math.isfinite(val) and val < best - 1e-4:
-                best, best_state, since_best = val, copy.deepcopy(kan.state_dict()), 0
-            else:
-                since_best += 1
-            if (since_best >= config.finetune_patience
-                    or optimiser.param_groups[0]["lr"] < learning_rate / 100):
-                break
-    kan.load_state_dict(best_state)
+    # they help.  Formulas like sin(a x + b) with large a are touchy: when the step size
+    # halves, fine-tuning goes on from the best state.
+    schedule = TrainingSchedule(
+        learning_rate=learning_rate, max_rounds=math.ceil(config.finetune_steps / config.check_every),
+        patience=config.finetune_patience, plateau_patience=4, restore_on_decay=True,
+        min_learning_rate_factor=0.01, start_from_initial=True)
+    result = train(kan, params, loss, z_train, z_val, batches, schedule, label="fine-tuning")
     for p in params:
         p.requires_grad_(False)
-    return best, steps_taken
+    return result.best_loss, result.steps
 
 
 def fit_symbolic(
@@ -550,7 +301,6 @@ def fit_symbolic(
     config = config or SymbolicConfig()
     start = time.perf_counter()
     rng = np.random.default_rng(config.seed)
-    torch.manual_seed(config.seed)
     z_all = torch.as_tensor((y - fitted.mean) / fitted.scale, dtype=torch.float32)
     train = np.setdiff1d(np.arange(len(y)), fitted.validation_index)
     z_train = z_all[train]
@@ -580,7 +330,7 @@ def fit_symbolic(
     # ends at 10.65 nats, against 11.30 with both layers made symbolic at once (the spline
     # network: 10.67).
     spline = copy.deepcopy(fitted.kan)
-    _add_second_terms(spline)
+    pykan_adapter.add_second_terms(spline)
     kan, counts = copy.deepcopy(spline), {}
     best = make_symbolic(kan, 1, config.output_weight_simple, counts)
     spline_loss = fitted.validation_loss[fitted.best_epoch]
@@ -594,8 +344,10 @@ def fit_symbolic(
     second_counts = {}
     best = make_symbolic(kan, 0, config.hidden_weight_simple, counts, second_counts)
     with torch.no_grad():
-        layer_inputs = [z_val] + _layer_outputs(kan, z_val)[:-1]
-    formulas = node_formulas(kan, config.digits, layer_inputs, config.rounding_tolerance)
+        layer_inputs = [z_val] + pykan_adapter.layer_outputs(kan, z_val)[:-1]
+    formulas = write_formulas(pykan_adapter.symbolic_terms(kan),
+                              [x.double().numpy() for x in layer_inputs], config.digits,
+                              config.rounding_tolerance)
     seconds = time.perf_counter() - start
     logger.info(
         "symbolic network: validation loss %.4f, edge functions %s, second terms %s, %.1f s",
