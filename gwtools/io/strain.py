@@ -24,10 +24,12 @@ import numpy as np
 from gwtools.io.atomic import atomic_path
 
 __all__ = [
+    "GwoscHeader",
     "TimeSeries",
     "from_array",
     "known_detectors",
     "read_gwosc_hdf5",
+    "read_gwosc_header",
     "read_strain",
     "read_text",
     "validate_detector",
@@ -213,6 +215,86 @@ def _describe_hdf5(f: h5py.File, limit: int = 12) -> str:
     return shown or "nothing"
 
 
+@dataclass(frozen=True)
+class GwoscHeader:
+    """What a GWOSC HDF5 strain file says about itself, read without its samples.
+
+    Attributes
+    ----------
+    detector : str or None
+        ``meta/Detector``, if present.
+    t0 : float
+        GPS time of the first sample (``Xstart``), s.
+    sample_rate : float
+        ``1 / Xspacing``, Hz (rounded to whole Hz where that is exact to 1e-9).
+    n_samples : int
+        Length of ``strain/Strain``.
+    """
+
+    detector: str | None
+    t0: float
+    sample_rate: float
+    n_samples: int
+
+    @property
+    def duration(self) -> float:
+        """``n_samples / sample_rate``, s."""
+        return self.n_samples / self.sample_rate
+
+
+def _open_hdf5(path: Path) -> h5py.File:
+    try:
+        return h5py.File(path, "r")
+    except OSError as err:
+        raise ValueError(
+            f"{path} is not a readable HDF5 file (corrupt or truncated?): {err}"
+        ) from err
+
+
+def _header(f: h5py.File, path: Path) -> GwoscHeader:
+    if "strain/Strain" not in f:
+        raise ValueError(
+            f"{path} has no 'strain/Strain' dataset, so it is not a GWOSC strain file; "
+            f"it holds: {_describe_hdf5(f)}"
+        )
+    dset = f["strain/Strain"]
+    missing = [key for key in ("Xstart", "Xspacing") if key not in dset.attrs]
+    if missing:
+        raise ValueError(f"{path}: strain/Strain lacks the attribute(s) {', '.join(missing)}")
+    if dset.ndim != 1:
+        raise ValueError(f"{path}: strain/Strain has shape {dset.shape}; GWOSC strain is 1-D")
+    spacing = float(dset.attrs["Xspacing"])
+    if not spacing > 0:
+        raise ValueError(f"{path}: Xspacing must be positive, found {spacing}")
+    sample_rate = 1.0 / spacing
+    # Xspacing is stored as a float; GWOSC rates are whole numbers of Hz.
+    if abs(sample_rate - round(sample_rate)) < 1e-9 * sample_rate:
+        sample_rate = float(round(sample_rate))
+    return GwoscHeader(
+        detector=_decode(f["meta/Detector"]) if "meta/Detector" in f else None,
+        t0=float(dset.attrs["Xstart"]),
+        sample_rate=sample_rate,
+        n_samples=int(dset.shape[0]),
+    )
+
+
+def read_gwosc_header(path: str | os.PathLike) -> GwoscHeader:
+    """Detector, GPS start, sample rate and length of a GWOSC HDF5 strain file.
+
+    Only metadata is read, so files with data gaps (NaN samples) can be checked too.
+
+    Raises
+    ------
+    FileNotFoundError
+        The file does not exist.
+    ValueError
+        Not HDF5 or not GWOSC layout (the message lists what the file holds).
+    """
+    path = _require_file(path)
+    with _open_hdf5(path) as f:
+        return _header(f, path)
+
+
 def read_gwosc_hdf5(path: str | os.PathLike, detector: str | None = None) -> TimeSeries:
     """Read a GWOSC-layout HDF5 strain file.
 
@@ -236,43 +318,23 @@ def read_gwosc_hdf5(path: str | os.PathLike, detector: str | None = None) -> Tim
         inconsistent, or the strain holds NaN (a data gap).
     """
     path = _require_file(path)
-    try:
-        f = h5py.File(path, "r")
-    except OSError as err:
-        raise ValueError(
-            f"{path} is not a readable HDF5 file (corrupt or truncated?): {err}"
-        ) from err
-    with f:
-        if "strain/Strain" not in f:
-            raise ValueError(
-                f"{path} has no 'strain/Strain' dataset, so it is not a GWOSC strain file; "
-                f"it holds: {_describe_hdf5(f)}"
-            )
-        dset = f["strain/Strain"]
-        missing = [key for key in ("Xstart", "Xspacing") if key not in dset.attrs]
-        if missing:
-            raise ValueError(f"{path}: strain/Strain lacks the attribute(s) {', '.join(missing)}")
-        t0 = float(dset.attrs["Xstart"])
-        spacing = float(dset.attrs["Xspacing"])
-        if not spacing > 0:
-            raise ValueError(f"{path}: Xspacing must be positive, found {spacing}")
-        file_detector = _decode(f["meta/Detector"]) if "meta/Detector" in f else None
+    with _open_hdf5(path) as f:
+        header = _header(f, path)
         try:
-            data = dset[()]
+            data = f["strain/Strain"][()]
         except OSError as err:
             raise ValueError(f"{path}: strain/Strain cannot be read (corrupt?): {err}") from err
+    file_detector = header.detector
     if detector is None and file_detector is None:
         raise ValueError(f"{path} has no meta/Detector: pass detector= explicitly")
     if detector is not None and file_detector is not None and detector != file_detector:
         raise ValueError(
             f"{path} holds {file_detector} data, but detector={detector!r} was asked for"
         )
-    sample_rate = 1.0 / spacing
-    # Xspacing is stored as a float; GWOSC rates are whole numbers of Hz.
-    if abs(sample_rate - round(sample_rate)) < 1e-9 * sample_rate:
-        sample_rate = float(round(sample_rate))
-    logger.debug("read %s: %d samples at %g Hz from GPS %s", path, data.size, sample_rate, t0)
-    return TimeSeries(data, t0, sample_rate, detector or file_detector)
+    logger.debug(
+        "read %s: %d samples at %g Hz from GPS %s", path, data.size, header.sample_rate, header.t0
+    )
+    return TimeSeries(data, header.t0, header.sample_rate, detector or file_detector)
 
 
 _HEADER_RATE = re.compile(r"(\d+(?:\.\d*)?)\s+samples\s+per\s+second", re.IGNORECASE)
@@ -281,7 +343,7 @@ _HEADER_FOR = re.compile(r"\bfor\s+(\w+)")
 
 
 def _open_text(path: Path):
-    return gzip.open(path, "rt") if path.suffix == ".gz" else open(path)  # noqa: SIM115
+    return gzip.open(path, "rt") if path.suffix == ".gz" else open(path)
 
 
 def _agree(name: str, given, from_header, path: Path):
