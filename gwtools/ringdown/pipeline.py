@@ -397,6 +397,8 @@ def build_result(
         posterior=posterior,
         search_parameters=space.names,
         search_ranges={p.name: (p.lower, p.upper) for p in space.priors},
+        prior_kinds={p.name: p.kind for p in space.priors},
+        periodic_parameters=tuple(p.name for p in space.priors if p.periodic),
         log_evidence={
             config.prior.quadrature: (sampling.log_evidence, sampling.log_evidence_err),
             "physical": (recon.log_evidence_physical, recon.log_evidence_physical_err),
