@@ -95,7 +95,7 @@ class DataConfig:
         masses and ``final_spin``), drawn for comparison in the plots.
     imr_remnant : Path or None
         JSON file of a published IMR remnant (median and 90% bounds of the detector-frame
-        ``final_mass`` and of ``final_spin``; :func:`gwtools.ringdown.reference.read_imr_remnant`),
+        ``final_mass`` and of ``final_spin``; :func:`gwtools.ringdown.pipeline.read_imr_remnant`),
         drawn for comparison in the plots.
     event : str or None
         GWOSC event name of the data in ``directory``; it names the ``gwtools fetch`` command
