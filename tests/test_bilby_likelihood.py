@@ -28,7 +28,9 @@ def injection_likelihood():
     model, data, injection, snr = gw150914_like(["220"], duration=0.05)
     assert snr > 8
     fixed = {"inclination": injection.inclination, "polarization": injection.polarization}
-    return FireflyLikelihood(model, data, ("final_mass", "final_spin"), fixed, QuadraturePrior(amplitude_max=20.0))
+    return FireflyLikelihood(
+        model, data, ("final_mass", "final_spin"), fixed, QuadraturePrior(amplitude_max=20.0)
+    )
 
 
 def test_values_follow_the_parameter_names_not_their_order(injection_likelihood):
@@ -91,7 +93,8 @@ def test_from_config_samples_the_angles_it_is_asked_to(project_data, tmp_path):
     strain = load_strain(fixed)
     reference, _ = build_likelihood(fixed, prepare_analysis(fixed, strain, estimate_acfs(fixed, strain)))
     point = {"final_mass": 70.0, "final_spin": 0.7, "polarization": 0.3}
-    assert likelihood.log_likelihood(point) == pytest.approx(float(reference(np.array([70.0, 0.7]))), abs=1e-8)
+    expected = float(reference(np.array([70.0, 0.7])))
+    assert likelihood.log_likelihood(point) == pytest.approx(expected, abs=1e-8)
     sampled = override(base, {"prior": {"cos_inclination": [-1.0, 1.0]}})
     _, priors = from_config(sampled)
     assert isinstance(priors["inclination"], bilby.core.prior.Sine)

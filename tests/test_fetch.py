@@ -20,7 +20,12 @@ import requests
 from requests.structures import CaseInsensitiveDict
 
 from gwtools.cli import main
-from gwtools.io.fetch import MANIFEST_NAME, fetch_strain, find_strain_files, read_manifest
+from gwtools.io.fetch import (
+    MANIFEST_NAME,
+    fetch_strain,
+    find_strain_files,
+    read_manifest,
+)
 from gwtools.ringdown.config import config_to_dict, override, parse_config
 
 ANSWERS = Path(__file__).resolve().parent / "data" / "gwosc_api_answers.json"
@@ -103,7 +108,9 @@ def gwosc(monkeypatch, project_data):
     import gwosc.api.v2
 
     server = FakeGwosc(project_data)
-    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", lambda _adapter, request, **kw: server.send(request, **kw))
+    monkeypatch.setattr(
+        requests.adapters.HTTPAdapter, "send", lambda _adapter, request, **kw: server.send(request, **kw)
+    )
     # the gwosc client keeps every JSON answer of the process in memory: start each test afresh
     monkeypatch.setattr(gwosc.api.v2, "JSON_CACHE", {})
     return server
