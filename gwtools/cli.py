@@ -1,8 +1,8 @@
 """The ``gwtools`` command line: a thin layer over the engines' Python APIs.
 
 Each engine registers its own subcommands (``gwtools.ringdown.commands``,
-``gwtools.compression.commands``); registering imports only :mod:`argparse`, so
-``gwtools --help`` is instant and never imports JAX or torch.
+``gwtools.compression.commands``, ``gwtools.io.commands``); registering imports only
+:mod:`argparse`, so ``gwtools --help`` is instant and never imports JAX or torch.
 """
 
 from __future__ import annotations
@@ -13,11 +13,12 @@ import sys
 
 from gwtools import __version__
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 
 def build_parser() -> argparse.ArgumentParser:
     from gwtools.compression import commands as compression_commands
+    from gwtools.io import commands as io_commands
     from gwtools.ringdown import commands as ringdown_commands
 
     parser = argparse.ArgumentParser(
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     ringdown_commands.register(sub)
     compression_commands.register(sub)
+    io_commands.register(sub)
     return parser
 
 

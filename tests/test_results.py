@@ -144,3 +144,41 @@ def test_credible_interval_matches_the_normal_quantiles():
         credible_interval(samples, 90)
     with pytest.raises(ValueError, match="no samples"):
         credible_interval([], 0.9)
+
+
+def test_bilby_priors_follow_the_sampled_prior_kinds(tmp_path):
+    import bilby
+
+    base = make_result()
+    rng = np.random.default_rng(9)
+    posterior = {**base.posterior, "inclination": np.arccos(rng.uniform(-1.0, -0.5, base.n_samples)),
+                 "polarization": rng.uniform(0.0, np.pi, base.n_samples)}
+    result = RingdownResult(
+        label="sampled angles", posterior=posterior,
+        search_parameters=("final_mass", "final_spin", "inclination", "polarization"),
+        search_ranges={**base.search_ranges, "inclination": (2 * np.pi / 3, np.pi),
+                       "polarization": (0.0, np.pi)},
+        log_evidence=base.log_evidence, config=base.config,
+        prior_kinds={"inclination": "sine"}, periodic_parameters=("polarization",),
+    )
+    back = read_result(write_result(result, tmp_path / "angles.h5"))
+    assert back.prior_kinds == {"final_mass": "uniform", "final_spin": "uniform",
+                                "inclination": "sine", "polarization": "uniform"}
+    assert back.periodic_parameters == ("polarization",)
+    priors = bilby.core.result.read_in_result(str(save_bilby_result(back, tmp_path / "angles.json"))).priors
+    assert type(priors["inclination"]) is bilby.core.prior.Sine
+    assert (priors["inclination"].minimum, priors["inclination"].maximum) == (2 * np.pi / 3, np.pi)
+    assert type(priors["polarization"]) is bilby.core.prior.Uniform
+    assert priors["polarization"].boundary == "periodic" and priors["final_mass"].boundary is None
+    # the exported inclination prior is flat in cos(inclination) on [-1, -0.5]
+    cos_i = np.cos(priors["inclination"].sample(20_000))
+    assert scipy.stats.kstest(cos_i, scipy.stats.uniform(-1.0, 0.5).cdf).pvalue > 0.01
+    # files written before the kinds were stored: the pipeline only sampled inclination as sine
+    with h5py.File(tmp_path / "angles.h5", "a") as f:
+        del f["posterior"].attrs["search_prior_kinds"], f["posterior"].attrs["search_periodic"]
+    old = read_result(tmp_path / "angles.h5")
+    assert old.prior_kind("inclination") == "sine" and old.periodic_parameters == ()
+    with pytest.raises(ValueError, match="unknown kind 'cosine'"):
+        RingdownResult(label="x", posterior=base.posterior, search_parameters=("final_mass",),
+                       search_ranges={"final_mass": (35.0, 140.0)}, log_evidence={}, config={},
+                       prior_kinds={"final_mass": "cosine"})

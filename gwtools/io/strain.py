@@ -378,7 +378,7 @@ _HEADER_DURATION = re.compile(r"\bduration\s+(\d+(?:\.\d*)?)", re.IGNORECASE)
 
 
 def _open_text(path: Path):
-    return gzip.open(path, "rt") if path.suffix == ".gz" else open(path)  # noqa: SIM115
+    return gzip.open(path, "rt") if path.suffix == ".gz" else open(path)
 
 
 def _agree(name: str, given, from_header, path: Path):

@@ -98,12 +98,18 @@ OFF_SOURCE = "off-source noise window"
 class DataConfig:
     """Strain input.
 
+    Strain comes either from ``files`` (one per detector) or from a ``directory`` of GWOSC
+    files such as ``gwtools fetch`` writes: there the file of each detector that covers the
+    analysis segment and the off-source window is looked up when the configuration is read,
+    and checked against the directory's sha256 manifest.
+
     Attributes
     ----------
     detectors : tuple of str
         Detector names in analysis order, e.g. ``("H1", "L1")``.
     files : dict of str to Path
-        Strain file per detector (GWOSC HDF5 or text), absolute paths.
+        Strain file per detector (GWOSC HDF5 or text), absolute paths; with ``directory``,
+        the files found there.
     imr_samples : Path or None
         HDF5 file with IMR remnant samples (datasets ``final_mass`` in detector-frame solar
         masses and ``final_spin``), drawn for comparison in the plots.
@@ -111,12 +117,24 @@ class DataConfig:
         What to do with strain whose metadata disagree with the data, or with flat stretches,
         repeated blocks or NaN gaps near the windows the analysis uses: refuse the run, or
         log a warning and go on.  NaN inside a window is refused either way.
+    imr_remnant : Path or None
+        JSON file of a published IMR remnant (median and 90% bounds of the detector-frame
+        ``final_mass`` and of ``final_spin``; :func:`gwtools.ringdown.pipeline.read_imr_remnant`),
+        drawn for comparison in the plots.
+    event : str or None
+        GWOSC event name of the data in ``directory``; it names the ``gwtools fetch`` command
+        suggested when files are missing (without it, the command uses ``[event] time``).
+    directory : Path or None
+        Folder of GWOSC strain files, instead of ``files``.
     """
 
     detectors: tuple[str, ...]
     files: Mapping[str, Path]
     imr_samples: Path | None = None
     on_bad_data: str = "refuse"
+    imr_remnant: Path | None = None
+    event: str | None = None
+    directory: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -423,9 +441,16 @@ def _field_names(cls: type) -> set[str]:
 
 def _parse_data(raw: Mapping[str, Any], base_dir: Path) -> DataConfig:
     table = _table(raw, "data", _field_names(DataConfig), required=True)
-    if "files" not in table:
-        raise _fail("data", "files", "missing: give one strain file per detector")
-    files = _detector_paths("data", "files", table["files"], base_dir)
+    if ("files" in table) == ("directory" in table):
+        raise _fail(
+            "data", "files", "give either files (one strain file per detector) or directory (a "
+            "folder of GWOSC files from `gwtools fetch`), not both" if "files" in table else
+            "missing: give one strain file per detector, or a directory of GWOSC files from "
+            "`gwtools fetch`",
+        )
+    files = _detector_paths("data", "files", table.get("files", {}), base_dir)
+    if "directory" in table and "detectors" not in table:
+        raise _fail("data", "detectors", "required with directory, e.g. [\"H1\", \"L1\", \"V1\"]")
     detectors = table.get("detectors", list(files))
     if not isinstance(detectors, (list, tuple)) or not detectors:
         raise _fail("data", "detectors", f"expected a non-empty list, got {detectors!r}")
@@ -433,17 +458,52 @@ def _parse_data(raw: Mapping[str, Any], base_dir: Path) -> DataConfig:
     if len(set(detectors)) != len(detectors):
         raise _fail("data", "detectors", f"repeated detector in {list(detectors)}")
     missing = [d for d in detectors if d not in files]
-    if missing:
+    if missing and "files" in table:
         raise _fail("data", "files", f"no strain file for detector(s) {', '.join(missing)}")
-    imr = table.get("imr_samples")
+    if "event" in table and "directory" not in table:
+        raise _fail("data", "event", "names the event of a [data] directory; give directory too")
+    optional = {
+        key: _path("data", key, table[key], base_dir)
+        for key in ("imr_samples", "imr_remnant", "directory")
+        if key in table
+    }
     return DataConfig(
         detectors=detectors,
-        files={d: files[d] for d in detectors},
-        imr_samples=None if imr is None else _path("data", "imr_samples", imr, base_dir),
+        files={d: files[d] for d in detectors if d in files},
+        event=_string("data", "event", table["event"]) if "event" in table else None,
         on_bad_data=_string(
             "data", "on_bad_data", table.get("on_bad_data", "refuse"), _BAD_DATA_ACTIONS
         ),
+        **optional,
     )
+
+
+def _data_span(config: RingdownConfig) -> tuple[float, float]:
+    """GPS span of strain every detector needs: segment and off-source window, with delays."""
+    begin = start_offset_seconds(config)
+    end = begin + config.analysis.duration
+    if config.noise.method == "welch":
+        begin, end = min(begin, config.noise.offsource[0]), max(end, config.noise.offsource[1])
+    # the reference detector and any other see the peak at most 2 Earth-crossing delays apart
+    return config.event.time + begin - 2 * _MAX_DELAY, config.event.time + end + 2 * _MAX_DELAY
+
+
+def _files_from_directory(config: RingdownConfig) -> RingdownConfig:
+    """The configuration with ``[data] files`` looked up in ``[data] directory``."""
+    from gwtools.io.fetch import find_strain_files
+
+    data = config.data
+    start, end = _data_span(config)
+    try:
+        files = find_strain_files(
+            data.directory, data.detectors, start, end, event=data.event,
+            event_time=config.event.time, min_sample_rate=config.analysis.sample_rate,
+        )
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"[data] directory: {err}") from None
+    except ValueError as err:
+        raise _fail("data", "directory", str(err)) from None
+    return dataclasses.replace(config, data=dataclasses.replace(data, files=files))
 
 
 def _parse_event(raw: Mapping[str, Any], detectors: tuple[str, ...]) -> EventConfig:
@@ -692,6 +752,8 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: str | os.PathLike = ".") -
         sampler=_parse_sampler(raw),
         output=_parse_output(raw, base, default_label),
     )
+    if config.data.directory is not None:
+        config = _files_from_directory(config)
     if config.noise.method == "welch":
         # the noise estimate must not see the signal; allow for the inter-detector delays
         begin, end = config.noise.offsource
@@ -775,9 +837,12 @@ def _plain(value: Any) -> Any:
 def config_to_dict(config: RingdownConfig) -> dict[str, dict[str, Any]]:
     """The configuration as plain JSON-serializable data (absolute paths, no ``None`` values).
 
+    With a ``[data] directory`` the files are left out (they are looked up there again; a
+    results file records each one with its sha256 among its checksums).
+
     ``parse_config(config_to_dict(config))`` gives back an equal configuration.
     """
-    return {
+    raw = {
         section: {
             f.name: _plain(getattr(getattr(config, section), f.name))
             for f in dataclasses.fields(getattr(config, section))
@@ -785,6 +850,10 @@ def config_to_dict(config: RingdownConfig) -> dict[str, dict[str, Any]]:
         }
         for section in _SECTIONS
     }
+    if config.data.directory is not None:
+        # the files are looked up again, so an override of the windows can pick other files
+        del raw["data"]["files"]
+    return raw
 
 
 def override(config: RingdownConfig, updates: Mapping[str, Mapping[str, Any]]) -> RingdownConfig:

@@ -21,6 +21,7 @@ into ``[output] directory``, as one result set published with its manifest
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -83,6 +84,7 @@ __all__ = [
     "sample_posterior",
     "build_result",
     "read_imr_samples",
+    "read_imr_remnant",
     "make_plots",
     "run_pipeline",
 ]
@@ -450,6 +452,8 @@ def build_result(
         posterior=posterior,
         search_parameters=space.names,
         search_ranges={p.name: (p.lower, p.upper) for p in space.priors},
+        prior_kinds={p.name: p.kind for p in space.priors},
+        periodic_parameters=tuple(p.name for p in space.priors if p.periodic),
         log_evidence={
             config.prior.quadrature: (sampling.log_evidence, sampling.log_evidence_err),
             "physical": (recon.log_evidence_physical, recon.log_evidence_physical_err),
@@ -486,10 +490,44 @@ def read_imr_samples(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         return f["final_mass"][()], f["final_spin"][()]
 
 
+def read_imr_remnant(path: str | Path) -> dict[str, tuple[float, float, float]]:
+    """Published IMR remnant values: (median, lower, upper) of ``final_mass`` and ``final_spin``.
+
+    The JSON file holds, for each of the two, an object with ``median``, ``lower`` and
+    ``upper`` (bounds of the credible interval given by its ``credible_level``, 0.9); the mass
+    in detector-frame solar masses.  Any other keys (provenance) are ignored.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"IMR remnant file {path} does not exist ([data] imr_remnant)")
+    try:
+        table = json.loads(path.read_text())
+        values = {
+            name: tuple(float(table[name][key]) for key in ("median", "lower", "upper"))
+            for name in ("final_mass", "final_spin")
+        }
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        raise ValueError(
+            f"{path}: expected JSON with final_mass and final_spin, each with median, lower and "
+            f"upper ([data] imr_remnant): {err!r}"
+        ) from None
+    for name, (median, lower, upper) in values.items():
+        if not lower <= median <= upper:
+            raise ValueError(f"{path}: {name} needs lower <= median <= upper, got {lower}, {median}, {upper}")
+    return values
+
+
 def make_plots(
-    result: RingdownResult, directory: str | Path, imr_path: str | Path | None = None
+    result: RingdownResult,
+    directory: str | Path,
+    imr_path: str | Path | None = None,
+    imr_remnant_path: str | Path | None = None,
 ) -> tuple[list[Path], Path]:
-    """Draw the figures and the summary page of ``result``; return (PNG paths, summary path)."""
+    """Draw the figures and the summary page of ``result``; return (PNG paths, summary path).
+
+    ``imr_path`` names IMR remnant samples (:func:`read_imr_samples`), ``imr_remnant_path``
+    published IMR values (:func:`read_imr_remnant`); both are drawn in the remnant plot.
+    """
     from gwtools.ringdown import plots
 
     directory = Path(directory)
@@ -498,10 +536,11 @@ def make_plots(
     modes = result.config["model"]["modes"]
     imr = read_imr_samples(imr_path) if imr_path is not None else None
     run_id = result.run_id or None
+    published = read_imr_remnant(imr_remnant_path) if imr_remnant_path is not None else None
     paths = [
         plots.plot_remnant_corner(
             post["final_mass"], post["final_spin"], directory / f"{label}_remnant.png",
-            imr=imr, label=f"ringdown {'+'.join(modes)}", run_id=run_id,
+            imr=imr, imr_published=published, label=f"ringdown {'+'.join(modes)}", run_id=run_id,
         ),
         plots.plot_amplitudes(
             {k.removeprefix("amplitude_"): v for k, v in post.items() if k.startswith("amplitude_")},
@@ -543,6 +582,9 @@ def make_plots(
         for name, values in (("final_mass", imr[0]), ("final_spin", imr[1])):
             median, lo, hi = credible_interval(values)
             facts.append((f"IMR {name}", f"{median:.4g} (90%: {lo:.4g} to {hi:.4g})"))
+    if published is not None:
+        for name, (median, lo, hi) in published.items():
+            facts.append((f"IMR {name} (published)", f"{median:.4g} (90%: {lo:.4g} to {hi:.4g})"))
     summary = plots.write_summary(
         directory / f"{label}_summary.md",
         title=f"Ringdown of {result.config['event']['name']}: {label}",
@@ -624,7 +666,8 @@ def run_pipeline(
             plot_paths, summary = [], None
             if plots:
                 plot_paths, summary = timed("plots", make_plots, result, stage,
-                                            config.data.imr_samples)
+                                            config.data.imr_samples,
+                                            config.data.imr_remnant)
             write_result(result, stage / f"{label}.h5")
             save_bilby_result(result, stage / f"{label}_bilby.json")
     result_path = directory / f"{label}.h5"

@@ -32,6 +32,7 @@ __all__ = [
 
 _RINGDOWN_COLOR = "tab:blue"
 _IMR_COLOR = "tab:orange"
+_PUBLISHED_COLOR = "tab:red"
 _LEVELS = (0.5, 0.9)
 
 
@@ -78,10 +79,11 @@ def plot_remnant_corner(
     path: str | os.PathLike,
     *,
     imr: tuple[np.ndarray, np.ndarray] | None = None,
+    imr_published: Mapping[str, tuple[float, float, float]] | None = None,
     label: str = "ringdown",
     run_id: str | None = None,
 ) -> Path:
-    """Corner plot of the remnant mass and spin, with IMR samples overlaid.
+    """Corner plot of the remnant mass and spin, with IMR samples or published values overlaid.
 
     Parameters
     ----------
@@ -91,6 +93,9 @@ def plot_remnant_corner(
         PNG to write.
     imr : (array_like, array_like), optional
         IMR remnant (mass, spin) samples, same units, drawn in another colour.
+    imr_published : mapping, optional
+        Published IMR remnant: ``final_mass`` and ``final_spin`` as (median, lower, upper) of
+        the 90% interval, same units; drawn as a cross with error bars and as bands.
     label : str
         Legend label of the ringdown samples.
     run_id : str, optional
@@ -109,6 +114,10 @@ def plot_remnant_corner(
         sets.append(imr_samples)
     stacked = np.concatenate(sets)
     ranges = [_bulk_range(stacked[:, i]) for i in range(2)]
+    published = None
+    if imr_published is not None:
+        published = [imr_published[name] for name in ("final_mass", "final_spin")]
+        ranges = [(min(lo, p[1]), max(hi, p[2])) for (lo, hi), p in zip(ranges, published)]
     labels = [r"$M_f\ [M_\odot]$", r"$\chi_f$"]
     fig = corner.corner(
         ringdown, labels=labels, range=ranges, color=_RINGDOWN_COLOR, levels=_LEVELS,
@@ -123,6 +132,18 @@ def plot_remnant_corner(
             hist_kwargs={"density": True},
         )
         handles.append(plt.Line2D([], [], color=_IMR_COLOR, label="IMR"))
+    if published is not None:
+        (m_med, m_lo, m_hi), (s_med, s_lo, s_hi) = published
+        hist_mass, joint, hist_spin = fig.axes[0], fig.axes[2], fig.axes[3]
+        for axis, (med, lo, hi) in ((hist_mass, published[0]), (hist_spin, published[1])):
+            axis.axvspan(lo, hi, color=_PUBLISHED_COLOR, alpha=0.2, lw=0)
+            axis.axvline(med, color=_PUBLISHED_COLOR)
+        joint.errorbar(
+            [m_med], [s_med], xerr=[[m_med - m_lo], [m_hi - m_med]],
+            yerr=[[s_med - s_lo], [s_hi - s_med]], color=_PUBLISHED_COLOR, marker="s", capsize=3,
+        )
+        handles.append(plt.Line2D([], [], color=_PUBLISHED_COLOR, marker="s",
+                                  label="IMR, published (median, 90%)"))
     fig.legend(handles=handles, loc="upper right", bbox_to_anchor=(0.95, 0.9), frameon=False)
     fig.suptitle("Remnant mass and spin (contours: 50%, 90%)", y=1.04)
     return save_figure(fig, path, run_id)

@@ -7,7 +7,9 @@ Layout (``format_version`` 1)::
     /versions              attrs: package -> version
     /checksums             attrs: input file -> sha256
     /posterior/<name>      (n,) equally weighted samples; attrs units; group attrs
-                           ``parameters`` (stored order) and ``search_parameters`` (sampled ones)
+                           ``parameters`` (stored order), ``search_parameters`` (sampled ones),
+                           ``search_ranges``, ``search_prior_kinds`` (``uniform`` or ``sine``)
+                           and ``search_periodic`` (bools), both in search-parameter order
     /evidence/<prior>      attrs ln_z, ln_z_err (one group per amplitude prior)
     /diagnostics           attrs: scalar run and importance-sampling diagnostics
     /waveforms/<detector>/<name>   arrays for the data plots (times, whitened data, ...)
@@ -15,7 +17,8 @@ Layout (``format_version`` 1)::
 Files are written atomically (:func:`gwtools.io.atomic.atomic_path`) and hold only arrays and
 strings, no pickles; :func:`read_result` refuses an unknown ``format_version``, and a file that
 differs from what its run published (the manifest of its result set, see
-:mod:`gwtools.io.outputs`).
+:mod:`gwtools.io.outputs`).  Files written before the prior kinds were stored read as uniform
+priors, but for ``inclination``: the pipeline only ever sampled it flat in its cosine (a sine prior).
 """
 
 from __future__ import annotations
@@ -37,16 +40,29 @@ from gwtools.io.outputs import verify_member
 
 __all__ = [
     "FORMAT_VERSION",
+    "PRIOR_KINDS",
     "RingdownResult",
-    "write_result",
+    "bilby_priors",
+    "credible_interval",
     "read_result",
-    "to_bilby_result",
     "save_bilby_result",
     "software_versions",
-    "credible_interval",
+    "to_bilby_result",
+    "write_result",
 ]
 
 FORMAT_VERSION = 1
+
+#: Prior shapes of search parameters: flat, or proportional to sin(x) (flat in cos x).
+PRIOR_KINDS = ("uniform", "sine")
+
+# LaTeX labels of the search parameters in bilby's plots.
+_LATEX = {
+    "final_mass": r"$M_f\,[M_\odot]$",
+    "final_spin": r"$\chi_f$",
+    "inclination": r"$\iota$",
+    "polarization": r"$\psi$",
+}
 
 _PACKAGES = ("gwtools", "jax", "jaxlib", "dynesty", "bilby", "numpy", "scipy", "h5py")
 
@@ -64,7 +80,12 @@ class RingdownResult:
     search_parameters : tuple of str
         The parameters the sampler explored (the others are reconstructed or derived).
     search_ranges : dict of str to (float, float)
-        Uniform prior range of each search parameter.
+        Prior range of each search parameter.
+    prior_kinds : dict of str to str
+        Prior shape of each search parameter, one of :data:`PRIOR_KINDS`; a parameter left
+        out is uniform.
+    periodic_parameters : tuple of str
+        Search parameters the sampler wrapped around their range (angles).
     log_evidence : dict of str to (float, float)
         ln Z and its 1-sigma error per amplitude prior (``"physical"``, ``"flat"``, ...).
     config : dict
@@ -96,6 +117,8 @@ class RingdownResult:
     checksums: Mapping[str, str] = field(default_factory=dict)
     waveforms: Mapping[str, Mapping[str, np.ndarray]] = field(default_factory=dict)
     run_id: str = ""
+    prior_kinds: Mapping[str, str] = field(default_factory=dict)
+    periodic_parameters: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         lengths = {name: np.shape(values) for name, values in self.posterior.items()}
@@ -111,6 +134,18 @@ class RingdownResult:
                 f"search_ranges {sorted(self.search_ranges)} must name exactly the search "
                 f"parameters {sorted(self.search_parameters)}"
             )
+        for name, kind in self.prior_kinds.items():
+            if name not in self.search_parameters:
+                raise ValueError(f"prior kind given for {name!r}, which is not a search parameter")
+            if kind not in PRIOR_KINDS:
+                raise ValueError(f"prior of {name}: unknown kind {kind!r}; choose one of {PRIOR_KINDS}")
+        stray = [p for p in self.periodic_parameters if p not in self.search_parameters]
+        if stray:
+            raise ValueError(f"periodic parameters {stray} are not search parameters")
+
+    def prior_kind(self, name: str) -> str:
+        """Prior shape of search parameter ``name`` (``"uniform"`` unless given)."""
+        return self.prior_kinds.get(name, "uniform")
 
     @property
     def n_samples(self) -> int:
@@ -154,36 +189,41 @@ def _scalar_attrs(group: h5py.Group, values: Mapping[str, Any]) -> None:
 def write_result(result: RingdownResult, path: str | os.PathLike) -> Path:
     """Write ``result`` to an HDF5 file atomically; return the path."""
     path = Path(path)
-    with atomic_path(path) as tmp:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["format_version"] = FORMAT_VERSION
-            f.attrs["label"] = result.label
-            f.attrs["created_utc"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
-            f.attrs["run_id"] = result.run_id
-            f["config"] = json.dumps(result.config, sort_keys=False)
-            _scalar_attrs(f.create_group("versions"), result.versions)
-            _scalar_attrs(f.create_group("checksums"), result.checksums)
-            posterior = f.create_group("posterior")
-            posterior.attrs["parameters"] = list(result.posterior)
-            posterior.attrs["search_parameters"] = list(result.search_parameters)
-            posterior.attrs["search_ranges"] = np.array(
-                [result.search_ranges[p] for p in result.search_parameters], dtype=float
-            ).reshape(-1, 2)
-            for name, values in result.posterior.items():
-                dataset = posterior.create_dataset(name, data=np.asarray(values, dtype=float))
-                if name in result.units:
-                    dataset.attrs["units"] = result.units[name]
-            evidence = f.create_group("evidence")
-            for prior, (ln_z, ln_z_err) in result.log_evidence.items():
-                group = evidence.create_group(prior)
-                group.attrs["ln_z"] = float(ln_z)
-                group.attrs["ln_z_err"] = float(ln_z_err)
-            _scalar_attrs(f.create_group("diagnostics"), result.diagnostics)
-            waveforms = f.create_group("waveforms")
-            for detector, arrays in result.waveforms.items():
-                group = waveforms.create_group(detector)
-                for name, values in arrays.items():
-                    group.create_dataset(name, data=np.asarray(values, dtype=float))
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["format_version"] = FORMAT_VERSION
+        f.attrs["label"] = result.label
+        f.attrs["created_utc"] = datetime.datetime.now(datetime.timezone.utc).isoformat()
+        f.attrs["run_id"] = result.run_id
+        f["config"] = json.dumps(result.config, sort_keys=False)
+        _scalar_attrs(f.create_group("versions"), result.versions)
+        _scalar_attrs(f.create_group("checksums"), result.checksums)
+        posterior = f.create_group("posterior")
+        posterior.attrs["parameters"] = list(result.posterior)
+        posterior.attrs["search_parameters"] = list(result.search_parameters)
+        posterior.attrs["search_ranges"] = np.array(
+            [result.search_ranges[p] for p in result.search_parameters], dtype=float
+        ).reshape(-1, 2)
+        posterior.attrs["search_prior_kinds"] = [
+            result.prior_kind(p) for p in result.search_parameters
+        ]
+        posterior.attrs["search_periodic"] = np.array(
+            [p in result.periodic_parameters for p in result.search_parameters], dtype=bool
+        )
+        for name, values in result.posterior.items():
+            dataset = posterior.create_dataset(name, data=np.asarray(values, dtype=float))
+            if name in result.units:
+                dataset.attrs["units"] = result.units[name]
+        evidence = f.create_group("evidence")
+        for prior, (ln_z, ln_z_err) in result.log_evidence.items():
+            group = evidence.create_group(prior)
+            group.attrs["ln_z"] = float(ln_z)
+            group.attrs["ln_z_err"] = float(ln_z_err)
+        _scalar_attrs(f.create_group("diagnostics"), result.diagnostics)
+        waveforms = f.create_group("waveforms")
+        for detector, arrays in result.waveforms.items():
+            group = waveforms.create_group(detector)
+            for name, values in arrays.items():
+                group.create_dataset(name, data=np.asarray(values, dtype=float))
     return path
 
 
@@ -236,6 +276,12 @@ def read_result(path: str | os.PathLike) -> RingdownResult:
         }
         search = tuple(str(p) for p in posterior_group.attrs["search_parameters"])
         ranges = posterior_group.attrs["search_ranges"]
+        if "search_prior_kinds" in posterior_group.attrs:
+            kinds = [str(_plain_attr(k)) for k in posterior_group.attrs["search_prior_kinds"]]
+            periodic = [bool(v) for v in posterior_group.attrs["search_periodic"]]
+        else:  # written before prior kinds were stored (see the module docstring)
+            kinds = ["sine" if p == "inclination" else "uniform" for p in search]
+            periodic = [False] * len(search)
         evidence = {
             prior: (float(group.attrs["ln_z"]), float(group.attrs["ln_z_err"]))
             for prior, group in f["evidence"].items()
@@ -258,7 +304,46 @@ def read_result(path: str | os.PathLike) -> RingdownResult:
             checksums={k: str(_plain_attr(v)) for k, v in f["checksums"].attrs.items()},
             waveforms=waveforms,
             run_id=str(_plain_attr(f.attrs.get("run_id", ""))),
+            prior_kinds=dict(zip(search, kinds)),
+            periodic_parameters=tuple(p for p, wrapped in zip(search, periodic) if wrapped),
         )
+
+
+def bilby_priors(
+    ranges: Mapping[str, tuple[float, float]],
+    kinds: Mapping[str, str] | None = None,
+    periodic: tuple[str, ...] = (),
+):
+    """The priors of search parameters as a :class:`bilby.core.prior.PriorDict`.
+
+    Parameters
+    ----------
+    ranges : dict of str to (float, float)
+        Range of each parameter (rad for angles).
+    kinds : dict of str to str, optional
+        ``"uniform"`` (:class:`bilby.core.prior.Uniform`) or ``"sine"``
+        (:class:`bilby.core.prior.Sine`, an inclination flat in its cosine); default uniform.
+    periodic : tuple of str
+        Parameters with periodic boundaries (``boundary="periodic"``), e.g. a polarization angle.
+
+    Returns
+    -------
+    bilby.core.prior.PriorDict
+        In the order of ``ranges``.
+    """
+    import bilby
+
+    classes = {"uniform": bilby.core.prior.Uniform, "sine": bilby.core.prior.Sine}
+    priors = {}
+    for name, (lower, upper) in ranges.items():
+        kind = (kinds or {}).get(name, "uniform")
+        if kind not in classes:
+            raise ValueError(f"prior of {name}: unknown kind {kind!r}; choose one of {PRIOR_KINDS}")
+        priors[name] = classes[kind](
+            minimum=lower, maximum=upper, name=name, latex_label=_LATEX.get(name),
+            boundary="periodic" if name in periodic else None,
+        )
+    return bilby.core.prior.PriorDict(priors)
 
 
 def to_bilby_result(result: RingdownResult, prior: str = "physical"):
@@ -273,8 +358,9 @@ def to_bilby_result(result: RingdownResult, prior: str = "physical"):
     Notes
     -----
     The posterior DataFrame holds every column; ``search_parameter_keys`` are the sampled
-    parameters, with uniform priors on their ranges.  The configuration, versions, checksums,
-    the other priors' ln Z, the diagnostics and the run id go into ``meta_data``.  ``log_noise_evidence``
+    parameters, with their priors (:func:`bilby_priors`: ``Uniform`` or ``Sine``, periodic
+    boundaries for wrapped angles).  The configuration, versions, checksums, the other priors'
+    ln Z, the diagnostics and the run id go into ``meta_data``.  ``log_noise_evidence``
     is the diagnostic ``log_noise_evidence`` (ln L of the data without signal), NaN if absent.
     """
     import bilby
@@ -286,11 +372,10 @@ def to_bilby_result(result: RingdownResult, prior: str = "physical"):
             f"{', '.join(result.log_evidence)}"
         )
     ln_z, ln_z_err = result.log_evidence[prior]
-    priors = bilby.core.prior.PriorDict(
-        {
-            name: bilby.core.prior.Uniform(lo, hi, name=name)
-            for name, (lo, hi) in result.search_ranges.items()
-        }
+    priors = bilby_priors(
+        {name: result.search_ranges[name] for name in result.search_parameters},
+        result.prior_kinds,
+        result.periodic_parameters,
     )
     return bilby.core.result.Result(
         label=result.label,
