@@ -25,9 +25,10 @@ conj z_l, since T^-1 is real.  Per point this costs three polynomial evaluations
 detector, O(n K), instead of whitening every basis waveform, O(n^2 K).  The polynomials are
 evaluated in blocks, z^(32 b + r): the sums over r are one real matrix product whose
 coefficient side is the same for every point of a batch, the sums over b are O(n / 32).
-1 - z w is formed with expm1, so long-lived modes (|z| -> 1) keep their accuracy; the difference
-in the numerator loses about log10(1 / (1 - |z|^(2n))) digits, under one digit unless a mode's
-damping time is much longer than the segment.
+Near z w = 1 (long-lived modes, |z| -> 1) the difference in the numerator leaves a relative
+error of about 1e-16 / |1 - z w|.  Kerr modes have |1 - z w| >= 1 - |z|^2 = 2 dt / tau: 3e-3 at
+8192 Hz for the longest-lived modes of the QNM table (tau ~ 0.08 s for 500 Msun at chi = 0.99),
+so the error stays below 1e-13 and no special branch is needed.
 
 Everything that does not depend on the sampled parameters theta (predictors, T^-1 d, ln L0) is
 computed once, in :func:`build_analysis_data`; :mod:`gwtools.ringdown.direct` keeps the
