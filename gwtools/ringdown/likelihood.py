@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import jax
 import jax.numpy as jnp
@@ -52,6 +52,7 @@ from gwtools.ringdown.noise import ToeplitzNoise
 
 __all__ = [
     "AnalysisData",
+    "SegmentData",
     "build_analysis_data",
     "check_analysis_inputs",
     "log_likelihood",
@@ -63,9 +64,31 @@ __all__ = [
 ]
 
 
+class SegmentData:
+    """Base of the analysis-data pytrees: every dataclass field but ``detectors`` is an array leaf
+    with the detectors on its first axis (``log_l0``, a sum over detectors, is a scalar);
+    ``detectors`` (names) is static."""
+
+    def tree_flatten(self):
+        children = tuple(getattr(self, f.name) for f in fields(self) if f.name != "detectors")
+        return children, self.detectors
+
+    @classmethod
+    def tree_unflatten(cls, detectors, children):
+        return cls(*children, detectors=detectors)
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.times.shape[-1])
+
+    @property
+    def n_detectors(self) -> int:
+        return int(self.times.shape[0])
+
+
 @jax.tree_util.register_pytree_node_class
 @dataclass(frozen=True)
-class AnalysisData:
+class AnalysisData(SegmentData):
     """Precomputed, parameter-independent pieces of a ringdown likelihood.
 
     Every array has a fixed shape for given (n_det, n), so analyses of equal shape can be
@@ -96,23 +119,6 @@ class AnalysisData:
     prediction_error: jax.Array
     weighted_data: jax.Array
     detectors: tuple[str, ...] = ()
-
-    def tree_flatten(self):
-        children = (self.times, self.antenna, self.log_l0, self.predictor, self.prediction_error,
-                    self.weighted_data)
-        return children, self.detectors
-
-    @classmethod
-    def tree_unflatten(cls, detectors, children):
-        return cls(*children, detectors=detectors)
-
-    @property
-    def n_samples(self) -> int:
-        return int(self.times.shape[-1])
-
-    @property
-    def n_detectors(self) -> int:
-        return int(self.times.shape[0])
 
 
 def check_analysis_inputs(times, data, acfs, antenna, detectors=()):
