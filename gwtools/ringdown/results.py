@@ -45,7 +45,7 @@ __all__ = [
 
 FORMAT_VERSION = 1
 
-_PACKAGES = ("gwtools", "jax", "jaxlib", "dynesty", "bilby", "numpy", "scipy", "h5py")
+_PACKAGES = ("gwtools", "jax", "jaxlib", "blackjax", "dynesty", "bilby", "numpy", "scipy", "h5py")
 
 
 @dataclass(frozen=True)
@@ -280,7 +280,7 @@ def to_bilby_result(result: RingdownResult, prior: str = "physical"):
     )
     return bilby.core.result.Result(
         label=result.label,
-        sampler="dynesty",
+        sampler=result.config.get("sampler", {}).get("engine", "dynesty"),
         search_parameter_keys=list(result.search_parameters),
         fixed_parameter_keys=[],
         priors=priors,
