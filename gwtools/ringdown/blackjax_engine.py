@@ -32,6 +32,7 @@ that has met its stopping rule stays unchanged while the others go on.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import time
 import zipfile
@@ -318,19 +319,40 @@ def remaining(state):
     return jnp.logaddexp(integrator.logZ, live) - integrator.logZ
 
 
-@functools.lru_cache(maxsize=8)
-def _program(likelihood, space: ParameterSpace, settings: SamplerSettings) -> _Program:
-    return _Program(likelihood, space, settings)
+#: Compiled programs kept in memory, by likelihood model, space and static settings.
+_PROGRAMS: dict = {}
+_MAX_PROGRAMS = 16
+
+
+def _static_key(likelihood) -> str:
+    """sha256 of everything a likelihood's ``_point`` may read besides its data argument.
+
+    Two likelihood objects of one class with equal attributes (model, parameters, fixed values,
+    quadrature prior, ...) trace to the same program, so they share one compilation.
+    """
+    digest = hashlib.sha256()
+    for name, value in sorted(vars(likelihood).items()):
+        if name in ("data", "_compiled", "n_failed"):
+            continue
+        array = isinstance(value, (np.ndarray, jax.Array))
+        text = np.ascontiguousarray(np.asarray(value)).tobytes() if array else repr(value).encode()
+        digest.update(f"{name}=".encode() + text + b";")
+    return digest.hexdigest()
 
 
 def _compiled(likelihood, space: ParameterSpace, settings: SamplerSettings) -> _Program:
-    """The program of this run, reused by later runs of the same likelihood object and settings.
+    """The program of this run, shared with earlier runs of an equal likelihood and settings.
 
-    The seed, stopping rule and limits do not enter the compiled functions.
+    The seed, stopping rule, limits and data do not enter the compiled functions.
     """
     static = SamplerSettings(engine="blackjax", nlive=settings.nlive, num_delete=settings.num_delete,
                              num_inner_steps=settings.num_inner_steps)
-    return _program(likelihood, space, static)
+    key = (type(likelihood), _static_key(likelihood), space, static)
+    if key not in _PROGRAMS:
+        if len(_PROGRAMS) >= _MAX_PROGRAMS:
+            del _PROGRAMS[next(iter(_PROGRAMS))]
+        _PROGRAMS[key] = _Program(likelihood, space, static)
+    return _PROGRAMS[key]
 
 
 # --------------------------------------------------------------------------------------------

@@ -65,6 +65,7 @@ class _Batcher:
         self.active = 0
         self.n_batches = 0
         self.n_points = 0
+        self.n_failed = 0
 
     def _take_if_ready(self) -> list[_Slot]:
         # caller holds the lock
@@ -75,7 +76,8 @@ class _Batcher:
 
     def _evaluate(self, batch: list[_Slot]) -> None:
         try:
-            values = self.batch_likelihood(np.stack([slot.point for slot in batch]))
+            values = np.asarray(self.batch_likelihood(np.stack([slot.point for slot in batch])))
+            self.n_failed += int(np.count_nonzero(~np.isfinite(values)))
             for slot, value in zip(batch, values):
                 slot.value = float(value)
         except BaseException as err:  # noqa: BLE001  (hand the error to every waiting caller)
@@ -231,7 +233,7 @@ def run(likelihood, space: ParameterSpace, settings: SamplerSettings, *, fingerp
     res = sampler.results
     ncall = int(np.sum(res.ncall))
     logger.info("dynesty: %d likelihood calls in %d batches", ncall, pool.batcher.n_batches)
-    warn_failed(getattr(likelihood, "n_failed", 0), ncall, "likelihood calls")
+    warn_failed(pool.batcher.n_failed, ncall, "likelihood calls")
     return make_result(
         space, settings,
         samples=np.asarray(res.samples),
