@@ -234,7 +234,9 @@ def test_a_batch_of_analyses_runs_in_one_loop():
 
 def test_pool_batches_concurrent_calls_and_propagates_errors():
     class Counting(Gaussian2D):
-        batches = []
+        def __init__(self):
+            super().__init__()
+            self.batches = []
 
         def __call__(self, theta):
             self.batches.append(len(np.atleast_2d(theta)))
