@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/gw150914.py                      # the main job, nlive 1000
     .venv/bin/python benchmarks/gw150914.py --nlive 200 --dlogz 1  # a short run
 
-Stages: data (read + condition), noise (ACF), prepare (segments + whitening), sampling (dynesty
+Stages: data (read + condition), noise (ACF), prepare (segments + noise predictors), sampling (dynesty
 with batched JAX likelihoods, including its compilation), reconstruction (amplitudes, physical
 prior evidence), plots (figures + summary).  Prints a table and one JSON line with the figures.
 Outputs go to a temporary directory unless --output is given.

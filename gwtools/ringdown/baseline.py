@@ -23,7 +23,9 @@ class FullLikelihood(VectorizedLikelihood):
 
     Parameters are as for :class:`~gwtools.ringdown.firefly.FireflyLikelihood`, with the
     amplitude and phase of every label in ``model.amplitude_labels`` among ``parameters``.
-    Amplitudes are in units of AMPLITUDE_UNIT (1e-21).
+    Amplitudes are in units of AMPLITUDE_UNIT (1e-21).  Each point costs O(n K) like the
+    marginal likelihood: ln L = ln L0 + S . B - 1/2 B^T M B with S and M from
+    :func:`~gwtools.ringdown.likelihood.projections`.
     """
 
     def known_parameters(self) -> tuple[str, ...]:
@@ -37,12 +39,15 @@ class FullLikelihood(VectorizedLikelihood):
         if missing:
             raise ValueError(f"the full-parameter likelihood must sample {missing}")
 
-    def _point(self, row, data):
+    def quadratures(self, row):
+        """B (AMPLITUDE_UNIT) of one row of sampled values: (A cos phi, A sin phi) per label."""
         labels = self.model.amplitude_labels
         amplitude = jnp.stack([self.value(row, f"amplitude_{x}") for x in labels])
         phase = jnp.stack([self.value(row, f"phase_{x}") for x in labels])
-        quadratures = jnp.stack([amplitude * jnp.cos(phase), amplitude * jnp.sin(phase)], axis=-1).ravel()
-        return log_likelihood(self.model, data, quadratures, *self.nonlinear(row))
+        return jnp.stack([amplitude * jnp.cos(phase), amplitude * jnp.sin(phase)], axis=-1).ravel()
+
+    def _point(self, row, data):
+        return log_likelihood(self.model, data, self.quadratures(row), *self.nonlinear(row))
 
 
 def full_parameter_space(nonlinear: ParameterSpace, amplitude_labels, amplitude_max: float) -> ParameterSpace:

@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gwtools.ringdown.likelihood import AnalysisData, build_analysis_data, rotate_antenna
+from gwtools.ringdown.likelihood import AnalysisData, build_analysis_data, projections, rotate_antenna
 from gwtools.ringdown.model import AMPLITUDE_UNIT, RingdownModel, design_matrix
 from gwtools.ringdown.noise import cholesky_factor, toeplitz_covariance
 
-__all__ = ["Injection", "quadratures_from_amplitudes", "inject", "optimal_snr"]
+__all__ = ["Injection", "inject", "optimal_snr", "quadratures_from_amplitudes"]
 
 
 @dataclass(frozen=True)
@@ -49,12 +49,16 @@ def quadratures_from_amplitudes(amplitudes, phases) -> np.ndarray:
     return np.stack([amplitudes * np.cos(phases), amplitudes * np.sin(phases)], axis=-1).ravel()
 
 
-def _signal(model: RingdownModel, times, antenna, injection: Injection) -> np.ndarray:
+def _check_amplitudes(model: RingdownModel, injection: Injection) -> None:
     if len(injection.amplitudes) != len(model.amplitude_labels):
         raise ValueError(
             f"the model has amplitudes {model.amplitude_labels}; the injection gives "
             f"{len(injection.amplitudes)} values"
         )
+
+
+def _signal(model: RingdownModel, times, antenna, injection: Injection) -> np.ndarray:
+    _check_amplitudes(model, injection)
     rotated = rotate_antenna(np.asarray(antenna, dtype=float), injection.polarization)
     basis = np.asarray(design_matrix(model, injection.final_mass, injection.final_spin, times, rotated,
                                      injection.inclination))
@@ -92,7 +96,9 @@ def inject(model: RingdownModel, injection: Injection, times, acfs, antenna, *, 
 
 
 def optimal_snr(model: RingdownModel, injection: Injection, data: AnalysisData) -> float:
-    """Network optimal SNR sqrt(sum_i <h_i, h_i>) of the injection in ``data``'s noise."""
-    signal = _signal(model, np.asarray(data.times), np.asarray(data.antenna), injection) / AMPLITUDE_UNIT
-    white = np.einsum("dmn,dn->dm", np.asarray(data.whitening), signal)
-    return float(np.sqrt(np.sum(white**2)))
+    """Network optimal SNR sqrt(sum_i <h_i, h_i>) = sqrt(B^T M B) of the injection in ``data``'s noise."""
+    _check_amplitudes(model, injection)
+    _, normal = projections(model, data, injection.final_mass, injection.final_spin, injection.inclination,
+                            injection.polarization)
+    b = quadratures_from_amplitudes(injection.amplitudes, injection.phases)
+    return float(np.sqrt(b @ np.asarray(normal) @ b))

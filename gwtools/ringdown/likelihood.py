@@ -1,21 +1,39 @@
-"""Exact time-domain Gaussian likelihood of a ringdown, in the quadrature (design-matrix) form.
+"""Exact time-domain Gaussian likelihood of a ringdown, in the quadrature form, at O(n K) per point.
 
 For stationary Gaussian noise with autocovariance (ACF) rho_i in detector i, the analysis segment
-d_i (n samples) has covariance C_i = toeplitz(rho_i) and
+d_i (n samples) has covariance T_i = toeplitz(rho_i) and
 
-    ln L = sum_i [ -1/2 (d_i - h_i)^T C_i^{-1} (d_i - h_i) - 1/2 ln det C_i - n/2 ln 2 pi ].
+    ln L = sum_i [ -1/2 (d_i - h_i)^T T_i^-1 (d_i - h_i) - 1/2 ln det T_i - n/2 ln 2 pi ].
 
-With C_i = L_i L_i^T (Cholesky) and the whitening matrix W_i = L_i^{-1}, a template linear in the
-quadratures, h_i = B @ G_i, gives
+A template linear in the quadratures, h_i = B @ G_i, gives
 
     ln L(theta, B) = ln L0 + S(theta) . B - 1/2 B^T M(theta) B,
-    S = sum_i (W_i G_i)(W_i d_i),  M = sum_i (W_i G_i)(W_i G_i)^T,  ln L0 = ln L(B = 0).
+    S = sum_i G_i T_i^-1 d_i,  M = sum_i G_i T_i^-1 G_i^T,  ln L0 = ln L(B = 0).
 
-Everything that does not depend on the sampled parameters theta (whitening matrices, whitened
-data, ln L0) is computed once, in :func:`build_analysis_data`; per theta only the design matrix
-and two matrix products are evaluated, in JAX float64, jit-compiled and vmapped over batches.
-All arrays are kept in units of :data:`~gwtools.ringdown.model.AMPLITUDE_UNIT` so the normal
-matrix M is of order unity; ln L itself is the likelihood density of the strain data.
+The rows of G_i mix (through antenna patterns and inclination) the real and imaginary parts of
+the complex exponentials x_k(t_j) = c_k z_k^j on the detector's grid t_j = t0 + j dt, with
+z_k = exp(a_k dt), c_k = exp(a_k t0) and a_k = -1/tau_k + 2 pi i f_k.  Their noise products
+follow without any n x n operation from the order n - 1 Levinson predictor a of T (T a = E e_0,
+:class:`gwtools.ringdown.noise.ToeplitzNoise`): by the Gohberg-Semencul formula and the
+Christoffel-Darboux identity,
+
+    x_k^T T^-1 x_l = c_k c_l [p(z_k) p(z_l) - z_k z_l p~(z_k) p~(z_l)] / (E (1 - z_k z_l)),
+    p(z) = sum_m a_m z^m,  p~(z) = z^(n-1) p(1/z),
+
+and x_k^T T^-1 d = c_k u(z_k) with u(z) = sum_j (T^-1 d)_j z^j; products with conj x_l take
+conj z_l, since T^-1 is real.  Per point this costs three polynomial evaluations per mode and
+detector, O(n K), instead of whitening every basis waveform, O(n^2 K).  The polynomials are
+evaluated in blocks, z^(32 b + r): the sums over r are one real matrix product whose
+coefficient side is the same for every point of a batch, the sums over b are O(n / 32).
+1 - z w is formed with expm1, so long-lived modes (|z| -> 1) keep their accuracy; the difference
+in the numerator loses about log10(1 / (1 - |z|^(2n))) digits, under one digit unless a mode's
+damping time is much longer than the segment.
+
+Everything that does not depend on the sampled parameters theta (predictors, T^-1 d, ln L0) is
+computed once, in :func:`build_analysis_data`; :mod:`gwtools.ringdown.direct` keeps the
+whitening-matrix form as the reference.  All arrays are kept in units of
+:data:`~gwtools.ringdown.model.AMPLITUDE_UNIT` so the normal matrix M is of order unity; ln L
+itself is the likelihood density of the strain data.
 """
 
 from __future__ import annotations
@@ -27,17 +45,20 @@ from dataclasses import dataclass
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.linalg
 
-from gwtools.ringdown.model import AMPLITUDE_UNIT, RingdownModel, mixing_matrix, mode_waveforms_uniform
-from gwtools.ringdown.noise import cholesky_factor, toeplitz_covariance
+from gwtools.ringdown.model import AMPLITUDE_UNIT, RingdownModel, decay_rates, mixing_matrix
+from gwtools.ringdown.noise import ToeplitzNoise
 
 __all__ = [
     "AnalysisData",
     "build_analysis_data",
-    "rotate_antenna",
-    "projections",
+    "check_analysis_inputs",
     "log_likelihood",
+    "mode_noise_products",
+    "polynomial_values",
+    "projections",
+    "quadrature_projections",
+    "rotate_antenna",
 ]
 
 
@@ -46,31 +67,38 @@ __all__ = [
 class AnalysisData:
     """Precomputed, parameter-independent pieces of a ringdown likelihood.
 
+    Every array has a fixed shape for given (n_det, n), so analyses of equal shape can be
+    stacked leaf by leaf and vmapped over (e.g. the start times of a scan).
+
     Attributes
     ----------
     times
-        (n_det, n) seconds since the analysis start in each detector.
-    whitening
-        (n_det, n, n) W_i = L_i^{-1} for the covariance in units of AMPLITUDE_UNIT^2.
-    whitened_data
-        (n_det, n) W_i d_i with d in units of AMPLITUDE_UNIT.
+        (n_det, n) seconds since the analysis start in each detector (uniform grids, one dt).
     antenna
         (n_det, 2) antenna patterns (F_plus, F_cross) at polarization angle psi = 0.
     log_l0
-        ln L at zero signal, in strain units (includes -1/2 ln det C and -n/2 ln 2 pi).
+        ln L at zero signal, in strain units (includes -1/2 ln det T and -n/2 ln 2 pi).
+    predictor
+        (n_det, n) Levinson predictor a of each detector's covariance (a[0] = 1).
+    prediction_error
+        (n_det,) its prediction error E, in units of AMPLITUDE_UNIT^2.
+    weighted_data
+        (n_det, n) T_i^-1 d_i with d in units of AMPLITUDE_UNIT (AMPLITUDE_UNIT^-1).
     detectors
         Detector names, in the order of the arrays (static, not traced).
     """
 
     times: jax.Array
-    whitening: jax.Array
-    whitened_data: jax.Array
     antenna: jax.Array
     log_l0: jax.Array
+    predictor: jax.Array
+    prediction_error: jax.Array
+    weighted_data: jax.Array
     detectors: tuple[str, ...] = ()
 
     def tree_flatten(self):
-        children = (self.times, self.whitening, self.whitened_data, self.antenna, self.log_l0)
+        children = (self.times, self.antenna, self.log_l0, self.predictor, self.prediction_error,
+                    self.weighted_data)
         return children, self.detectors
 
     @classmethod
@@ -86,27 +114,22 @@ class AnalysisData:
         return int(self.times.shape[0])
 
 
-def build_analysis_data(times, data, acfs, antenna, detectors=()) -> AnalysisData:
-    """Whiten the analysis segments once per analysis.
+def check_analysis_inputs(times, data, acfs, antenna, detectors=()):
+    """Validate the inputs of an analysis and return them as float arrays.
 
-    Parameters
-    ----------
-    times
-        (n_det, n) seconds since the analysis start in each detector (>= 0).
-    data
-        (n_det, n) strain (dimensionless) of the analysis segments.
-    acfs
-        (n_det, n) noise autocovariance at lags 0 .. n-1 samples, strain^2.
-    antenna
-        (n_det, 2) antenna patterns (F_plus, F_cross) at polarization angle 0.
-    detectors
-        Detector names for messages.
+    Parameters are as for :func:`build_analysis_data`.
+
+    Returns
+    -------
+    (times, data, acfs, antenna, detectors)
+        numpy arrays of shapes (n_det, n), (n_det, n), (n_det, n), (n_det, 2), and a tuple of
+        n_det names (``detector0``, ... when none are given).
 
     Raises
     ------
     ValueError
-        On mismatched shapes, non-finite input, or a covariance that is not numerically
-        positive definite or is ill-conditioned (see :func:`gwtools.ringdown.noise.cholesky_factor`).
+        On mismatched shapes, non-finite values, fewer than 2 samples, non-uniform or negative
+        times.
     """
     times = np.atleast_2d(np.asarray(times, dtype=float))
     data = np.atleast_2d(np.asarray(data, dtype=float))
@@ -133,23 +156,51 @@ def build_analysis_data(times, data, acfs, antenna, detectors=()) -> AnalysisDat
         raise ValueError("times must be uniformly and increasingly sampled at one rate in all detectors")
     if np.any(times[:, 0] < 0):
         raise ValueError("times are counted from the analysis start and must be >= 0")
+    return times, data, acfs, antenna, detectors
 
-    whitening = np.empty((n_det, n, n))
-    whitened = np.empty((n_det, n))
+
+def build_analysis_data(times, data, acfs, antenna, detectors=()) -> AnalysisData:
+    """Precompute the noise predictors and the noise-weighted data once per analysis.
+
+    Parameters
+    ----------
+    times
+        (n_det, n) seconds since the analysis start in each detector (>= 0).
+    data
+        (n_det, n) strain (dimensionless) of the analysis segments.
+    acfs
+        (n_det, n) noise autocovariance at lags 0 .. n-1, strain^2.
+    antenna
+        (n_det, 2) antenna patterns (F_plus, F_cross) at polarization angle 0.
+    detectors
+        Detector names for messages.
+
+    Raises
+    ------
+    ValueError
+        On mismatched shapes, non-finite input, or a covariance that is not numerically
+        positive definite or is ill-conditioned (see :func:`gwtools.ringdown.noise.cholesky_factor`).
+    """
+    times, data, acfs, antenna, detectors = check_analysis_inputs(times, data, acfs, antenna, detectors)
+    n_det, n = data.shape
+    predictor = np.empty((n_det, n))
+    prediction_error = np.empty(n_det)
+    weighted = np.empty((n_det, n))
     log_l0 = 0.0
-    eye = np.eye(n)
     for i, det in enumerate(detectors):
-        chol = cholesky_factor(toeplitz_covariance(acfs[i] / AMPLITUDE_UNIT**2), detector=det)
-        whitening[i] = scipy.linalg.solve_triangular(chol, eye, lower=True)
-        whitened[i] = whitening[i] @ (data[i] / AMPLITUDE_UNIT)
-        log_det_cov = 2.0 * np.sum(np.log(np.diag(chol))) + 2.0 * n * np.log(AMPLITUDE_UNIT)
-        log_l0 += -0.5 * whitened[i] @ whitened[i] - 0.5 * log_det_cov - 0.5 * n * np.log(2 * np.pi)
+        noise = ToeplitzNoise.from_acf(acfs[i] / AMPLITUDE_UNIT**2, det)
+        scaled = data[i] / AMPLITUDE_UNIT
+        predictor[i], prediction_error[i] = noise.predictor, noise.prediction_error
+        weighted[i] = noise.solve(scaled)
+        log_det_cov = noise.log_det + 2.0 * n * np.log(AMPLITUDE_UNIT)
+        log_l0 += -0.5 * scaled @ weighted[i] - 0.5 * log_det_cov - 0.5 * n * np.log(2 * np.pi)
     return AnalysisData(
         times=jnp.asarray(times),
-        whitening=jnp.asarray(whitening),
-        whitened_data=jnp.asarray(whitened),
         antenna=jnp.asarray(antenna),
         log_l0=jnp.asarray(log_l0),
+        predictor=jnp.asarray(predictor),
+        prediction_error=jnp.asarray(prediction_error),
+        weighted_data=jnp.asarray(weighted),
         detectors=detectors,
     )
 
@@ -172,19 +223,131 @@ def rotate_antenna(antenna, polarization):
     return jnp.stack([f_plus * c + f_cross * s, -f_plus * s + f_cross * c], axis=-1)
 
 
-def _mode_waveforms(model: RingdownModel, data: AnalysisData, final_mass, final_spin):
-    """Mode waveforms (n_det, 2 n_modes, n) on the data's (uniform) time grids."""
+_BLOCK = 32  # powers per block of the polynomial evaluation: z^(32 b + r)
+
+
+def _powers(step, count: int):
+    """exp(step j) for j = 0 .. count - 1, shape step.shape + (count,).
+
+    Each power is the product of exp(step 2^bit) over the set bits of j: log2(count) complex
+    exponentials (the costly operation on CPUs) instead of count, and at most log2(count) + 1
+    rounding errors per power, with no error growth along j.
+    """
+    index = np.arange(count)
+    powers = jnp.ones(jnp.shape(step) + (count,), dtype=jnp.result_type(step, 1j))
+    for bit in range(max(1, (count - 1).bit_length())):
+        powers = powers * jnp.where((index >> bit) & 1 == 1, jnp.exp(step * 2.0**bit)[..., None], 1.0)
+    return powers
+
+
+def polynomial_values(coefficients, rates, delta_t):
+    """Real polynomials sum_j c_j z^j at the points z_k = exp(a_k delta_t).
+
+    The powers are taken in blocks, z^(32 b + r) = z^(32 b) z^r: the sums over r are one real
+    matrix product of the 32 powers z_k^r with the coefficients (which do not depend on the
+    rates, so a vmapped batch shares them), the sums over b are O(n / 32) per polynomial and rate.
+
+    Parameters
+    ----------
+    coefficients
+        (..., n) real coefficients c_0 .. c_(n-1).
+    rates
+        (K,) complex rates a_k, 1/s (Re a_k < 0).
+    delta_t
+        Sampling interval, s.
+
+    Returns
+    -------
+    Array (..., K) complex.
+    """
+    coefficients = jnp.asarray(coefficients)
+    lead, n = coefficients.shape[:-1], coefficients.shape[-1]
+    n_blocks = -(-n // _BLOCK)
+    blocks = jnp.pad(coefficients, [(0, 0)] * len(lead) + [(0, n_blocks * _BLOCK - n)]).reshape(-1, _BLOCK)
+    within = _powers(rates * delta_t, _BLOCK)  # (K, 32)
+    across = _powers(rates * (delta_t * _BLOCK), n_blocks)  # (K, n_blocks)
+    n_rates = rates.shape[0]
+    # Powers on the left: under vmap this is one (batch 2K, 32) x (32, rows) product, no transposes.
+    inner = jnp.concatenate([within.real, within.imag], axis=0) @ blocks.T  # (2K, rows * n_blocks)
+    inner = (inner[:n_rates] + 1j * inner[n_rates:]).reshape(n_rates, -1, n_blocks)
+    return jnp.einsum("krb,kb->rk", inner, across).reshape(lead + (n_rates,))
+
+
+def mode_noise_products(data: AnalysisData, rates):
+    """Noise products of the complex exponentials x_k(t_j) = exp(a_k t_j) in every detector.
+
+    Parameters
+    ----------
+    data
+        Analysis data (grids t_j = t0_i + j dt, predictors, T^-1 d).
+    rates
+        (K,) complex rates a_k = -1/tau_k + 2 pi i f_k, 1/s.
+
+    Returns
+    -------
+    (overlap, direct, mixed)
+        overlap (n_det, K) = x_k^T T^-1 d, direct (n_det, K, K) = x_k^T T^-1 x_l and
+        mixed (n_det, K, K) = x_k^T T^-1 conj(x_l), all complex, in AMPLITUDE_UNIT units.
+    """
     delta_t = data.times[0, 1] - data.times[0, 0]
-    return mode_waveforms_uniform(model, final_mass, final_spin, data.times[:, 0], delta_t, data.n_samples)
+    coefficients = jnp.stack([data.predictor, data.predictor[:, ::-1], data.weighted_data], axis=1)
+    values = polynomial_values(coefficients, rates, delta_t)  # (n_det, 3, K)
+    first = jnp.exp(data.times[:, :1] * rates[None, :])  # c_k in each detector
+    forward = first * values[:, 0]  # c_k p(z_k)
+    backward = first * jnp.exp(rates * delta_t) * values[:, 1]  # c_k z_k p~(z_k)
+    error = data.prediction_error[:, None, None]
+
+    def kernel(other_forward, other_backward, other_rates):
+        numerator = (forward[:, :, None] * other_forward[:, None, :]
+                     - backward[:, :, None] * other_backward[:, None, :])
+        return numerator / (error * -jnp.expm1(delta_t * (rates[:, None] + other_rates[None, :])))
+
+    direct = kernel(forward, backward, rates)
+    mixed = kernel(jnp.conj(forward), jnp.conj(backward), jnp.conj(rates))
+    return first * values[:, 2], direct, mixed
+
+
+def _cos_sin_products(overlap, direct, mixed):
+    """Data projections (n_det, 2K) and Gram matrices (n_det, 2K, 2K) of Re x_k, Im x_k (interleaved)."""
+    cos_cos = 0.5 * (direct.real + mixed.real)
+    sin_sin = 0.5 * (mixed.real - direct.real)
+    cos_sin = 0.5 * (direct.imag - mixed.imag)  # Re x_k . Im x_l
+    sin_cos = 0.5 * (direct.imag + mixed.imag)
+    n_det, n_modes = overlap.shape
+    gram = jnp.stack([jnp.stack([cos_cos, cos_sin], axis=-1), jnp.stack([sin_cos, sin_sin], axis=-1)], axis=2)
+    overlap_modes = jnp.stack([overlap.real, overlap.imag], axis=-1).reshape(n_det, 2 * n_modes)
+    return overlap_modes, gram.reshape(n_det, 2 * n_modes, 2 * n_modes)
+
+
+def quadrature_projections(model: RingdownModel, antenna, inclination, polarization, overlap_modes, gram):
+    """S and M of the quadratures from the projections and Gram matrices of the mode waveforms.
+
+    Parameters
+    ----------
+    antenna
+        (n_det, 2) antenna patterns at psi = 0.
+    overlap_modes
+        (n_det, 2 n_modes) <g_k, d> of the damped cosines and sines (as :func:`mode_waveforms`).
+    gram
+        (n_det, 2 n_modes, 2 n_modes) their products <g_k, g_l>.
+
+    Returns
+    -------
+    (S, M) as in :func:`projections`.
+    """
+    mixing = mixing_matrix(model, rotate_antenna(antenna, polarization), inclination)
+    overlap_data = jnp.einsum("dqk,dk->q", mixing, overlap_modes)
+    normal = jnp.einsum("dqk,dkl,dpl->qp", mixing, gram, mixing)
+    return overlap_data, normal
 
 
 def projections(model: RingdownModel, data: AnalysisData, final_mass, final_spin,
                 inclination=0.0, polarization=0.0):
     """Data projection S and normal matrix M of the quadratures at one parameter point.
 
-    Only the 2 n_modes damped cosines and sines are whitened (n x n products); antenna patterns
-    and inclination enter through the small mixing matrix, so S and M follow from their
-    projections and Gram matrices at negligible cost.
+    The noise products of the 2 n_modes damped cosines and sines cost O(n) each
+    (:func:`mode_noise_products`); antenna patterns and inclination enter through the small
+    mixing matrix.
 
     Returns
     -------
@@ -192,22 +355,14 @@ def projections(model: RingdownModel, data: AnalysisData, final_mass, final_spin
         S: (n_quadratures,), M: (n_quadratures, n_quadratures), both for B in units of
         AMPLITUDE_UNIT.  vmap over the scalar arguments for batches.
     """
-    waveforms = _mode_waveforms(model, data, final_mass, final_spin)
-    white = jnp.einsum("dkn,dmn->dkm", waveforms, data.whitening)
-    mixing = mixing_matrix(model, rotate_antenna(data.antenna, polarization), inclination)
-    overlap_modes = jnp.einsum("dkm,dm->dk", white, data.whitened_data)
-    gram = jnp.einsum("dkm,dlm->dkl", white, white)
-    overlap_data = jnp.einsum("dqk,dk->q", mixing, overlap_modes)
-    normal = jnp.einsum("dqk,dkl,dpl->qp", mixing, gram, mixing)
-    return overlap_data, normal
+    rates = decay_rates(model, final_mass, final_spin)
+    overlap_modes, gram = _cos_sin_products(*mode_noise_products(data, rates))
+    return quadrature_projections(model, data.antenna, inclination, polarization, overlap_modes, gram)
 
 
 def log_likelihood(model: RingdownModel, data: AnalysisData, quadratures, final_mass, final_spin,
                    inclination=0.0, polarization=0.0):
-    """Exact Gaussian log likelihood ln L(theta, B) at one point.
-
-    Whitens the template itself (one n x n product per detector):
-    ln L = ln L0 + sum_i [(W_i h_i).(W_i d_i) - 1/2 |W_i h_i|^2].
+    """Exact Gaussian log likelihood ln L(theta, B) = ln L0 + S . B - 1/2 B^T M B at one point.
 
     Parameters
     ----------
@@ -217,12 +372,9 @@ def log_likelihood(model: RingdownModel, data: AnalysisData, quadratures, final_
     final_mass, final_spin, inclination, polarization
         Scalars (Msun, dimensionless, rad, rad).
     """
-    waveforms = _mode_waveforms(model, data, final_mass, final_spin)
-    mixing = mixing_matrix(model, rotate_antenna(data.antenna, polarization), inclination)
-    coefficients = jnp.einsum("q,dqk->dk", jnp.asarray(quadratures), mixing)
-    template = jnp.einsum("dk,dkn->dn", coefficients, waveforms)
-    white = jnp.einsum("dmn,dn->dm", data.whitening, template)
-    return data.log_l0 + jnp.sum(white * data.whitened_data) - 0.5 * jnp.sum(white * white)
+    overlap_data, normal = projections(model, data, final_mass, final_spin, inclination, polarization)
+    b = jnp.asarray(quadratures)
+    return data.log_l0 + overlap_data @ b - 0.5 * b @ normal @ b
 
 
 NONLINEAR_PARAMETERS = ("final_mass", "final_spin", "inclination", "polarization")

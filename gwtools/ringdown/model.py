@@ -45,11 +45,12 @@ __all__ = [
     "AMPLITUDE_UNIT",
     "POLARIZATION_MODELS",
     "RingdownModel",
+    "decay_rates",
+    "design_matrix",
+    "mixing_matrix",
     "mode_harmonic_factors",
     "mode_waveforms",
     "mode_waveforms_uniform",
-    "mixing_matrix",
-    "design_matrix",
 ]
 
 AMPLITUDE_UNIT = 1e-21
@@ -132,8 +133,8 @@ def mode_harmonic_factors(mode: Mode, inclination):
     return y_lm + sign * y_lmm, y_lm - sign * y_lmm
 
 
-def _decay_rates(model: RingdownModel, final_mass, final_spin):
-    """Complex rates a_k = -1/tau_k + 2 pi i f_k (1/s), shape (n_modes,)."""
+def decay_rates(model: RingdownModel, final_mass, final_spin):
+    """Complex rates a_k = -1/tau_k + 2 pi i f_k (1/s), shape (n_modes,): modes go as e^{a_k t}."""
     freq, tau = frequency_damping_time(model.modes, final_mass, final_spin)
     return -1.0 / tau + 2j * jnp.pi * freq
 
@@ -160,7 +161,7 @@ def mode_waveforms(model: RingdownModel, final_mass, final_spin, times):
     -------
     Array (..., 2 n_modes, n): rows e^{-t/tau_k} cos(2 pi f_k t), e^{-t/tau_k} sin(2 pi f_k t), k = 0, 1, ...
     """
-    rates = _decay_rates(model, final_mass, final_spin)
+    rates = decay_rates(model, final_mass, final_spin)
     t = jnp.asarray(times)[..., None, :]
     started = t >= 0.0
     exponentials = jnp.where(started, jnp.exp(rates[:, None] * jnp.where(started, t, 0.0)), 0.0)
@@ -190,7 +191,7 @@ def mode_waveforms_uniform(model: RingdownModel, final_mass, final_spin, start, 
     -------
     Array (n_det, 2 n_modes, n).
     """
-    rates = _decay_rates(model, final_mass, final_spin)  # (K,)
+    rates = decay_rates(model, final_mass, final_spin)  # (K,)
     step = jnp.exp(rates * delta_t)
     n_blocks = -(-n // _POWER_BLOCK)
     ones = jnp.ones((1,) + rates.shape, dtype=step.dtype)

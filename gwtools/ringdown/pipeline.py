@@ -5,7 +5,7 @@ Stages (each a function, so benchmarks and notebooks can time or inspect them on
 1. :func:`load_strain` reads each detector's strain and conditions it (high-/low-pass, decimation).
 2. :func:`estimate_acfs` estimates the noise autocovariance (Welch off-source or from files).
 3. :func:`prepare_analysis` resolves the start times (reference detector -> geocentre -> each
-   detector), cuts the segments and precomputes the whitened likelihood data.
+   detector), cuts the segments and precomputes the likelihood data (noise predictors).
 4. :func:`sample_posterior` runs nested sampling of the FIREFLY marginal likelihood
    (arXiv:2502.01093) over the remnant mass and spin (and inclination if sampled).
 5. :func:`build_result` reconstructs amplitudes and phases, converts the evidence to the physical
@@ -36,6 +36,7 @@ from gwtools.io.posteriors import file_sha256
 from gwtools.io.strain import TimeSeries, read_strain
 from gwtools.ringdown import conditioning, detectors, noise
 from gwtools.ringdown.config import RingdownConfig, config_to_dict, start_offset_seconds
+from gwtools.ringdown.direct import build_direct_analysis_data
 from gwtools.ringdown.firefly import (
     FireflyLikelihood,
     QuadraturePrior,
@@ -300,7 +301,9 @@ def _whitened_waveforms(
     ``nonlinear`` holds (final_mass, final_spin, inclination, polarization) rows and
     ``quadratures`` the matching B (units of AMPLITUDE_UNIT).
     """
-    data = prepared.data
+    data = build_direct_analysis_data(
+        prepared.data.times, np.stack([prepared.segments[d].data for d in prepared.data.detectors]),
+        prepared.acfs, prepared.antenna, prepared.data.detectors)
     model = likelihood.model
 
     def whitened_template(row, b):
