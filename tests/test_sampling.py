@@ -112,28 +112,30 @@ BANANA = Banana()
 BANANA_SPACE = ParameterSpace((PriorRange("x", *BANANA_X), PriorRange("y", *BANANA_Y)))
 
 
-def banana_quadrature(weight=lambda x, y: 1.0):
-    """int weight * L dx dy over the prior box, by adaptive quadrature."""
+def banana_quadrature(x_range=BANANA_X, y_range=BANANA_Y, weight=lambda x, y: 1.0):
+    """int weight * L dx dy over a box, by adaptive quadrature."""
     def density(y, x):
         return weight(x, y) * np.exp(-0.5 * x**2 - 0.5 * ((y - BEND * (x**2 - 1)) / WIDTH) ** 2) / (
             2 * np.pi * WIDTH)
 
-    return scipy.integrate.dblquad(density, *BANANA_X, *BANANA_Y, epsabs=1e-13, epsrel=1e-10)[0]
+    return scipy.integrate.dblquad(density, *x_range, *y_range, epsabs=1e-13, epsrel=1e-10)[0]
 
 
 @pytest.mark.parametrize("engine", ["blackjax", pytest.param("dynesty", marks=pytest.mark.slow)])
 def test_curved_density_evidence_and_moments_match_quadrature(engine):
     norm = banana_quadrature()
     log_z = np.log(norm) - np.log(np.ptp(BANANA_X) * np.ptp(BANANA_Y))
-    mean_y = banana_quadrature(lambda x, y: y) / norm
-    sd_y = np.sqrt(banana_quadrature(lambda x, y: (y - mean_y) ** 2) / norm)
-    mean_x2 = banana_quadrature(lambda x, y: x**2) / norm
-    result = run_nested(BANANA, BANANA_SPACE, settings(engine, nlive=400, seed=5), progress=False)
+    inner_x = banana_quadrature(x_range=(-1.0, 1.0)) / norm
+    negative_y = banana_quadrature(y_range=(BANANA_Y[0], 0.0)) / norm
+    mean_y = banana_quadrature(weight=lambda x, y: y) / norm
+    result = run_nested(BANANA, BANANA_SPACE, settings(engine, nlive=1000, seed=5), progress=False)
     assert result.log_evidence == pytest.approx(log_z, abs=4 * result.log_evidence_err)
     post = result.posterior()
-    assert np.mean(post["x"] ** 2) == pytest.approx(mean_x2, rel=0.12)
-    assert np.mean(post["y"]) == pytest.approx(mean_y, abs=0.25)
-    assert np.std(post["y"]) == pytest.approx(sd_y, rel=0.12)
+    # tolerances: 3-4 times the run-to-run scatter measured over 40 seeds at nlive 400, scaled
+    # to nlive 1000 (the live points spread slowly along the thin ridge)
+    assert np.mean(np.abs(post["x"]) < 1) == pytest.approx(inner_x, abs=0.1)
+    assert np.mean(post["y"] < 0) == pytest.approx(negative_y, abs=0.1)
+    assert np.mean(post["y"]) == pytest.approx(mean_y, abs=0.4)
     # the ridge is thin: samples sit on it
     assert np.percentile(np.abs(post["y"] - BEND * (post["x"] ** 2 - 1)), 90) < 3 * WIDTH
 

@@ -56,21 +56,25 @@ ENGINE_DEFAULTS = {
 def default_num_delete(nlive: int) -> int:
     """Live points replaced per nested-slice-sampling step: half of them.
 
-    Measured on the GW150914 main job and the analytic test densities (see
-    ``benchmarks/gw150914.py``): deleting nlive/2 per step keeps ln Z within its error while
-    the sequential steps, each a batch of ``num_delete`` slice chains, drop to a few tens.
+    Measured on the GW150914 main job (nlive 1000, 2-D FIREFLY): deleting 500, 250 or 100 per
+    step gave ln Z within 0.8 sigma of dynesty's and Jensen-Shannon divergences of Mf and chi
+    below 0.005 bit alike, and 500 was the fastest (1.3 s against 2.0 s and 2.1 s: the steps run
+    one after another, the chains of a step as one batch).  On the analytic test densities the
+    reported ln Z errors stay calibrated (scatter of the pulls 1.0-1.3) at nlive / 2.
     """
     return max(1, nlive // 2)
 
 
 def default_num_inner_steps(ndim: int) -> int:
-    """Slice moves per new live point: 3 per dimension, at least 5.
+    """Slice moves per new live point: 2 ndim - 1, at least 3.
 
-    blackjax advises at least max(5, 2 ndim) (fewer bias ln Z upwards above ~10 dimensions);
-    3 ndim keeps the full-parameter baselines (6 to 14 dimensions) unbiased on the test
-    densities and the FIREFLY/full comparisons.
+    Measured on correlated Gaussians with known ln Z (24 runs each, nlive 200): in 10 dimensions
+    10 moves bias ln Z upwards by one sigma, 15, 19 and 20 do not; in 6 dimensions 11 do not; in
+    2 dimensions 3 moves keep ln Z unbiased with calibrated errors on a curved density, where 2
+    underestimate the error by 30%.  On the GW150914 main job 3 moves give ln Z within 0.4 sigma
+    of dynesty's with 72 500 likelihood calls.
     """
-    return max(5, 3 * ndim)
+    return max(3, 2 * ndim - 1)
 
 
 @dataclass(frozen=True)
