@@ -57,7 +57,7 @@ def draw_injections(n: int, seed: int, setup: PPSetup = PPSetup()):
     """
     model = RingdownModel(("220",))
     rng = np.random.default_rng(seed)
-    size = int(round(setup.duration * setup.sample_rate))
+    size = round(setup.duration * setup.sample_rate)
     acf = read_acf(ACF_FILE, setup.sample_rate, size)
     delays = [detectors.time_delay_from_geocenter(d, RA, DEC, GPS) for d in setup.detectors]
     offsets = [(-d * setup.sample_rate) % 1.0 / setup.sample_rate for d in delays]

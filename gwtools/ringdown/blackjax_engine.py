@@ -510,7 +510,7 @@ def run(likelihood, space: ParameterSpace, settings: SamplerSettings, *, fingerp
             logger.warning("no checkpoint at %s: starting a new run", checkpoint_path)
         carry, dead, resumed_ncall = program.init(settings.seed, 0, data), [], 0
     report = logger.info if progress else logger.debug
-    n_steps, last_save = 1, time.time()
+    n_steps, last_save, interval = 1, time.time(), settings.checkpoint_every
     while True:
         begin = time.perf_counter()
         carry, n_done, chunk_dead, left = program.chunk(carry, data, n_steps, dlogz, maxcall)
@@ -522,10 +522,10 @@ def run(likelihood, space: ParameterSpace, settings: SamplerSettings, *, fingerp
                int(carry.nsteps) * settings.num_delete, float(carry.state.integrator.logZ), left,
                settings.dlogz, settings.nlive, ncall)
         finished = n_done < n_steps or not np.isfinite(left)
-        if checkpoint_path is not None and (finished or time.time() - last_save >= settings.checkpoint_every):
+        if checkpoint_path is not None and (finished or time.time() - last_save >= interval):
             cost = _save_checkpoint(checkpoint_path, fingerprint, carry, dead)
             logger.debug("checkpoint %s written in %.3f s", checkpoint_path, cost)
-            last_save = time.time()
+            last_save, interval = time.time(), max(settings.checkpoint_every, 20 * cost)
         if finished:
             break
         n_steps = _next_steps(n_steps, seconds, program.buffer_steps)

@@ -506,7 +506,7 @@ def use_compilation_cache() -> Path | None:
     if not directory:
         return None
     jax.config.update("jax_compilation_cache_dir", directory)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     return Path(directory)
 
 

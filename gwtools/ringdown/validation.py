@@ -13,6 +13,8 @@ import logging
 import time
 from dataclasses import dataclass, replace
 
+import numpy as np
+
 from gwtools.compression.metrics import js_divergence_1d
 from gwtools.ringdown.baseline import FullLikelihood, full_parameter_space
 from gwtools.ringdown.firefly import FireflyLikelihood, QuadraturePrior, reconstruct
@@ -114,6 +116,11 @@ def compare_firefly_with_full(model: RingdownModel, data: AnalysisData, space: P
     full_settings = replace(settings, sample=full_sample) if settings.engine == "dynesty" else settings
     compile_seconds = {"firefly": warm_up(firefly, space, settings),
                        "full": warm_up(full, full_space, full_settings)}
+    # the reconstruction compiles once per number of draws per sample: every one it may reach
+    middle = space(np.full((8, space.ndim), 0.5))
+    draws = [draws_per_sample * 4**k for k in range(4) if draws_per_sample * 4**k <= 64]
+    compile_seconds["reconstruction"] = _timed(lambda: [
+        reconstruct(firefly, middle, 0.0, 0.0, seed=0, draws_per_sample=d, min_ess=0.0) for d in draws])[1]
     ff_run: NestedSamplingResult
     ff_run, ff_sampling = _timed(lambda: run_nested(firefly, space, settings, progress=progress))
     rec, ff_reconstruct = _timed(lambda: reconstruct(firefly, ff_run.samples, ff_run.log_evidence,
