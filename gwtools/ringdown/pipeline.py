@@ -495,11 +495,12 @@ def make_plots(
 
 
 def use_compilation_cache() -> Path | None:
-    """Keep JAX's compiled likelihoods on disk so repeated runs (scans, re-runs) skip compiling.
+    """Keep JAX's compiled functions on disk so repeated runs (scans, re-runs) skip compiling.
 
-    Each batch size of the likelihood takes one or two seconds to compile; the cache lives in
-    ``$GWTOOLS_CACHE`` (default ``~/.cache/gwtools/jax``); set ``GWTOOLS_CACHE=`` (empty) to
-    switch it off.  Returns the directory in use, or None.
+    The compiled sampler takes several seconds to compile, and the many small functions of the
+    noise set-up and reconstruction add seconds more, so every compilation is kept, however
+    short.  The cache lives in ``$GWTOOLS_CACHE`` (default ``~/.cache/gwtools/jax``); set
+    ``GWTOOLS_CACHE=`` (empty) to switch it off.  Returns the directory in use, or None.
     """
     default = Path.home() / ".cache" / "gwtools" / "jax"
     directory = os.environ.get("GWTOOLS_CACHE", str(default))
