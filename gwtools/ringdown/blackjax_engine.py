@@ -4,7 +4,10 @@ Nested slice sampling (NSS; Yallup, Kroupa & Handley, arXiv:2601.23252, as imple
 ``blackjax.ns.nss``): each step deletes the ``num_delete`` lowest-likelihood live points and
 replaces them by as many hit-and-run slice chains (Neal 2003, stepping out and shrinkage) of
 ``num_inner_steps`` moves along directions drawn from the live-point covariance, each chain
-started from a surviving live point and constrained to ln L > the deleted contour.
+started from a surviving live point and constrained to ln L > the deleted contour.  The
+deletion, the live-covariance adaptation and the evidence bookkeeping of a step are blackjax's
+(``blackjax.ns.adaptive``); the chains of a step are advanced in lockstep by
+:func:`lockstep_slice_update`, one batched likelihood evaluation per iteration for all of them.
 
 The whole run is compiled.  One jitted function advances the sampler by up to ``n_steps``
 steps in a ``lax.while_loop`` that also applies the stopping rule (the evidence the live points
@@ -19,8 +22,8 @@ persistent compilation cache serves every analysis of equal shape.
 Evidence: the dead points and the final live points are weighted with prior volumes simulated
 from their birth and death contours (Skilling 2006; Fowlie, Handley & Su 2021 for the batch
 deletions; the same computation as ``blackjax.ns.utils.log_weights``, in numpy so that it
-compiles nothing); ln Z and its error are the mean and standard
-deviation over the simulated volume sequences.
+compiles nothing); ln Z and its error are the mean and standard deviation over the simulated
+volume sequences.
 
 A run is reproducible: the random key is carried through every step, so the same seed gives
 the same samples whatever the chunk boundaries, and a run resumed from a checkpoint (an
@@ -67,12 +70,17 @@ CHUNK_SECONDS = 1.0
 
 
 class _Carry(NamedTuple):
-    """Everything a run needs to continue: sampler state, key and counters."""
+    """Everything a run needs to continue: sampler state, key and counters.
+
+    ``rejected`` counts the slice moves whose shrinkage ran out of evaluations (the chain then
+    stays where it was for that move).
+    """
 
     state: object  # blackjax AdaptiveNSState
     key: jax.Array
     ncall: jax.Array
     nsteps: jax.Array
+    rejected: jax.Array
 
 
 class _Dead(NamedTuple):
@@ -250,8 +258,6 @@ class _Program:
 
     def __init__(self, likelihood, space: ParameterSpace, settings: SamplerSettings):
         point = _point_function(likelihood)
-        self.space = space
-        self.settings = settings
         self.buffer_steps = max(1, -(-2 * settings.nlive // settings.num_delete))
         periodic = space.periodic_mask
 
@@ -280,8 +286,8 @@ class _Program:
             key, draw = jax.random.split(key)
             positions = jax.random.uniform(draw, (settings.nlive, space.ndim))
             state = algorithm(data)[0](positions)
-            return _Carry(state, key, jnp.asarray(settings.nlive, dtype=jnp.int64),
-                          jnp.asarray(0, dtype=jnp.int64))
+            zero = jnp.asarray(0, dtype=jnp.int64)
+            return _Carry(state, key, jnp.asarray(settings.nlive, dtype=jnp.int64), zero, zero)
 
         def chunk(carry, data, n_steps, dlogz, maxcall):
             step = algorithm(data)[1]
@@ -296,12 +302,14 @@ class _Program:
                 carry, i, dead = loop
                 key, step_key = jax.random.split(carry.key)
                 state, info = step(step_key, carry.state)
-                calls = jnp.sum(info.update_info.calls)
+                stats = info.update_info
                 particles = info.particles
                 dead = _Dead(dead.position.at[i].set(particles.position),
                              dead.loglikelihood.at[i].set(particles.loglikelihood),
                              dead.birth.at[i].set(particles.loglikelihood_birth))
-                return _Carry(state, key, carry.ncall + calls, carry.nsteps + 1), i + 1, dead
+                carry = _Carry(state, key, carry.ncall + jnp.sum(stats.calls), carry.nsteps + 1,
+                               carry.rejected + jnp.sum(stats.rejected))
+                return carry, i + 1, dead
 
             carry, n_done, dead = jax.lax.while_loop(going, advance, (carry, jnp.asarray(0), dead))
             return carry, n_done, dead, remaining(carry.state)
@@ -448,9 +456,18 @@ def _simulated_log_weights(rng: np.random.Generator, birth, death, n_simulations
     return np.sort(death)[:, None] + log_dx
 
 
-def _finish(space: ParameterSpace, settings: SamplerSettings, index: int, live, dead: list[_Dead],
-            ncall: int, walltime: float, resumed_ncall: int) -> NestedSamplingResult:
-    """Dead + final live points -> weighted samples, ln Z and its error, equal-weight samples."""
+def _finish(space: ParameterSpace, settings: SamplerSettings, index: int, carry: _Carry, dead: list[_Dead],
+            walltime: float, resumed_ncall: int) -> NestedSamplingResult:
+    """Dead + final live points -> weighted samples, ln Z and its error, equal-weight samples.
+
+    ``carry`` is the final state of this analysis (no batch axis).
+    """
+    live, ncall = carry.state.particles, int(carry.ncall)
+    moves = int(carry.nsteps) * settings.num_delete * settings.num_inner_steps
+    if int(carry.rejected) > 0.01 * moves:
+        logger.warning("%d of %d slice moves ran out of shrinkage steps (the likelihood contour is far "
+                       "narrower than the live points' spread along some direction): raise nlive",
+                       int(carry.rejected), moves)
     dead = _join(dead)
     position = np.concatenate([dead.position, np.asarray(live.position)])
     loglike = np.concatenate([dead.loglikelihood, np.asarray(live.loglikelihood)])
@@ -533,8 +550,7 @@ def run(likelihood, space: ParameterSpace, settings: SamplerSettings, *, fingerp
         logger.warning("nested sampling stopped at maxcall = %d likelihood calls before reaching "
                        "dlogz = %g (now %.3f): the result is partial; --resume continues it",
                        settings.maxcall, settings.dlogz, left)
-    return _finish(space, settings, 0, carry.state.particles, dead, ncall, time.time() - start,
-                   resumed_ncall)
+    return _finish(space, settings, 0, carry, dead, time.time() - start, resumed_ncall)
 
 
 def run_batch(likelihood, datas, space: ParameterSpace, settings: SamplerSettings, *,
@@ -569,8 +585,8 @@ def run_batch(likelihood, datas, space: ParameterSpace, settings: SamplerSetting
     walltime = time.time() - start
     results = []
     for i in range(n_analyses):
-        live = jax.tree_util.tree_map(lambda leaf, i=i: leaf[i], carry.state.particles)
-        results.append(_finish(space, settings, i, live, dead[i], int(carry.ncall[i]), walltime, 0))
+        own = jax.tree_util.tree_map(lambda leaf, i=i: leaf[i], carry)
+        results.append(_finish(space, settings, i, own, dead[i], walltime, 0))
     return results
 
 
