@@ -234,6 +234,16 @@ def test_a_batch_of_analyses_runs_in_one_loop():
     np.testing.assert_allclose(results[0].log_evidence, single.log_evidence, atol=1e-8)
 
 
+def test_a_dynesty_batch_runs_the_analyses_one_after_the_other():
+    means = [(0.4, -0.2), (-1.0, 1.5)]
+    datas = [Gaussian2D(m).data for m in means]
+    results = run_nested_batch(Gaussian2D(), datas, SPACE, settings("dynesty", nlive=100, dlogz=0.5, seed=4),
+                               progress=False)
+    for result, mean in zip(results, means):
+        np.testing.assert_allclose(result.samples.mean(0), mean, atol=0.1)
+    assert results[0].settings["seed"] != results[1].settings["seed"]
+
+
 def test_pool_batches_concurrent_calls_and_propagates_errors():
     class Counting(Gaussian2D):
         def __init__(self):
