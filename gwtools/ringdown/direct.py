@@ -18,7 +18,12 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 
-from gwtools.ringdown.likelihood import check_analysis_inputs, quadrature_projections, rotate_antenna
+from gwtools.ringdown.likelihood import (
+    SegmentData,
+    check_analysis_inputs,
+    quadrature_projections,
+    rotate_antenna,
+)
 from gwtools.ringdown.model import AMPLITUDE_UNIT, RingdownModel, mixing_matrix, mode_waveforms_uniform
 from gwtools.ringdown.noise import cholesky_factor, toeplitz_covariance
 
@@ -32,7 +37,7 @@ __all__ = [
 
 @jax.tree_util.register_pytree_node_class
 @dataclass(frozen=True)
-class DirectAnalysisData:
+class DirectAnalysisData(SegmentData):
     """Whitened analysis data.
 
     Attributes
@@ -57,21 +62,6 @@ class DirectAnalysisData:
     antenna: jax.Array
     log_l0: jax.Array
     detectors: tuple[str, ...] = ()
-
-    def tree_flatten(self):
-        return (self.times, self.whitening, self.whitened_data, self.antenna, self.log_l0), self.detectors
-
-    @classmethod
-    def tree_unflatten(cls, detectors, children):
-        return cls(*children, detectors=detectors)
-
-    @property
-    def n_samples(self) -> int:
-        return int(self.times.shape[-1])
-
-    @property
-    def n_detectors(self) -> int:
-        return int(self.times.shape[0])
 
 
 def build_direct_analysis_data(times, data, acfs, antenna, detectors=()) -> DirectAnalysisData:

@@ -25,9 +25,10 @@ conj z_l, since T^-1 is real.  Per point this costs three polynomial evaluations
 detector, O(n K), instead of whitening every basis waveform, O(n^2 K).  The polynomials are
 evaluated in blocks, z^(32 b + r): the sums over r are one real matrix product whose
 coefficient side is the same for every point of a batch, the sums over b are O(n / 32).
-1 - z w is formed with expm1, so long-lived modes (|z| -> 1) keep their accuracy; the difference
-in the numerator loses about log10(1 / (1 - |z|^(2n))) digits, under one digit unless a mode's
-damping time is much longer than the segment.
+Near z w = 1 (long-lived modes, |z| -> 1) the difference in the numerator leaves a relative
+error of about 1e-16 / |1 - z w|.  Kerr modes have |1 - z w| >= 1 - |z|^2 = 2 dt / tau: 3e-3 at
+8192 Hz for the longest-lived modes of the QNM table (tau ~ 0.08 s for 500 Msun at chi = 0.99),
+so the error stays below 1e-13 and no special branch is needed.
 
 Everything that does not depend on the sampled parameters theta (predictors, T^-1 d, ln L0) is
 computed once, in :func:`build_analysis_data`; :mod:`gwtools.ringdown.direct` keeps the
@@ -40,7 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import jax
 import jax.numpy as jnp
@@ -51,6 +52,7 @@ from gwtools.ringdown.noise import ToeplitzNoise
 
 __all__ = [
     "AnalysisData",
+    "SegmentData",
     "build_analysis_data",
     "check_analysis_inputs",
     "log_likelihood",
@@ -62,9 +64,31 @@ __all__ = [
 ]
 
 
+class SegmentData:
+    """Base of the analysis-data pytrees: every dataclass field but ``detectors`` is an array leaf
+    with the detectors on its first axis (``log_l0``, a sum over detectors, is a scalar);
+    ``detectors`` (names) is static."""
+
+    def tree_flatten(self):
+        children = tuple(getattr(self, f.name) for f in fields(self) if f.name != "detectors")
+        return children, self.detectors
+
+    @classmethod
+    def tree_unflatten(cls, detectors, children):
+        return cls(*children, detectors=detectors)
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.times.shape[-1])
+
+    @property
+    def n_detectors(self) -> int:
+        return int(self.times.shape[0])
+
+
 @jax.tree_util.register_pytree_node_class
 @dataclass(frozen=True)
-class AnalysisData:
+class AnalysisData(SegmentData):
     """Precomputed, parameter-independent pieces of a ringdown likelihood.
 
     Every array has a fixed shape for given (n_det, n), so analyses of equal shape can be
@@ -95,23 +119,6 @@ class AnalysisData:
     prediction_error: jax.Array
     weighted_data: jax.Array
     detectors: tuple[str, ...] = ()
-
-    def tree_flatten(self):
-        children = (self.times, self.antenna, self.log_l0, self.predictor, self.prediction_error,
-                    self.weighted_data)
-        return children, self.detectors
-
-    @classmethod
-    def tree_unflatten(cls, detectors, children):
-        return cls(*children, detectors=detectors)
-
-    @property
-    def n_samples(self) -> int:
-        return int(self.times.shape[-1])
-
-    @property
-    def n_detectors(self) -> int:
-        return int(self.times.shape[0])
 
 
 def check_analysis_inputs(times, data, acfs, antenna, detectors=()):
