@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from pp_test import run  # noqa: E402  (the benchmark's injections and credible levels)
+from pp_test import run  # the benchmark's injections and credible levels
 
 
 @pytest.mark.slow
