@@ -193,6 +193,8 @@ def test_bad_input_errors(tmp_path):
     three = tmp_path / "three.txt"
     np.savetxt(three, np.ones((4, 3)))
     with pytest.raises(ValueError, match="two columns"):
+        read_acf(three)
+    with pytest.raises(ValueError, match="has 2 PSD columns .no header.: choose it"):
         read_psd(three)
     uneven = tmp_path / "uneven.txt"
     np.savetxt(uneven, np.column_stack([[0, 1, 3, 4], [4.0, 1, 0.5, 0.1]]))
