@@ -467,10 +467,12 @@ def _read_table(path: str | os.PathLike, what: str) -> tuple[Path, np.ndarray, l
                 if rows:
                     raise ValueError(f"{path}, line {number}: not a row of numbers: {text[:60]!r}") from None
                 names = fields
+    if not rows:
+        raise ValueError(f"{path} holds no rows of numbers: expected a {what} table")
     widths = sorted({len(row) for row in rows})
     if len(widths) > 1:
         raise ValueError(f"{path}: rows have different numbers of columns ({widths})")
-    table = np.array(rows, dtype=float).reshape(len(rows), widths[0] if widths else 0)
+    table = np.array(rows, dtype=float)
     if table.shape[0] < 2 or table.shape[1] < 2:
         raise ValueError(f"{path} must have at least two columns and two rows, found shape {table.shape}")
     if not np.all(np.isfinite(table)):
