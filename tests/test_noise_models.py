@@ -4,6 +4,7 @@ response, and the whiteness checks, against closed forms, scipy, quadrature and 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -13,6 +14,16 @@ from scipy import signal
 
 from gwtools.io.strain import from_array, read_strain
 from gwtools.ringdown import conditioning
+from gwtools.ringdown.config import (
+    OFF_SOURCE,
+    analysis_windows,
+    check_inputs,
+    config_to_dict,
+    load_config,
+    override,
+    parse_config,
+)
+from gwtools.ringdown.config import ON_SOURCE as ON_SOURCE_NAME
 from gwtools.ringdown.noise import (
     PYCBC_DYN_RANGE_FAC,
     ToeplitzNoise,
@@ -236,10 +247,9 @@ def test_whiteness_report_passes_the_right_model_and_flags_glitches_and_wrong_on
 
 
 def test_welch_warning_names_the_segments_and_their_scatter(caplog):
-    from gwtools.ringdown.config import load_config, override
     from gwtools.ringdown.pipeline import estimate_noise, load_strain
 
-    config = override(load_config("pipelines/gw150914.toml"), {
+    config = override(load_config(PIPELINE), {
         "noise": {"offsource": [[-14.0, -1.0], [1.0, 15.0]], "average": "median", "welch_segment": 2.0},
     })
     strain = load_strain(config)
@@ -251,3 +261,78 @@ def test_welch_warning_names_the_segments_and_their_scatter(caplog):
     expected = ("H1: the noise PSD is the median of only 25 Welch segments of 2 s (27 s of off-source data), "
                 "so each frequency bin scatters by 30%")
     assert any(expected in r.getMessage() for r in caplog.records)
+
+
+# --- the [noise] section ------------------------------------------------------------------
+
+PIPELINE = Path(__file__).resolve().parents[1] / "pipelines" / "gw150914.toml"
+O2_PE = "posteriors/o2-bbh-pe/gw170814_posteriors_thinned.hdf"
+
+
+@pytest.mark.parametrize(("noise", "message"), [
+    ({"offsource": [[-14.0, -1.0], [-3.0, -0.5]]}, r"offsource: windows \[-14.0, -1.0\] and \[-3.0, -0.5\] overlap"),
+    ({"offsource": [[-14.0, -1.0], [0.1, 10.0]]}, r"offsource: window \[0.1, 10.0\] s overlaps the analysis"),
+    ({"offsource": [[-14.0, -1.0], [1.0, 3.0]]}, r"welch_segment: 4.0 s is longer than the off-source window \[1.0, 3.0\]"),
+    ({"offsource": [[-14.0]]}, r"offsource: expected \[lower, upper\]"),
+    ({"average": "mode"}, r"average: 'mode' is not one of mean, median"),
+    ({"method": "psd_file"}, r"psd_files: no PSD file for detector\(s\) H1, L1"),
+    ({"method": "psd_file", "psd_files": {"H1": "a.txt", "L1": "a.txt"}, "psd_columns": {"V1": 1}},
+     r"psd_columns: names detector\(s\) V1, which are not analysed"),
+    ({"psd_columns": {"H1": 0}}, r"psd_columns: expected a table"),
+    ({"asd": "yes"}, r"\[noise\] asd: expected true or false"),
+])
+def test_noise_section_is_validated_naming_the_key(noise, message):
+    with pytest.raises(ValueError, match=r"\[noise\] " + message.removeprefix(r"\[noise\] ")):
+        override(load_config(PIPELINE), {"noise": noise})
+
+
+def test_noise_windows_round_trip_and_are_checked_against_the_data(tmp_path):
+    config = override(load_config(PIPELINE), {"noise": {"offsource": [[1.0, 15.0], [-14.0, -1.0]]}})
+    assert config.noise.offsource == ((-14.0, -1.0), (1.0, 15.0))  # sorted
+    assert parse_config(config_to_dict(config)) == config
+    windows = analysis_windows(config)["H1"]
+    assert windows[ON_SOURCE_NAME] == pytest.approx((1126259462.423, 1126259462.623))
+    assert windows[f"{OFF_SOURCE} 2"] == pytest.approx((1126259463.4083, 1126259477.4083), abs=1e-4)
+    check_inputs(override(config, {"output": {"directory": str(tmp_path)}}))
+    late = override(config, {"noise": {"offsource": [[-14.0, -1.0], [1.0, 18.0]]},
+                             "output": {"directory": str(tmp_path)}})
+    with pytest.raises(ValueError, match=r"\[noise\] offsource: window \[1.0, 18.0\] s around the peak, "
+                                         r"GPS \[1126259463.4083, 1126259480.4083\), does not fit in the H1 data"):
+        check_inputs(late)
+
+
+def test_psd_file_configuration_is_checked_before_the_run(tmp_path, shared_data):
+    pe = str(shared_data / O2_PE)
+    base = override(load_config(PIPELINE), {"output": {"directory": str(tmp_path)}})
+    good = override(base, {"noise": {"method": "psd_file", "psd_files": {"H1": pe, "L1": pe}}})
+    check_inputs(good)
+    rate = override(good, {"analysis": {"sample_rate": 4096.0}})
+    with pytest.raises(ValueError, match=r"\[noise\] psd_files.H1: the PSD in gw170814_posteriors_thinned.hdf "
+                                         r"stops at 1024 Hz, below the Nyquist frequency 2048 Hz"):
+        check_inputs(rate)
+    wrong = override(good, {"noise": {"psd_columns": {"L1": "K1"}}})
+    with pytest.raises(ValueError, match=r"\[noise\] psd_files.L1: .*no PSD for 'K1'; psds/ holds H1, L1, V1"):
+        check_inputs(wrong)
+    absent = override(good, {"noise": {"psd_files": {"H1": str(tmp_path / "no.txt"), "L1": pe}}})
+    with pytest.raises(FileNotFoundError, match=r"\[noise\] psd_files.H1: PSD file .*no.txt does not exist"):
+        check_inputs(absent)
+
+
+def test_psd_file_noise_of_gw170814_is_pycbcs_psd_conditioned(project_data, shared_data):
+    """The PyCBC PSD of GW170814, conditioned, against our Welch estimate of the same data."""
+    from gwtools.ringdown.pipeline import estimate_noise, load_strain
+
+    pe = str(shared_data / O2_PE)
+    welch = load_config(PIPELINE.parent / "gw170814.toml")
+    config = override(welch, {"noise": {"method": "psd_file", "psd_files": {d: pe for d in ("H1", "L1", "V1")}}})
+    strain = load_strain(config)
+    from_file, from_data = estimate_noise(config, strain), estimate_noise(welch, strain)
+    for detector in ("H1", "L1", "V1"):
+        estimate = from_file[detector]
+        assert estimate.method == "psd_file" and estimate.file_psd.size == 16385
+        # PSDs in the band agree as in tests/test_gw170814_data.py; so do the variances
+        band = (from_data[detector].frequency > 100) & (from_data[detector].frequency < 800)
+        ratio = from_data[detector].psd[band] / np.interp(from_data[detector].frequency[band],
+                                                          estimate.frequency, estimate.psd)
+        assert np.median(ratio) == pytest.approx(1.0, rel=0.2)
+        assert estimate.acf[0] == pytest.approx(from_data[detector].acf[0], rel=0.35)
