@@ -28,6 +28,7 @@ import scipy.linalg
 from scipy import signal
 
 from gwtools.io.strain import TimeSeries
+from gwtools.ringdown.conditioning import conditioned_psd
 
 __all__ = [
     "MAX_PSD_SCATTER",
@@ -629,10 +630,13 @@ def read_acf(
     ``0 .. M - 1``.  (A white-noise ACF, zero at every non-zero lag, looks circular and so
     yields half of its lags.)
 
-    If ``sample_rate`` is below the file's, the ACF is converted for data decimated to that rate:
-    its PSD (the cosine transform of the ACF over one period) is cut at the new Nyquist
-    frequency and transformed back (:func:`acf_from_psd`).  Simply taking every k-th lag would
-    instead fold the power above the new Nyquist frequency back into the band.
+    If ``sample_rate`` is below the file's (by a whole factor), the ACF is converted for data
+    decimated to that rate as :func:`gwtools.ringdown.conditioning.decimate` does it: its PSD
+    (the cosine transform of the ACF over one period) is put through the anti-aliasing filter
+    and folded to the new rate (:func:`gwtools.ringdown.conditioning.conditioned_psd`), then
+    transformed back (:func:`acf_from_psd`).  Simply taking every k-th lag would instead fold
+    all the power above the new Nyquist frequency back into the band, and cutting the PSD
+    there would ignore the filter's roll-off below it.
 
     Parameters
     ----------
@@ -651,8 +655,8 @@ def read_acf(
     Raises
     ------
     ValueError
-        Lags not uniform from zero, a requested rate above the file's, or more lags than the
-        file covers.
+        Lags not uniform from zero, a requested rate above the file's or not a whole fraction
+        of it, or more lags than the file covers.
     """
     path, table, _ = _read_table(path, "ACF")
     if table.shape[1] != 2:
@@ -681,7 +685,11 @@ def read_acf(
             # A truncated estimate has small negative ripples in its transform.
             logger.info("%s: clipping %d negative PSD values to zero", path, np.sum(psd < 0))
         usable = int((usable - 1) * dt * sample_rate) + 1
-        acf = acf_from_psd(freqs, np.clip(psd, 0, None), sample_rate, usable)
+        try:
+            freqs, psd = conditioned_psd(freqs, np.clip(psd, 0, None), file_rate, sample_rate)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
+        acf = acf_from_psd(freqs, psd, sample_rate, usable)
     acf = acf[:usable]
     if n_lags is None:
         return acf
