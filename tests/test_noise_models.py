@@ -178,7 +178,7 @@ def test_conditioned_psd_acf_against_quadrature_of_the_filtered_ar1_psd():
     acf = acf_from_psd(grid, psd, fs, 12)
     for k, value in enumerate(acf):
         exact, _ = scipy.integrate.quad(
-            lambda f: _ar1_psd(f, phi, 1.0, fs) * _butterworth_highpass_gain(f, f_low, fs)
+            lambda f, k=k: _ar1_psd(f, phi, 1.0, fs) * _butterworth_highpass_gain(f, f_low, fs)
             * np.cos(2 * np.pi * f * k / fs), 1e-9, fs / 2, limit=400, points=[f_low],
         )
         assert value == pytest.approx(exact, abs=1e-4 * acf[0])
