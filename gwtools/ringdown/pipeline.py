@@ -4,7 +4,9 @@ Stages (each a function, so benchmarks and notebooks can time or inspect them on
 
 1. :func:`load_strain` reads each detector's strain, checks its quality against the windows the
    analysis uses (:func:`usable_strain`) and conditions it (high-/low-pass, decimation).
-2. :func:`estimate_acfs` estimates the noise autocovariance (Welch off-source or from files).
+2. :func:`estimate_noise` estimates the noise PSD and autocovariance (Welch off-source, PSD or
+   ACF files; :func:`estimate_acfs` gives just the ACFs), and after step 3 :func:`check_noise`
+   tests it on whitened off-source data (:mod:`gwtools.ringdown.noise_diagnostics`).
 3. :func:`prepare_analysis` resolves the start times (reference detector -> geocentre -> each
    detector), cuts the segments and precomputes the likelihood data (noise predictors).
 4. :func:`sample_posterior` runs nested sampling of the FIREFLY marginal likelihood
@@ -81,10 +83,6 @@ __all__ = [
     "usable_strain",
     "load_strain",
     "estimate_acfs",
-    "estimate_noise",
-    "check_noise",
-    "noise_arrays",
-    "noise_scalars",
     "prepare_analysis",
     "parameter_space",
     "build_likelihood",
@@ -94,6 +92,10 @@ __all__ = [
     "read_imr_remnant",
     "make_plots",
     "run_pipeline",
+    "estimate_noise",
+    "check_noise",
+    "noise_arrays",
+    "noise_scalars",
 ]
 
 logger = logging.getLogger(__name__)
