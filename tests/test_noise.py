@@ -9,7 +9,7 @@ import scipy.stats
 from scipy import signal
 
 from gwtools.io.strain import from_array, read_strain
-from gwtools.ringdown.conditioning import condition
+from gwtools.ringdown.conditioning import condition, decimate
 from gwtools.ringdown.noise import (
     acf_from_psd,
     cholesky_factor,
@@ -161,14 +161,16 @@ def test_read_acf_layouts_and_decimation(tmp_path):
     got = read_acf(circular_path)
     assert got.size == 513
     np.testing.assert_allclose(got[:50], _ar1_acf(phi, 1.0, 50), rtol=1e-9)
-    # Half the rate: the AR(1) PSD cut at 256 Hz, integrated independently by quadrature.
+    # Half the rate: the sample ACF of a long AR(1) draw decimated in the time domain; 2^22
+    # samples know it to ~1e-3 of the variance, and the PSD cut at 256 Hz (an ideal filter)
+    # misses it by 9e-3
+    draw = signal.lfilter([1.0], [1.0, -phi], np.random.default_rng(17).normal(size=2**23))[1000:]
+    decimated = decimate(from_array(draw, T0, fs, "H1"), 512.0).data
+    sample = np.array([np.mean(decimated[: decimated.size - k] * decimated[k:]) for k in range(8)])
     half = read_acf(path, sample_rate=512.0, n_lags=8)
-    for k, value in enumerate(half):
-        tau = k / 512.0
-        exact, _ = scipy.integrate.quad(
-            lambda f: _ar1_psd(f, phi, 1.0, fs) * np.cos(2 * np.pi * f * tau), 0, 256, limit=200
-        )
-        assert value == pytest.approx(exact, abs=2e-3 * half[0])
+    np.testing.assert_allclose(half, sample, atol=3e-3 * half[0])
+    with pytest.raises(ValueError, match="not a whole multiple"):
+        read_acf(path, sample_rate=400.0)
     with pytest.raises(ValueError, match="holds nothing about 2048"):
         read_acf(path, sample_rate=2048.0)
     with pytest.raises(ValueError, match="fewer than the 600"):
@@ -193,6 +195,8 @@ def test_bad_input_errors(tmp_path):
     three = tmp_path / "three.txt"
     np.savetxt(three, np.ones((4, 3)))
     with pytest.raises(ValueError, match="two columns"):
+        read_acf(three)
+    with pytest.raises(ValueError, match="has 2 PSD columns .no header.: choose it"):
         read_psd(three)
     uneven = tmp_path / "uneven.txt"
     np.savetxt(uneven, np.column_stack([[0, 1, 3, 4], [4.0, 1, 0.5, 0.1]]))

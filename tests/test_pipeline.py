@@ -65,7 +65,7 @@ def test_outputs_are_written(tiny_run):
     _, out = tiny_run
     label = "GW150914_220+221"
     for suffix in (".h5", "_bilby.json", "_summary.md", "_remnant.png", "_amplitudes.png",
-                   "_whitened.png", "_qnm.png"):
+                   "_whitened.png", "_qnm.png", "_noise_H1.png", "_noise_L1.png"):
         assert (out / f"{label}{suffix}").is_file(), suffix
     for png in out.glob("*.png"):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -81,7 +81,8 @@ def test_outputs_are_one_published_set_with_the_run_id_on_each(tiny_run):
     manifest = outputs.verify_result_set(out, label)
     assert sorted(manifest["files"]) == sorted(
         f"{label}{suffix}" for suffix in (".h5", "_bilby.json", "_summary.md", "_remnant.png",
-                                          "_amplitudes.png", "_whitened.png", "_qnm.png"))
+                                          "_amplitudes.png", "_whitened.png", "_qnm.png",
+                                          "_noise_H1.png", "_noise_L1.png"))
     for name, entry in manifest["files"].items():
         assert hashlib.sha256((out / name).read_bytes()).hexdigest() == entry["sha256"]
     run_id = manifest["run_id"]
@@ -127,6 +128,23 @@ def test_a_failure_between_writes_keeps_the_published_set(tiny_run, tmp_path, mo
     write_result(result, copy / "GW150914_220+221.h5")
     with pytest.raises(ValueError, match="mixes outputs of different runs"):
         read_result(copy / "GW150914_220+221.h5")
+
+
+def test_noise_model_and_its_checks_are_recorded(tiny_run):
+    _, out = tiny_run
+    result = read_result(out / "GW150914_220+221.h5")
+    summary = (out / "GW150914_220+221_summary.md").read_text()
+    for detector in ("H1", "L1"):
+        arrays = result.noise[detector]
+        # the ACF used is the transform of the recorded PSD; 0.05 s at 1024 Hz
+        assert arrays["acf"].shape == (51,) and arrays["frequency"][-1] == 512.0
+        diag = result.diagnostics
+        # Welch from [-14, -1] s in 4 s segments: 5 of them, 46% scatter per bin
+        assert diag[f"noise_{detector}_welch_segments"] == 5
+        assert diag[f"noise_{detector}_psd_relative_std"] == pytest.approx(0.46, abs=0.01)
+        assert diag[f"noise_{detector}_whitened_variance"] == pytest.approx(1.0, abs=0.05)
+        assert diag[f"noise_{detector}_loud_stretches"] == 0
+        assert f"| noise {detector} | Welch mean of 5 segments of 4 s from [-14, -1] s" in summary
 
 
 def test_times_are_resolved_from_the_h1_peak(tiny_run):

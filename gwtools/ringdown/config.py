@@ -32,6 +32,7 @@ Examples
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import logging
 import math
 import os
@@ -70,6 +71,7 @@ __all__ = [
     "peak_geocenter",
     "analysis_windows",
     "check_inputs",
+    "read_config_psd",
     "ON_SOURCE",
     "OFF_SOURCE",
 ]
@@ -83,7 +85,8 @@ MAX_FINAL_SPIN = 0.99
 _MAX_DELAY = 0.0213
 
 _MODE_PATTERN = re.compile(r"^[2-9]\d\d$")
-_NOISE_METHODS = ("welch", "acf_file")
+_NOISE_METHODS = ("welch", "acf_file", "psd_file")
+_AVERAGES = ("mean", "median")
 _POLARIZATIONS = ("kerr", "free")
 _QUADRATURE_PRIORS = ("flat", "gaussian")
 _BAD_DATA_ACTIONS = ("refuse", "warn")
@@ -198,24 +201,45 @@ class AnalysisConfig:
 
 @dataclass(frozen=True)
 class NoiseConfig:
-    """Noise autocovariance estimation.
+    """Noise autocovariance estimation (:func:`gwtools.ringdown.pipeline.estimate_noise`).
 
     Attributes
     ----------
-    method : {"welch", "acf_file"}
-        Estimate the ACF from off-source data with Welch's method, or read it from files.
-    offsource : tuple of float
-        Off-source window ``(begin, end)`` relative to the peak, s; must not contain the segment.
+    method : {"welch", "acf_file", "psd_file"}
+        Estimate the PSD from off-source data with Welch's method, read the ACF from files, or
+        read PSDs from files (and condition them as the data are).
+    offsource : tuple of (float, float)
+        Off-source windows ``(begin, end)`` relative to the peak, s (e.g. one before and one
+        after the event); none may overlap the analysis segment or another window.  Welch
+        pools the segments of all of them; with file methods they only label the stretches of
+        the noise diagnostics.  A single ``[begin, end]`` in the file is one window.
     welch_segment : float
-        Length of each Welch segment, s.
+        Length of each Welch segment, s (at least twice the analysis duration).
+    average : {"mean", "median"}
+        Average of the Welch segment periodograms (the median is divided by its bias for
+        chi^2_2 periodograms, :func:`gwtools.ringdown.noise.median_bias`).
     acf_files : dict of str to Path
         ACF file per detector (two columns: lag in s, value), for ``method = "acf_file"``.
+    psd_files : dict of str to Path
+        PSD file per detector for ``method = "psd_file"``: a text table (frequency, then one or
+        more PSD columns) or a PyCBC HDF5 file with ``psds/<detector>``
+        (:func:`gwtools.ringdown.noise.read_psd`); several detectors may name one file.
+    psd_columns : dict of str to (str or int)
+        Per detector, the PSD column of a table with several (its header name, or its index
+        with the frequency as column 0) or the HDF5 dataset name; by default the header is
+        searched for the detector's name.
+    asd : bool
+        The PSD files hold amplitude spectral densities (Hz^-1/2), squared when read.
     """
 
     method: str = "welch"
-    offsource: tuple[float, float] = (-14.0, -1.0)
+    offsource: tuple[tuple[float, float], ...] = ((-14.0, -1.0),)
     welch_segment: float = 4.0
+    average: str = "mean"
     acf_files: Mapping[str, Path] = dataclasses.field(default_factory=dict)
+    psd_files: Mapping[str, Path] = dataclasses.field(default_factory=dict)
+    psd_columns: Mapping[str, str | int] = dataclasses.field(default_factory=dict)
+    asd: bool = False
 
 
 @dataclass(frozen=True)
@@ -454,7 +478,8 @@ def _data_span(config: RingdownConfig) -> tuple[float, float]:
     begin = start_offset_seconds(config)
     end = begin + config.analysis.duration
     if config.noise.method == "welch":
-        begin, end = min(begin, config.noise.offsource[0]), max(end, config.noise.offsource[1])
+        begin = min(begin, *(a for a, _ in config.noise.offsource))
+        end = max(end, *(b for _, b in config.noise.offsource))
     # the reference detector and any other see the peak at most 2 Earth-crossing delays apart
     return config.event.time + begin - 2 * _MAX_DELAY, config.event.time + end + 2 * _MAX_DELAY
 
@@ -549,6 +574,22 @@ def _parse_analysis(raw: Mapping[str, Any]) -> AnalysisConfig:
     return analysis
 
 
+def _offsource_windows(value: Any) -> tuple[tuple[float, float], ...]:
+    """``[begin, end]`` or a list of them -> sorted, non-overlapping windows."""
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, (list, tuple)) for v in value):
+        windows = [_interval("noise", "offsource", v) for v in value]
+    else:
+        windows = [_interval("noise", "offsource", value)]
+    windows.sort()
+    for (a0, b0), (a1, b1) in itertools.pairwise(windows):
+        if a1 < b0:
+            raise _fail(
+                "noise", "offsource",
+                f"windows {[a0, b0]} and {[a1, b1]} overlap: merge them into one, or separate them",
+            )
+    return tuple(windows)
+
+
 def _parse_noise(
     raw: Mapping[str, Any], base_dir: Path, detectors: tuple[str, ...]
 ) -> NoiseConfig:
@@ -557,22 +598,50 @@ def _parse_noise(
     if "method" in table:
         values["method"] = _string("noise", "method", table["method"], _NOISE_METHODS)
     if "offsource" in table:
-        values["offsource"] = _interval("noise", "offsource", table["offsource"])
+        values["offsource"] = _offsource_windows(table["offsource"])
     if "welch_segment" in table:
         values["welch_segment"] = _positive("noise", "welch_segment", table["welch_segment"])
-    if "acf_files" in table:
-        values["acf_files"] = _detector_paths("noise", "acf_files", table["acf_files"], base_dir)
+    if "average" in table:
+        values["average"] = _string("noise", "average", table["average"], _AVERAGES)
+    for key in ("acf_files", "psd_files"):
+        if key in table:
+            values[key] = _detector_paths("noise", key, table[key], base_dir)
+    if "psd_columns" in table:
+        columns = table["psd_columns"]
+        if not isinstance(columns, Mapping) or not all(
+            (isinstance(c, str) and c) or (isinstance(c, int) and not isinstance(c, bool) and c >= 1)
+            for c in columns.values()
+        ):
+            raise _fail(
+                "noise", "psd_columns",
+                f"expected a table {{H1 = \"H1\", L1 = 2}} of header names or column indices >= 1 "
+                f"(column 0 is the frequency), got {columns!r}",
+            )
+        values["psd_columns"] = dict(columns)
+    if "asd" in table:
+        if not isinstance(table["asd"], bool):
+            raise _fail("noise", "asd", f"expected true or false, got {table['asd']!r}")
+        values["asd"] = table["asd"]
     noise = NoiseConfig(**values)
-    if noise.method == "acf_file":
-        missing = [d for d in detectors if d not in noise.acf_files]
+    files = {"acf_file": ("acf_files", noise.acf_files), "psd_file": ("psd_files", noise.psd_files)}
+    if noise.method in files:
+        key, given = files[noise.method]
+        missing = [d for d in detectors if d not in given]
         if missing:
-            raise _fail("noise", "acf_files", f"no ACF file for detector(s) {', '.join(missing)}")
-    elif noise.welch_segment > noise.offsource[1] - noise.offsource[0]:
-        raise _fail(
-            "noise",
-            "welch_segment",
-            f"{noise.welch_segment} s is longer than the off-source window {list(noise.offsource)}",
-        )
+            kind = "ACF" if key == "acf_files" else "PSD"
+            raise _fail("noise", key, f"no {kind} file for detector(s) {', '.join(missing)}")
+    unknown = sorted(set(noise.psd_columns) - set(detectors))
+    if unknown:
+        raise _fail("noise", "psd_columns", f"names detector(s) {', '.join(unknown)}, which are not analysed")
+    if noise.method == "welch":
+        for begin, end in noise.offsource:
+            if noise.welch_segment > end - begin:
+                raise _fail(
+                    "noise",
+                    "welch_segment",
+                    f"{noise.welch_segment} s is longer than the off-source window {[begin, end]}: "
+                    "widen the window, drop it or use shorter segments",
+                )
     return noise
 
 
@@ -725,15 +794,16 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: str | os.PathLike = ".") -
         config = _files_from_directory(config)
     if config.noise.method == "welch":
         # the noise estimate must not see the signal; allow for the inter-detector delays
-        begin, end = config.noise.offsource
         start = start_offset_seconds(config)
-        if begin < start + config.analysis.duration + _MAX_DELAY and end > start - _MAX_DELAY:
-            raise _fail(
-                "noise",
-                "offsource",
-                f"window {list(config.noise.offsource)} s overlaps the analysis segment "
-                f"[{start:.4f}, {start + config.analysis.duration:.4f}] s after the peak",
-            )
+        for begin, end in config.noise.offsource:
+            if begin < start + config.analysis.duration + _MAX_DELAY and end > start - _MAX_DELAY:
+                raise _fail(
+                    "noise",
+                    "offsource",
+                    f"window {[begin, end]} s overlaps the analysis segment "
+                    f"[{start:.4f}, {start + config.analysis.duration:.4f}] s after the peak "
+                    f"(with the {1e3 * _MAX_DELAY:.1f} ms light-travel margin between detectors)",
+                )
     return config
 
 
@@ -881,7 +951,8 @@ def analysis_windows(config: RingdownConfig) -> dict[str, dict[str, tuple[float,
     dict of str to dict of str to (float, float)
         Per detector: ``"on-source segment"``, ``[start, start + duration)`` at that
         detector's start time, and for Welch noise estimates ``"off-source noise window"``,
-        ``[peak + begin, peak + end)`` with the geocentric peak.
+        ``[peak + begin, peak + end)`` with the geocentric peak; with several off-source
+        windows, ``"off-source noise window 1"``, ``... 2`` and so on.
     """
     from gwtools.ringdown import detectors
 
@@ -894,9 +965,14 @@ def analysis_windows(config: RingdownConfig) -> dict[str, dict[str, tuple[float,
     for detector in config.data.detectors:
         windows[detector] = {ON_SOURCE: (starts[detector], starts[detector] + config.analysis.duration)}
         if config.noise.method == "welch":
-            begin, end = config.noise.offsource
-            windows[detector][OFF_SOURCE] = (peak + begin, peak + end)
+            for name, (begin, end) in zip(_offsource_names(config), config.noise.offsource):
+                windows[detector][name] = (peak + begin, peak + end)
     return windows
+
+
+def _offsource_names(config: RingdownConfig) -> list[str]:
+    count = len(config.noise.offsource)
+    return [OFF_SOURCE] if count == 1 else [f"{OFF_SOURCE} {i + 1}" for i in range(count)]
 
 
 def _start_key(config: RingdownConfig) -> str:
@@ -949,14 +1025,44 @@ def _check_strain_file(config: RingdownConfig, detector: str, windows) -> None:
             f"the {detector} segment GPS [{begin:.4f}, {end:.4f}) is not inside the {detector} "
             f"data, {info.span()}: choose a start time within the data",
         )
-    if OFF_SOURCE in windows:
-        begin, end = windows[OFF_SOURCE]
+    for name, relative in zip(_offsource_names(config), config.noise.offsource):
+        if name not in windows:
+            continue
+        begin, end = windows[name]
         if begin < info.t0 or end > info.end_time:
             raise _fail(
                 "noise", "offsource",
-                f"window {list(config.noise.offsource)} s around the peak, GPS "
+                f"window {list(relative)} s around the peak, GPS "
                 f"[{begin:.4f}, {end:.4f}), does not fit in the {detector} data, {info.span()}",
             )
+
+
+def read_config_psd(config: RingdownConfig, detector: str):
+    """(freqs, psd) of ``detector``'s ``[noise] psd_files`` entry, errors naming the key."""
+    from gwtools.ringdown.noise import read_psd
+
+    key = f"psd_files.{detector}"
+    try:
+        return read_psd(
+            config.noise.psd_files[detector], config.noise.asd, detector=detector,
+            column=config.noise.psd_columns.get(detector),
+        )
+    except FileNotFoundError as err:
+        raise FileNotFoundError(f"[noise] {key}: {err}") from None
+    except ValueError as err:
+        raise _fail("noise", key, str(err)) from None
+
+
+def _check_psd_file(config: RingdownConfig, detector: str) -> None:
+    freqs, _ = read_config_psd(config, detector)
+    nyquist = config.analysis.sample_rate / 2
+    if freqs[-1] < nyquist * (1 - 1e-9):
+        raise _fail(
+            "noise", f"psd_files.{detector}",
+            f"the PSD in {config.noise.psd_files[detector].name} stops at {freqs[-1]:g} Hz, below the "
+            f"Nyquist frequency {nyquist:g} Hz of [analysis] sample_rate: lower the sample rate "
+            "or provide a PSD up to the Nyquist frequency",
+        )
 
 
 def check_inputs(config: RingdownConfig) -> None:
@@ -966,10 +1072,13 @@ def check_inputs(config: RingdownConfig) -> None:
 
     * ``[output] directory`` can be created and written (it is not a file, nor under one);
     * ``[data] imr_samples`` and ``[noise] acf_files`` exist;
+    * ``[noise] psd_files`` (with ``method = "psd_file"``) are read: each holds a valid PSD
+      for its detector (:func:`gwtools.ringdown.noise.read_psd`; the column or dataset of
+      ``[noise] psd_columns``) reaching the Nyquist frequency of ``[analysis] sample_rate``;
     * each strain file exists and its metadata agree with each other and with its sample count
       (otherwise refused, or with ``[data] on_bad_data = "warn"`` logged);
     * its rate is at least ``[analysis] sample_rate`` and a whole multiple of it;
-    * ``[analysis] duration`` fits in it, and the analysis segment and the off-source window
+    * ``[analysis] duration`` fits in it, and the analysis segment and every off-source window
       (:func:`analysis_windows`) lie within its GPS span.
 
     Raises
@@ -989,6 +1098,9 @@ def check_inputs(config: RingdownConfig) -> None:
     for section, key, path in inputs:
         if path is not None and not path.is_file():
             raise FileNotFoundError(f"[{section}] {key}: {path} does not exist")
+    if config.noise.method == "psd_file":
+        for detector in config.data.detectors:
+            _check_psd_file(config, detector)
     windows = analysis_windows(config)
     for detector in config.data.detectors:
         _check_strain_file(config, detector, windows[detector])

@@ -15,26 +15,37 @@ Units: strain is dimensionless, the PSD is in Hz^-1 and the ACF in strain^2.
 
 from __future__ import annotations
 
+import gzip
 import logging
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import h5py
 import numpy as np
 import scipy.linalg
 from scipy import signal
 
 from gwtools.io.strain import TimeSeries
+from gwtools.ringdown.conditioning import conditioned_psd
 
 __all__ = [
+    "MAX_PSD_SCATTER",
+    "NoiseEstimate",
     "ToeplitzNoise",
+    "WelchEstimate",
     "acf_from_psd",
+    "check_resolution",
     "cholesky_factor",
     "estimate_acf",
     "levinson_durbin",
+    "median_bias",
+    "psd_from_acf",
     "read_acf",
     "read_psd",
     "toeplitz_covariance",
+    "welch_estimate",
     "welch_psd",
     "whitening_matrix",
 ]
@@ -51,64 +62,211 @@ _REMEDY = (
 )
 
 
-def welch_psd(
-    ts: TimeSeries, segment_duration: float, exclude: tuple[float, float] | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """One-sided PSD by Welch's method (Hann window, 50% overlap, mean average).
+#: Percentiles of the segment periodograms kept as the Welch scatter (a 90% band).
+SCATTER_PERCENTILES = (5.0, 95.0)
+
+#: Above this relative standard deviation of each PSD bin the estimate is called too noisy
+#: (logged as a warning): 20% needs about 26 mean-averaged Hann segments.
+MAX_PSD_SCATTER = 0.2
+
+#: PyCBC stores PSDs multiplied by the square of its dynamic-range factor (pycbc.DYN_RANGE_FAC).
+PYCBC_DYN_RANGE_FAC = 2.0**69
+
+_AVERAGES = ("mean", "median")
+
+
+def median_bias(n: int) -> float:
+    """Expected median of ``n`` independent unit-mean exponential variables.
+
+    A periodogram bin of Gaussian noise is ``PSD * chi^2_2 / 2``, an exponential variable, so
+    the median of ``n`` segment periodograms estimates ``PSD * median_bias(n)``.  With the
+    order statistics of the exponential distribution, ``E[X_(k)] = sum_{j=n-k+1}^{n} 1/j``,
+    the middle one for odd ``n`` and the mean of the two middle ones for even ``n`` (the
+    numpy median).  This equals the correction of ``scipy.signal.welch(average="median")``
+    for both parities and tends to ln 2 for large ``n`` (Allen et al. 2012, FINDCHIRP,
+    arXiv:gr-qc/0509116, appendix B).
 
     Parameters
     ----------
-    ts : TimeSeries
-        Strain, conditioned as the analysis data will be.
+    n : int
+        Number of averaged periodograms, ``n >= 1``.
+    """
+    if int(n) != n or n < 1:
+        raise ValueError(f"median_bias needs a positive number of periodograms, got {n}")
+    n = int(n)
+
+    def expected(k: int) -> float:
+        return float(np.sum(1.0 / np.arange(n - k + 1, n + 1)))
+
+    if n % 2:
+        return expected((n + 1) // 2)
+    return 0.5 * (expected(n // 2) + expected(n // 2 + 1))
+
+
+def _relative_std(n_segments: int, nperseg: int, average: str) -> float:
+    """Relative standard deviation of a Welch PSD bin: Hann window, 50% overlap.
+
+    Overlapping segments are correlated: ``Var / PSD^2 = (1 + 2 sum_l (1 - l/K) rho(l)) / K``
+    with ``rho(l)`` the squared normalized overlap of the window with itself shifted by ``l``
+    steps (Welch 1967, IEEE Trans. Audio Electroacoust. 15, 70; 0.028 for Hann at 50%).  The
+    median of exponential variables has ``1 / (ln 2)^2 = 2.08`` times the variance of their
+    mean (its asymptotic variance ``1 / (4 K f(m)^2)`` at the median ``m = ln 2``).
+    """
+    window = signal.get_window("hann", nperseg)
+    step = nperseg - nperseg // 2
+    total = np.sum(window**2)
+    inflation = 1.0
+    for lag in range(1, n_segments):
+        shift = lag * step
+        if shift >= nperseg:
+            break
+        rho = (np.sum(window[:-shift] * window[shift:]) / total) ** 2
+        inflation += 2 * (1 - lag / n_segments) * rho
+    variance = inflation / n_segments
+    if average == "median":
+        variance /= np.log(2.0) ** 2
+    return float(np.sqrt(variance))
+
+
+@dataclass(frozen=True)
+class WelchEstimate:
+    """A Welch PSD pooled over the segments of one or more stretches of data.
+
+    Attributes
+    ----------
+    frequency : numpy.ndarray, shape (m,)
+        ``0 .. sample_rate / 2`` in steps of ``1 / segment_duration`` (Hz).
+    psd : numpy.ndarray, shape (m,)
+        One-sided PSD (Hz^-1): the mean, or the bias-corrected median, of the segment
+        periodograms.
+    lower, upper : numpy.ndarray, shape (m,)
+        The 5th and 95th percentiles of the segment periodograms (Hz^-1): the scatter of a
+        single segment, not the uncertainty of ``psd``.
+    n_segments : int
+        Number of Hann segments averaged (50% overlap, over all stretches).
+    segment_duration : float
+        Length of each segment (s).
+    average : {"mean", "median"}
+    relative_std : float
+        Relative standard deviation of each PSD bin of ``psd`` (Gaussian noise; see
+        :func:`_relative_std`).
+    """
+
+    frequency: np.ndarray
+    psd: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
+    n_segments: int
+    segment_duration: float
+    average: str
+    relative_std: float
+
+
+def _stretches(data, exclude) -> list[TimeSeries]:
+    """The stretches a Welch estimate pools: ``data`` itself, or its parts outside ``exclude``."""
+    series = [data] if isinstance(data, TimeSeries) else list(data)
+    if not series or not all(isinstance(ts, TimeSeries) for ts in series):
+        raise ValueError("expected a TimeSeries or a non-empty sequence of TimeSeries")
+    rates = {ts.sample_rate for ts in series}
+    if len(rates) > 1:
+        raise ValueError(f"the stretches have different sample rates {sorted(rates)} Hz")
+    if exclude is None:
+        return series
+    gps_a, gps_b = exclude
+    if not gps_a < gps_b:
+        raise ValueError(f"exclude must be (gps_a, gps_b) with gps_a < gps_b, got {exclude}")
+    parts = []
+    for ts in series:
+        cut_a, cut_b = min(ts.index_at_or_after(gps_a), len(ts)), ts.index_at_or_after(gps_b)
+        if cut_a > 0:
+            parts.append(TimeSeries(ts.data[:cut_a], ts.t0, ts.sample_rate, ts.detector))
+        if cut_b < len(ts):
+            parts.append(
+                TimeSeries(ts.data[cut_b:], ts.t0 + cut_b / ts.sample_rate, ts.sample_rate, ts.detector)
+            )
+    return parts
+
+
+def welch_estimate(
+    data, segment_duration: float, exclude: tuple[float, float] | None = None, average: str = "mean"
+) -> WelchEstimate:
+    """One-sided PSD by Welch's method (Hann window, 50% overlap), pooled over stretches.
+
+    The periodograms of all segments of all stretches (e.g. off-source windows before and
+    after the event) are pooled: their mean, or their median divided by
+    :func:`median_bias` (robust to a glitch in a few segments; the median of chi^2_2 variables
+    sits at ln 2 of their mean).  Each segment is detrended to zero mean.  Stretches shorter
+    than one segment are skipped.
+
+    Parameters
+    ----------
+    data : TimeSeries or sequence of TimeSeries
+        Strain, conditioned as the analysis data will be (one sample rate).
     segment_duration : float
         Length of each Welch segment (s); sets the resolution ``1 / segment_duration`` Hz.
     exclude : tuple of float, optional
         GPS span ``(gps_a, gps_b)`` left out, e.g. the on-source window around the event; the
-        data on either side are used (each side shorter than one segment is skipped).
+        data on either side are used.
+    average : {"mean", "median"}, optional
 
     Returns
     -------
-    freqs : numpy.ndarray, shape (m,)
-        Frequencies ``0 .. sample_rate / 2`` (Hz), ``m = n_segment // 2 + 1``.
-    psd : numpy.ndarray, shape (m,)
-        One-sided PSD (Hz^-1); ``integral psd df`` is the variance of the strain.
+    WelchEstimate
 
     Raises
     ------
     ValueError
-        No stretch of data (outside ``exclude``) holds one full segment.
+        No stretch (outside ``exclude``) holds one full segment, or an unknown ``average``.
     """
-    nperseg = round(segment_duration * ts.sample_rate)
+    if average not in _AVERAGES:
+        raise ValueError(f"average must be one of {', '.join(_AVERAGES)}, got {average!r}")
+    stretches = _stretches(data, exclude)
+    sample_rate = stretches[0].sample_rate
+    nperseg = round(segment_duration * sample_rate)
     if nperseg < 2:
         raise ValueError(f"segment_duration {segment_duration} s is shorter than two samples")
-    if exclude is None:
-        chunks = [ts.data]
-    else:
-        gps_a, gps_b = exclude
-        if not gps_a < gps_b:
-            raise ValueError(f"exclude must be (gps_a, gps_b) with gps_a < gps_b, got {exclude}")
-        chunks = [ts.data[: ts.index_at_or_after(gps_a)], ts.data[ts.index_at_or_after(gps_b) :]]
-    chunks = [chunk for chunk in chunks if chunk.size >= nperseg]
-    if not chunks:
+    usable = [ts for ts in stretches if len(ts) >= nperseg]
+    if not usable:
+        spans = ", ".join(f"{ts.duration:g} s" for ts in stretches)
         raise ValueError(
-            f"no {ts.detector} data outside {exclude} holds one {segment_duration} s Welch segment "
-            f"(the series spans {ts.duration} s): read more data or use shorter segments"
+            f"no {stretches[0].detector} data outside {exclude} holds one {segment_duration} s Welch "
+            f"segment (stretches of {spans}): read more data or use shorter segments"
         )
-    step = nperseg - nperseg // 2
-    psds, counts = [], []
-    for chunk in chunks:
-        freqs, psd = signal.welch(
-            chunk, fs=ts.sample_rate, window="hann", nperseg=nperseg, noverlap=nperseg // 2,
-            detrend="constant", scaling="density", average="mean",
+    periodograms = []
+    for ts in usable:
+        freqs, _, segments = signal.spectrogram(
+            ts.data, fs=sample_rate, window="hann", nperseg=nperseg, noverlap=nperseg // 2,
+            detrend="constant", scaling="density", mode="psd",
         )
-        psds.append(psd)
-        counts.append(1 + (chunk.size - nperseg) // step)
-    # Weight each side by its number of segments: the pooled mean over all segments.
-    psd = np.average(psds, axis=0, weights=counts)
+        periodograms.append(segments.T)
+    periodograms = np.concatenate(periodograms)
+    n_segments = periodograms.shape[0]
+    if average == "mean":
+        psd = periodograms.mean(axis=0)
+    else:
+        psd = np.median(periodograms, axis=0) / median_bias(n_segments)
+    lower, upper = np.percentile(periodograms, SCATTER_PERCENTILES, axis=0)
     logger.debug(
-        "%s Welch PSD from %d segments of %g s", ts.detector, sum(counts), segment_duration
+        "%s Welch PSD (%s) from %d segments of %g s", usable[0].detector, average, n_segments,
+        segment_duration,
     )
-    return freqs, psd
+    return WelchEstimate(
+        frequency=freqs, psd=psd, lower=lower, upper=upper, n_segments=n_segments,
+        segment_duration=float(segment_duration), average=average,
+        relative_std=_relative_std(n_segments, nperseg, average),
+    )
+
+
+def welch_psd(
+    data, segment_duration: float, exclude: tuple[float, float] | None = None, average: str = "mean"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Frequencies (Hz) and one-sided PSD (Hz^-1) of :func:`welch_estimate`.
+
+    ``integral psd df`` is the variance of the strain; the frequencies run from 0 to
+    ``sample_rate / 2`` in steps of ``1 / segment_duration``.
+    """
+    estimate = welch_estimate(data, segment_duration, exclude, average)
+    return estimate.frequency, estimate.psd
 
 
 def acf_from_psd(freqs, psd, sample_rate: float, n_lags: int) -> np.ndarray:
@@ -162,75 +320,302 @@ def acf_from_psd(freqs, psd, sample_rate: float, n_lags: int) -> np.ndarray:
     return acf[: int(n_lags)]
 
 
+@dataclass(frozen=True)
+class NoiseEstimate:
+    """One detector's noise model, with what it was made from (for diagnostics and results).
+
+    Attributes
+    ----------
+    acf : numpy.ndarray, shape (n,)
+        Autocovariance at the lags of the analysis segment (strain^2).
+    frequency : numpy.ndarray, shape (m,)
+        Frequencies of ``psd``, ``0 .. sample_rate / 2`` (Hz).
+    psd : numpy.ndarray, shape (m,)
+        One-sided PSD of the conditioned data that ``acf`` is the transform of (Hz^-1).
+    method : {"welch", "psd_file", "acf_file"}
+        How it was estimated (``[noise] method``).
+    welch : WelchEstimate or None
+        The Welch estimate, with its scatter and number of segments (``method = "welch"``).
+    file_frequency, file_psd : numpy.ndarray or None
+        The PSD as read from the file, before the conditioning response (``"psd_file"``).
+    """
+
+    acf: np.ndarray
+    frequency: np.ndarray
+    psd: np.ndarray
+    method: str
+    welch: WelchEstimate | None = None
+    file_frequency: np.ndarray | None = None
+    file_psd: np.ndarray | None = None
+
+
+def check_resolution(segment_duration: float, sample_rate: float, n_lags: int) -> None:
+    """Refuse Welch segments too short to resolve the correlations at ``n_lags`` lags.
+
+    The PSD of segments of ``T_w`` seconds determines the ACF at lags up to ``T_w / 2``; the
+    covariance of an analysis segment of ``n_lags`` samples needs lags up to its length.
+
+    Raises
+    ------
+    ValueError
+        ``segment_duration * sample_rate < 2 * n_lags``, naming the shortest usable length.
+    """
+    if segment_duration * sample_rate < 2 * n_lags:
+        raise ValueError(
+            f"Welch segments of {segment_duration} s are too short for {n_lags} lags at "
+            f"{sample_rate:g} Hz: use at least {2 * n_lags / sample_rate:g} s (twice the analysis "
+            "segment)"
+        )
+
+
 def estimate_acf(
-    ts: TimeSeries,
+    data,
     n_lags: int,
     segment_duration: float = 4.0,
     exclude: tuple[float, float] | None = None,
+    average: str = "mean",
 ) -> np.ndarray:
-    """ACF of the noise in ``ts`` at lags ``0 .. n_lags - 1`` samples, via the Welch PSD.
+    """ACF of the noise in ``data`` at lags ``0 .. n_lags - 1`` samples, via the Welch PSD.
 
     Parameters
     ----------
-    ts : TimeSeries
-        Conditioned strain (same filtering and sample rate as the analysis segment).
+    data : TimeSeries or sequence of TimeSeries
+        Conditioned strain (same filtering and sample rate as the analysis segment); several
+        stretches (off-source windows) are pooled (:func:`welch_estimate`).
     n_lags : int
         Number of lags, normally the number of samples in the analysis segment.
     segment_duration : float, optional
-        Welch segment length (s, default 4); must cover at least ``2 * n_lags`` samples so the
-        PSD resolves the correlations at all requested lags.
+        Welch segment length (s, default 4); must cover at least ``2 * n_lags`` samples
+        (:func:`check_resolution`).
     exclude : tuple of float, optional
         On-source GPS span left out of the estimate.
+    average : {"mean", "median"}, optional
+        Average of the segment periodograms.
 
     Returns
     -------
     numpy.ndarray, shape (n_lags,)
         ACF (strain^2).
     """
-    if segment_duration * ts.sample_rate < 2 * n_lags:
-        raise ValueError(
-            f"segment_duration {segment_duration} s is too short for {n_lags} lags at "
-            f"{ts.sample_rate} Hz: use at least {2 * n_lags / ts.sample_rate} s"
-        )
-    freqs, psd = welch_psd(ts, segment_duration, exclude)
-    return acf_from_psd(freqs, psd, ts.sample_rate, n_lags)
+    estimate = welch_estimate(data, segment_duration, exclude, average)
+    sample_rate = 2 * estimate.frequency[-1]
+    check_resolution(segment_duration, sample_rate, n_lags)
+    return acf_from_psd(estimate.frequency, estimate.psd, sample_rate, n_lags)
 
 
-def _two_columns(path: str | os.PathLike, what: str) -> tuple[np.ndarray, np.ndarray]:
+def psd_from_acf(acf, sample_rate: float) -> tuple[np.ndarray, np.ndarray]:
+    """One-sided PSD of the periodic noise whose ACF over one period is the even extension of
+    ``acf`` (the inverse of :func:`acf_from_psd` on its FFT grid).
+
+    Parameters
+    ----------
+    acf : array_like, shape (m,)
+        Lags ``0 .. m - 1`` samples (strain^2), ``m >= 2``.
+    sample_rate : float
+        Hz.
+
+    Returns
+    -------
+    freqs : numpy.ndarray, shape (m,)
+        ``0 .. sample_rate / 2`` (Hz), spacing ``sample_rate / (2 m - 2)``.
+    psd : numpy.ndarray, shape (m,)
+        Hz^-1; a truncated ACF estimate can give small negative values.
+    """
+    acf = np.asarray(acf, dtype=float)
+    if acf.ndim != 1 or acf.size < 2:
+        raise ValueError(f"acf must be a 1-D array of at least 2 lags, got shape {acf.shape}")
+    return _psd_of_period(np.concatenate([acf, acf[-2:0:-1]]), sample_rate)
+
+
+def _psd_of_period(period: np.ndarray, sample_rate: float) -> tuple[np.ndarray, np.ndarray]:
+    """(freqs, one-sided PSD) of a circular ACF given over one whole period."""
+    return np.fft.rfftfreq(period.size, d=1.0 / sample_rate), 2.0 / sample_rate * np.fft.rfft(period).real
+
+
+def _open_text(path: Path):
+    return gzip.open(path, "rt") if path.suffix == ".gz" else path.open()
+
+
+def _fields(text: str) -> list[str]:
+    """Comma-separated fields if the line has commas, else whitespace-separated ones."""
+    return [f.strip() for f in text.split(",")] if "," in text else text.split()
+
+
+def _read_table(path: str | os.PathLike, what: str) -> tuple[Path, np.ndarray, list[str]]:
+    """A text (or ``.gz``) table of numbers, as (path, array (rows, columns), column names).
+
+    The names are those of the last ``#`` comment line before the numbers, or of an
+    uncommented header line (as some catalog releases write them); empty when there is none.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} file {path} does not exist")
-    try:
-        table = np.loadtxt(path, dtype=float, ndmin=2)
-    except ValueError as err:
-        raise ValueError(f"{path} is not a two-column table of numbers: {err}") from err
-    if table.shape[1] != 2 or table.shape[0] < 2:
-        raise ValueError(f"{path} must have two columns and >= 2 rows, found shape {table.shape}")
+    names: list[str] = []
+    rows: list[list[float]] = []
+    with _open_text(path) as handle:
+        for number, line in enumerate(handle, 1):
+            text = line.strip()
+            if not text:
+                continue
+            if text.startswith("#"):
+                if not rows:
+                    names = _fields(text.lstrip("#").strip())
+                continue
+            fields = _fields(text)
+            try:
+                rows.append([float(v) for v in fields])
+            except ValueError:
+                if rows:
+                    raise ValueError(f"{path}, line {number}: not a row of numbers: {text[:60]!r}") from None
+                names = fields
+    if not rows:
+        raise ValueError(f"{path} holds no rows of numbers: expected a {what} table")
+    widths = sorted({len(row) for row in rows})
+    if len(widths) > 1:
+        raise ValueError(f"{path}: rows have different numbers of columns ({widths})")
+    table = np.array(rows, dtype=float)
+    if table.shape[0] < 2 or table.shape[1] < 2:
+        raise ValueError(f"{path} must have at least two columns and two rows, found shape {table.shape}")
     if not np.all(np.isfinite(table)):
         raise ValueError(f"{path} contains NaN or inf")
-    return table[:, 0], table[:, 1]
+    return path, table, names
 
 
-def read_psd(path: str | os.PathLike, asd: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """Read a two-column PSD table (frequency in Hz, PSD in Hz^-1; text or ``.gz``).
+# Header words that name a detector's column in catalog PSD tables.
+_DETECTOR_WORDS = {"H1": ("hanford",), "L1": ("livingston",), "V1": ("virgo",), "K1": ("kagra",)}
+
+
+def _names_detector(field: str, name: str) -> bool:
+    words = (name, *_DETECTOR_WORDS.get(name.upper(), ()))
+    return any(re.search(rf"(?<![a-z0-9]){re.escape(w.lower())}(?![a-z0-9])", field.lower()) for w in words)
+
+
+def _is_index(column) -> bool:
+    return isinstance(column, (int, np.integer)) and not isinstance(column, bool)
+
+
+def _psd_column(path: Path, table: np.ndarray, names: list[str], detector, column) -> int:
+    """Index of the PSD column of a table whose column 0 is the frequency."""
+    n_columns = table.shape[1]
+    header = f" (header: {', '.join(names)})" if names else " (no header)"
+    choose = f"choose it by header name or by index, 1 to {n_columns - 1}, with [noise] psd_columns"
+    if _is_index(column):
+        if not 1 <= column < n_columns:
+            raise ValueError(
+                f"{path}: column {column} does not exist; column 0 is the frequency and the PSDs "
+                f"are columns 1 to {n_columns - 1}{header}"
+            )
+        return int(column)
+    if column is None and n_columns == 2:
+        return 1
+    wanted = column if column is not None else detector
+    if wanted is None:
+        raise ValueError(f"{path} has {n_columns - 1} PSD columns{header}: {choose}")
+    if len(names) != n_columns:
+        raise ValueError(
+            f"{path} has {n_columns - 1} PSD columns{header} and no header naming each column, so "
+            f"none can be found for {wanted!r}: {choose}"
+        )
+    exact = [i for i in range(1, n_columns) if names[i].lower() == str(wanted).lower()]
+    matches = exact or [i for i in range(1, n_columns) if _names_detector(names[i], str(wanted))]
+    if len(matches) != 1:
+        found = "no column" if not matches else f"{len(matches)} columns"
+        raise ValueError(f"{path}: {found} named {wanted!r}{header}: {choose}")
+    return matches[0]
+
+
+def _pycbc_psd(path: Path, detector, column) -> tuple[np.ndarray, np.ndarray]:
+    """The ``psds/<name>`` dataset of a PyCBC (inference) HDF5 file, in Hz^-1."""
+    if _is_index(column):
+        raise ValueError(f"{path} is an HDF5 file: name its PSD dataset (psds/<name>), not a column index")
+    name = column if column is not None else detector
+    with h5py.File(path, "r") as f:
+        if "psds" not in f:
+            raise ValueError(
+                f"{path}: no 'psds' group; HDF5 PSD files are read as PyCBC writes them, with one "
+                "psds/<detector> dataset and its delta_f attribute per detector"
+            )
+        group = f["psds"]
+        if name is None or name not in group:
+            raise ValueError(f"{path}: no PSD for {name!r}; psds/ holds {', '.join(sorted(group))}")
+        dataset = group[name]
+        delta_f = float(dataset.attrs.get("delta_f", np.nan))
+        values = np.asarray(dataset[()], dtype=float)
+    if not delta_f > 0 or values.ndim != 1 or values.size < 2:
+        raise ValueError(f"{path}: psds/{name} needs a 1-D array and a positive delta_f attribute")
+    if not np.all(np.isfinite(values)):
+        raise ValueError(f"{path}: psds/{name} contains NaN or inf")
+    if np.max(values) > 1e-20:
+        # no strain PSD comes near 1e-20 / Hz: these are PyCBC's scaled values
+        values = values / PYCBC_DYN_RANGE_FAC**2
+    return delta_f * np.arange(values.size), values
+
+
+def read_psd(
+    path: str | os.PathLike, asd: bool = False, *, detector: str | None = None,
+    column: str | int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Read a one-sided PSD (or ASD) of strain noise from a table or a PyCBC HDF5 file.
+
+    Layouts:
+
+    * a text (or ``.gz``) table whose column 0 is the frequency (Hz, increasing) and whose
+      other columns are spectral densities: two columns, or one per detector as in the GWTC-1
+      PSD release (frequency, then one column per interferometer).  With several PSD columns,
+      ``column`` picks one by index (1 is the first PSD column) or by header name; by default
+      the header (a ``#`` line or an uncommented first line) is searched for ``detector``
+      (``H1`` also matches "Hanford", ``L1`` "Livingston", ``V1`` "Virgo");
+    * an HDF5 file with PyCBC's layout, such as PyCBC Inference posterior files: dataset
+      ``psds/<detector>`` (or ``psds/<column>``) on frequencies ``k * delta_f`` from its
+      ``delta_f`` attribute.  PyCBC stores the PSD of its data scaled by its dynamic-range
+      factor, i.e. times ``2**138``; values above 1e-20 Hz^-1, impossible for strain, are
+      divided by it.
 
     Parameters
     ----------
     path : path-like
-        Table file.
+        Table or HDF5 file.
     asd : bool, optional
-        The second column is an amplitude spectral density (Hz^-1/2) and is squared.
+        The values are amplitude spectral densities (Hz^-1/2) and are squared.
+    detector : str, optional
+        Detector whose PSD to read (header search, HDF5 dataset name).
+    column : str or int, optional
+        Column of a table (header name or index) or HDF5 dataset name, overriding ``detector``.
 
     Returns
     -------
-    freqs, psd : numpy.ndarray
-        Suitable for :func:`acf_from_psd`, which interpolates them onto its grid.
+    freqs : numpy.ndarray, shape (m,)
+        Hz, non-negative and strictly increasing.
+    psd : numpy.ndarray, shape (m,)
+        Hz^-1, non-negative; :func:`acf_from_psd` interpolates it onto its grid.
+
+    Raises
+    ------
+    FileNotFoundError
+        No such file.
+    ValueError
+        Not a table of numbers, a missing or ambiguous column or dataset, frequencies that
+        are negative or not strictly increasing, negative values; each names the file.
     """
-    freqs, values = _two_columns(path, "PSD")
-    if not np.all(np.diff(freqs) > 0):
-        raise ValueError(f"{path}: frequencies must be strictly increasing")
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"PSD file {path} does not exist")
+    if h5py.is_hdf5(path):
+        freqs, values = _pycbc_psd(path, detector, column)
+        where = f"psds/{column if column is not None else detector}"
+    else:
+        path, table, names = _read_table(path, "PSD")
+        index = _psd_column(path, table, names, detector, column)
+        freqs, values = table[:, 0], table[:, index]
+        where = f"column {index}" + (f" ({names[index]})" if len(names) == table.shape[1] else "")
+    if freqs[0] < 0 or not np.all(np.diff(freqs) > 0):
+        raise ValueError(f"{path}: frequencies must be non-negative and strictly increasing")
     if np.any(values < 0):
-        raise ValueError(f"{path}: spectral density values must be non-negative")
+        first = int(np.flatnonzero(values < 0)[0])
+        raise ValueError(
+            f"{path}: {where} has negative spectral density values (the first at {freqs[first]:g} Hz); "
+            "a PSD is non-negative"
+        )
     return freqs, values**2 if asd else values
 
 
@@ -245,10 +630,13 @@ def read_acf(
     ``0 .. M - 1``.  (A white-noise ACF, zero at every non-zero lag, looks circular and so
     yields half of its lags.)
 
-    If ``sample_rate`` is below the file's, the ACF is converted for data decimated to that rate:
-    its PSD (the cosine transform of the ACF over one period) is cut at the new Nyquist
-    frequency and transformed back (:func:`acf_from_psd`).  Simply taking every k-th lag would
-    instead fold the power above the new Nyquist frequency back into the band.
+    If ``sample_rate`` is below the file's (by a whole factor), the ACF is converted for data
+    decimated to that rate as :func:`gwtools.ringdown.conditioning.decimate` does it: its PSD
+    (the cosine transform of the ACF over one period) is put through the anti-aliasing filter
+    and folded to the new rate (:func:`gwtools.ringdown.conditioning.conditioned_psd`), then
+    transformed back (:func:`acf_from_psd`).  Simply taking every k-th lag would instead fold
+    all the power above the new Nyquist frequency back into the band, and cutting the PSD
+    there would ignore the filter's roll-off below it.
 
     Parameters
     ----------
@@ -267,10 +655,13 @@ def read_acf(
     Raises
     ------
     ValueError
-        Lags not uniform from zero, a requested rate above the file's, or more lags than the
-        file covers.
+        Lags not uniform from zero, a requested rate above the file's or not a whole fraction
+        of it, or more lags than the file covers.
     """
-    lags, acf = _two_columns(path, "ACF")
+    path, table, _ = _read_table(path, "ACF")
+    if table.shape[1] != 2:
+        raise ValueError(f"{path} must have two columns (lag in s, ACF), found {table.shape[1]}")
+    lags, acf = table[:, 0], table[:, 1]
     dt = lags[1] - lags[0]
     if lags[0] != 0 or dt <= 0 or not np.allclose(np.diff(lags), dt, rtol=1e-6, atol=0):
         raise ValueError(f"{path}: lags must be uniformly spaced and start at 0")
@@ -289,13 +680,16 @@ def read_acf(
             "data: estimate the ACF at that rate instead"
         )
     if abs(sample_rate - file_rate) > 1e-9 * file_rate:
-        psd = 2 * dt * np.fft.rfft(period).real
-        freqs = np.fft.rfftfreq(period.size, d=dt)
+        freqs, psd = _psd_of_period(period, file_rate)
         if np.any(psd < 0):
             # A truncated estimate has small negative ripples in its transform.
             logger.info("%s: clipping %d negative PSD values to zero", path, np.sum(psd < 0))
         usable = int((usable - 1) * dt * sample_rate) + 1
-        acf = acf_from_psd(freqs, np.clip(psd, 0, None), sample_rate, usable)
+        try:
+            freqs, psd = conditioned_psd(freqs, np.clip(psd, 0, None), file_rate, sample_rate)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
+        acf = acf_from_psd(freqs, psd, sample_rate, usable)
     acf = acf[:usable]
     if n_lags is None:
         return acf

@@ -4,7 +4,9 @@ Stages (each a function, so benchmarks and notebooks can time or inspect them on
 
 1. :func:`load_strain` reads each detector's strain, checks its quality against the windows the
    analysis uses (:func:`usable_strain`) and conditions it (high-/low-pass, decimation).
-2. :func:`estimate_acfs` estimates the noise autocovariance (Welch off-source or from files).
+2. :func:`estimate_noise` estimates the noise PSD and autocovariance (Welch off-source, PSD or
+   ACF files; :func:`estimate_acfs` gives just the ACFs), and after step 3 :func:`check_noise`
+   tests it on whitened off-source data (:mod:`gwtools.ringdown.noise_diagnostics`).
 3. :func:`prepare_analysis` resolves the start times (reference detector -> geocentre -> each
    detector), cuts the segments and precomputes the likelihood data (noise predictors).
 4. :func:`sample_posterior` runs nested sampling of the FIREFLY marginal likelihood
@@ -39,13 +41,14 @@ from gwtools.io import data_quality
 from gwtools.io.outputs import MANIFEST_SUFFIX, lock_directory, new_run_id, staged_result_set
 from gwtools.io.posteriors import file_sha256
 from gwtools.io.strain import TimeSeries, read_raw_strain
-from gwtools.ringdown import conditioning, detectors, noise
+from gwtools.ringdown import conditioning, detectors, noise, noise_diagnostics
 from gwtools.ringdown.config import (
     RingdownConfig,
     analysis_windows,
     check_inputs,
     config_to_dict,
     peak_geocenter,
+    read_config_psd,
     start_offset_seconds,
 )
 from gwtools.ringdown.direct import build_direct_analysis_data
@@ -58,6 +61,7 @@ from gwtools.ringdown.firefly import (
 from gwtools.ringdown.likelihood import AnalysisData, build_analysis_data, rotate_antenna
 from gwtools.ringdown.model import AMPLITUDE_UNIT, RingdownModel, design_matrix
 from gwtools.ringdown.priors import ParameterSpace, PriorRange
+from gwtools.ringdown.noise_diagnostics import WhitenessReport, whiteness_report
 from gwtools.ringdown.qnm import frequency_damping_time
 from gwtools.ringdown.results import (
     RingdownResult,
@@ -73,10 +77,14 @@ __all__ = [
     "PreparedAnalysis",
     "build_likelihood",
     "build_result",
+    "check_noise",
     "checkpoint_path",
     "estimate_acfs",
+    "estimate_noise",
     "load_strain",
     "make_plots",
+    "noise_arrays",
+    "noise_scalars",
     "parameter_space",
     "prepare_analysis",
     "read_imr_remnant",
@@ -210,33 +218,194 @@ def load_strain(config: RingdownConfig) -> dict[str, TimeSeries]:
     return strain
 
 
+def _offsource_data(config: RingdownConfig, ts: TimeSeries) -> list[TimeSeries]:
+    """The conditioned data of each ``[noise] offsource`` window of one detector."""
+    peak = peak_geocenter(config)
+    stretches = []
+    for begin, end in config.noise.offsource:
+        try:
+            stretches.append(ts.slice(peak + begin, peak + end))
+        except ValueError as err:
+            raise ValueError(
+                f"[noise] offsource: window {[begin, end]} s around the peak does not fit in the "
+                f"{ts.detector} data ({err})"
+            ) from None
+    return stretches
+
+
+def _welch_noise(config: RingdownConfig, ts: TimeSeries, n: int) -> noise.NoiseEstimate:
+    noise_config = config.noise
+    try:
+        noise.check_resolution(noise_config.welch_segment, ts.sample_rate, n)
+    except ValueError as err:
+        raise ValueError(f"[noise] welch_segment: {err}") from None
+    stretches = _offsource_data(config, ts)
+    welch = noise.welch_estimate(stretches, noise_config.welch_segment, average=noise_config.average)
+    if welch.relative_std > noise.MAX_PSD_SCATTER:
+        # Talbot & Thrane 2020 (arXiv:2006.05292): a PSD estimated from few averages biases the
+        # likelihood; published analyses average over 512-4096 s
+        needed = welch.n_segments * (welch.relative_std / noise.MAX_PSD_SCATTER) ** 2
+        logger.warning(
+            "%s: the noise PSD is the %s of only %d Welch segments of %g s (%g s of off-source data), "
+            "so each frequency bin scatters by %.0f%% (1 sigma); the %g s analysis segment needs "
+            "segments of at least %g s for its ACF. About %.0f segments (%.0f s of data at %g s) "
+            "bring the scatter to %.0f%%: use more off-source data (windows before and after the "
+            "event), or shorter segments",
+            ts.detector, welch.average, welch.n_segments, welch.segment_duration,
+            sum(s.duration for s in stretches), 100 * welch.relative_std, config.analysis.duration,
+            2 * config.analysis.duration, needed, (needed + 1) / 2 * welch.segment_duration,
+            welch.segment_duration, 100 * noise.MAX_PSD_SCATTER,
+        )
+    acf = noise.acf_from_psd(welch.frequency, welch.psd, ts.sample_rate, n)
+    return noise.NoiseEstimate(acf=acf, frequency=welch.frequency, psd=welch.psd, method="welch",
+                               welch=welch)
+
+
+def _psd_file_noise(config: RingdownConfig, ts: TimeSeries, n: int) -> noise.NoiseEstimate:
+    from gwtools.io.strain import read_strain_info
+
+    detector, analysis = ts.detector, config.analysis
+    file_freqs, file_psd = read_config_psd(config, detector)
+    input_rate = read_strain_info(config.data.files[detector], detector).sample_rate
+    if analysis.f_low < file_freqs[0]:
+        logger.warning(
+            "%s: the PSD file starts at %g Hz, above [analysis] f_low = %g Hz: below %g Hz its first "
+            "value is held (then suppressed by the high-pass filter)",
+            detector, file_freqs[0], analysis.f_low, file_freqs[0],
+        )
+    try:
+        freqs, psd = conditioning.conditioned_psd(
+            file_freqs, file_psd, input_rate, ts.sample_rate,
+            f_low=analysis.f_low if analysis.f_low > 0 else None, f_high=analysis.f_high,
+        )
+    except ValueError as err:
+        raise ValueError(f"[noise] psd_files.{detector}: {err}") from None
+    acf = noise.acf_from_psd(freqs, psd, ts.sample_rate, n)
+    return noise.NoiseEstimate(acf=acf, frequency=freqs, psd=psd, method="psd_file",
+                               file_frequency=file_freqs, file_psd=file_psd)
+
+
+def _acf_file_noise(config: RingdownConfig, ts: TimeSeries, n: int) -> noise.NoiseEstimate:
+    path = config.noise.acf_files[ts.detector]
+    usable = noise.read_acf(path, ts.sample_rate)
+    freqs, psd = noise.psd_from_acf(usable, ts.sample_rate)
+    return noise.NoiseEstimate(acf=noise.read_acf(path, ts.sample_rate, n), frequency=freqs, psd=psd,
+                               method="acf_file")
+
+
+def estimate_noise(
+    config: RingdownConfig, strain: Mapping[str, TimeSeries]
+) -> dict[str, noise.NoiseEstimate]:
+    """The noise model of each detector, as ``[noise] method`` says.
+
+    * ``"welch"``: the PSD of the conditioned off-source windows (Welch, mean or median
+      pooled over all their segments); a warning says when the windows hold too few segments
+      for a PSD scatter below :data:`gwtools.ringdown.noise.MAX_PSD_SCATTER`;
+    * ``"psd_file"``: the PSD read from the file (:func:`~gwtools.ringdown.noise.read_psd`),
+      put through the response of the data conditioning
+      (:func:`~gwtools.ringdown.conditioning.conditioned_psd`: high-pass, anti-aliasing and
+      folding to the analysis rate);
+    * ``"acf_file"``: the ACF read from the file, as it is (its PSD for the plots is its
+      cosine transform).
+
+    Then the ACF at lags ``0 .. n - 1`` is the cosine transform of the PSD
+    (:func:`~gwtools.ringdown.noise.acf_from_psd`).
+
+    Returns
+    -------
+    dict of str to NoiseEstimate
+        In analysis order.
+    """
+    n = round(config.analysis.duration * config.analysis.sample_rate)
+    build = {"welch": _welch_noise, "psd_file": _psd_file_noise, "acf_file": _acf_file_noise}
+    return {d: build[config.noise.method](config, strain[d], n) for d in config.data.detectors}
+
+
 def estimate_acfs(config: RingdownConfig, strain: Mapping[str, TimeSeries]) -> np.ndarray:
     """Noise autocovariance of each detector at lags 0 .. n-1 of the analysis segment.
 
     Returns
     -------
     ndarray, shape (n_det, n)
-        strain^2, for ``n = round(duration * sample_rate)``.
+        strain^2, for ``n = round(duration * sample_rate)`` (:func:`estimate_noise`).
     """
-    n = int(round(config.analysis.duration * config.analysis.sample_rate))
-    peak = peak_geocenter(config)
-    acfs = []
-    for detector in config.data.detectors:
-        ts = strain[detector]
-        if config.noise.method == "acf_file":
-            acf = noise.read_acf(config.noise.acf_files[detector], ts.sample_rate, n)
-        else:
-            begin, end = config.noise.offsource
-            try:
-                offsource = ts.slice(peak + begin, peak + end)
-            except ValueError as err:
-                raise ValueError(
-                    f"[noise] offsource: window {list(config.noise.offsource)} s around the peak "
-                    f"does not fit in the data ({err})"
-                ) from None
-            acf = noise.estimate_acf(offsource, n, segment_duration=config.noise.welch_segment)
-        acfs.append(np.asarray(acf, dtype=float)[:n])
-    return np.stack(acfs)
+    return np.stack([estimate.acf for estimate in estimate_noise(config, strain).values()])
+
+
+def check_noise(
+    config: RingdownConfig,
+    strain: Mapping[str, TimeSeries],
+    prepared: PreparedAnalysis,
+) -> dict[str, WhitenessReport]:
+    """Whiteness tests of each detector's off-source data under its noise model
+    (:func:`gwtools.ringdown.noise_diagnostics.whiteness_report`)."""
+    analysis = config.analysis
+    padding = conditioning.filter_padding(
+        analysis.sample_rate, analysis.f_low if analysis.f_low > 0 else None, analysis.f_high
+    )
+    peak = prepared.peak_geocenter
+    estimate_windows = (
+        [(peak + a, peak + b) for a, b in config.noise.offsource] if config.noise.method == "welch" else []
+    )
+    reports = {}
+    for i, detector in enumerate(config.data.detectors):
+        model = noise.ToeplitzNoise.from_acf(prepared.acfs[i], detector)
+        start = prepared.start_times[detector]
+        reports[detector] = whiteness_report(
+            strain[detector], model, (start, start + analysis.duration), estimate_windows, padding
+        )
+        scalars = reports[detector].scalars()
+        logger.info(
+            "%s noise check: %d whitened stretches, variance %.3f, KS p %.2g, max |w| %.1f, "
+            "%d loud stretches", detector, scalars["stretches"], scalars["whitened_variance"],
+            scalars["ks_pvalue"], scalars["max_abs_whitened"], scalars["loud_stretches"],
+        )
+        for gps in reports[detector].loud_starts:
+            logger.warning(
+                "%s: the whitened stretch at GPS %.2f (%+.2f s from the peak) is loud (p < %g): "
+                "a glitch or non-stationary noise%s", detector, gps, gps - peak,
+                noise_diagnostics.LOUD_PVALUE,
+                " inside the data of the noise estimate" if any(a <= gps < b for a, b in estimate_windows)
+                else "",
+            )
+    return reports
+
+
+def noise_arrays(
+    estimates: Mapping[str, noise.NoiseEstimate], reports: Mapping[str, WhitenessReport]
+) -> dict[str, dict[str, np.ndarray]]:
+    """Per detector, the arrays of the noise model and its checks, for the results file."""
+    arrays = {}
+    for detector, estimate in estimates.items():
+        report = reports[detector]
+        entry = {"frequency": estimate.frequency, "psd": estimate.psd, "acf": estimate.acf}
+        if estimate.welch is not None:
+            entry.update(psd_lower=estimate.welch.lower, psd_upper=estimate.welch.upper)
+        if estimate.file_psd is not None:
+            entry.update(file_frequency=estimate.file_frequency, file_psd=estimate.file_psd)
+        entry.update(
+            stretch_gps=report.starts, stretch_variance=report.variances,
+            stretch_max_abs=report.max_abs, stretch_in_estimate=report.in_estimate.astype(float),
+            stretch_loud_pvalue=report.loud_pvalues, histogram_edges=report.histogram_edges,
+            histogram_counts=report.histogram_counts.astype(float),
+            autocorrelation=report.autocorrelation,
+        )
+        arrays[detector] = entry
+    return arrays
+
+
+def noise_scalars(
+    estimates: Mapping[str, noise.NoiseEstimate], reports: Mapping[str, WhitenessReport]
+) -> dict[str, float]:
+    """``noise_<detector>_<name>`` numbers of the noise model and its checks (diagnostics)."""
+    scalars = {}
+    for detector, estimate in estimates.items():
+        values = dict(reports[detector].scalars())
+        if estimate.welch is not None:
+            values.update(welch_segments=estimate.welch.n_segments,
+                          psd_relative_std=estimate.welch.relative_std)
+        scalars.update({f"noise_{detector}_{k}": v for k, v in values.items()})
+    return scalars
 
 
 def prepare_analysis(
@@ -388,13 +557,15 @@ def build_result(
     *,
     diagnostics: Mapping[str, float] = (),
     run_id: str = "",
+    noise_model: Mapping[str, Mapping[str, np.ndarray]] = (),
 ) -> RingdownResult:
     """Reconstruct amplitudes and phases under the physical prior and assemble the result.
 
     The posterior holds, per physical-prior sample: the sampled parameters, then per mode
     ``amplitude_<mode>`` (units of 1e-21 strain), ``phase_<mode>`` (rad), and for each Kerr
     mode ``frequency_<mode>`` (Hz) and ``damping_time_<mode>`` (s).  ``run_id`` identifies
-    the run in the result and its plots.
+    the run in the result and its plots; ``noise_model`` holds the arrays of
+    :func:`noise_arrays`.
     """
     model = likelihood.model
     recon = reconstruct(
@@ -442,8 +613,8 @@ def build_result(
         "fixed_parameters": dict(likelihood.fixed),
     }
     checksums = {str(path): file_sha256(path) for path in config.data.files.values()}
-    if config.noise.method == "acf_file":
-        checksums.update({str(p): file_sha256(p) for p in config.noise.acf_files.values()})
+    noise_files = {"acf_file": config.noise.acf_files, "psd_file": config.noise.psd_files}
+    checksums.update({str(p): file_sha256(p) for p in noise_files.get(config.noise.method, {}).values()})
     return RingdownResult(
         label=config.output.label,
         posterior=posterior,
@@ -473,6 +644,7 @@ def build_result(
         checksums=checksums,
         waveforms=waveforms,
         run_id=run_id,
+        noise=dict(noise_model),
     )
 
 
@@ -557,6 +729,16 @@ def make_plots(
         kerr = {m: (np.asarray(freq[:, j]), np.asarray(tau[:, j])) for j, m in enumerate(modes)}
     paths.append(plots.plot_qnm_posteriors(measured, directory / f"{label}_qnm.png", kerr=kerr,
                                            run_id=run_id))
+    noise_config = result.config["noise"]
+    for detector, arrays in result.noise.items():
+        scalars = {k.removeprefix(f"noise_{detector}_"): v for k, v in result.diagnostics.items()
+                   if k.startswith(f"noise_{detector}_")}
+        paths.append(plots.plot_noise_diagnostics(
+            detector, arrays, scalars, directory / f"{label}_noise_{detector}.png",
+            method=_noise_description(noise_config, scalars),
+            peak=result.config["resolved"]["peak_geocenter_gps"],
+            loud_pvalue=noise_diagnostics.LOUD_PVALUE, run_id=run_id,
+        ))
 
     resolved = result.config["resolved"]
     diag = result.diagnostics
@@ -576,6 +758,11 @@ def make_plots(
         ("sampling time", f"{diag['sampling_walltime']:.1f} s"),
         ("importance ESS", f"{diag['importance_ess']:.0f} of {int(diag['importance_draws'])}"),
     ]
+    for detector in result.noise:
+        scalars = {k.removeprefix(f"noise_{detector}_"): v for k, v in diag.items()
+                   if k.startswith(f"noise_{detector}_")}
+        line = f"{_noise_description(result.config['noise'], scalars)}; {_whiteness_description(scalars)}"
+        facts.append((f"noise {detector}", line))
     if imr is not None:
         for name, values in (("final_mass", imr[0]), ("final_spin", imr[1])):
             median, lo, hi = credible_interval(values)
@@ -592,6 +779,25 @@ def make_plots(
         images=paths,
     )
     return paths, summary
+
+
+def _noise_description(noise_config: Mapping, scalars: Mapping[str, float]) -> str:
+    """One line on how a detector's noise was estimated (for the summary and the figure)."""
+    method = noise_config["method"]
+    if method == "welch":
+        windows = ", ".join(f"[{a:g}, {b:g}]" for a, b in noise_config["offsource"])
+        return (f"Welch {noise_config['average']} of {int(scalars['welch_segments'])} segments of "
+                f"{noise_config['welch_segment']:g} s from {windows} s (PSD scatter "
+                f"{100 * scalars['psd_relative_std']:.0f}%)")
+    return f"{method} ({'ASD' if noise_config.get('asd') else method.removesuffix('_file').upper()} file)"
+
+
+def _whiteness_description(scalars: Mapping[str, float]) -> str:
+    return (f"{int(scalars['stretches'])} whitened off-source stretches: variance "
+            f"{scalars['whitened_variance']:.3f}, KS p {scalars['ks_pvalue']:.2g} "
+            f"(outside the estimate {scalars['ks_pvalue_outside']:.2g}), max |w| "
+            f"{scalars['max_abs_whitened']:.1f}, {int(scalars['loud_stretches'])} loud, lag-1 "
+            f"autocorrelation {scalars['lag1_autocorrelation']:+.3f}")
 
 
 def use_compilation_cache() -> Path | None:
@@ -653,14 +859,17 @@ def run_pipeline(
     with lock_directory(directory, run_id):
         logger.info("run %s writing to %s", run_id, directory)
         strain = timed("data", load_strain, config)
-        acfs = timed("noise", estimate_acfs, config, strain)
+        estimates = timed("noise", estimate_noise, config, strain)
+        acfs = np.stack([estimate.acf for estimate in estimates.values()])
         prepared = timed("prepare", prepare_analysis, config, strain, acfs)
+        reports = timed("noise_checks", check_noise, config, strain, prepared)
         likelihood, space = build_likelihood(config, prepared)
         sampling = timed("sampling", sample_posterior, config, likelihood, space, resume=resume,
                          progress=progress)
         result = timed("reconstruction", build_result, config, prepared, likelihood, space,
-                       sampling, diagnostics={f"time_{k}": v for k, v in timings.items()},
-                       run_id=run_id)
+                       sampling, diagnostics={**{f"time_{k}": v for k, v in timings.items()},
+                                              **noise_scalars(estimates, reports)},
+                       run_id=run_id, noise_model=noise_arrays(estimates, reports))
         with staged_result_set(directory, label, run_id) as stage:
             plot_paths, summary = [], None
             if plots:

@@ -26,6 +26,7 @@ __all__ = [
     "plot_amplitudes",
     "plot_whitened_data",
     "plot_qnm_posteriors",
+    "plot_noise_diagnostics",
     "write_summary",
     "save_figure",
 ]
@@ -285,6 +286,119 @@ def plot_qnm_posteriors(
         ax.set_ylabel(rf"$\tau_{{{label}}}$ [ms]")
         ax.legend(handles=handles, frameon=False, fontsize="small", loc="best")
     fig.suptitle("QNM frequency and damping time (contours: 50%, 90%)")
+    fig.tight_layout()
+    return save_figure(fig, path, run_id)
+
+
+def plot_noise_diagnostics(
+    detector: str,
+    arrays: Mapping[str, np.ndarray],
+    scalars: Mapping[str, float],
+    path: str | os.PathLike,
+    *,
+    method: str = "",
+    peak: float | None = None,
+    loud_pvalue: float = 1e-4,
+    run_id: str | None = None,
+) -> Path:
+    """Noise diagnostics of one detector: its PSD, and off-source data whitened with it.
+
+    Four panels: the amplitude spectral density used (with the 5-95% scatter of the Welch
+    segments, or the PSD file before conditioning); the whitened variance of each off-source
+    stretch against time (stretches used by the estimate marked, loud ones in red); the
+    histogram of all whitened values against N(0, 1); their autocorrelation at small lags
+    against its 95% band for white noise.
+
+    Parameters
+    ----------
+    detector : str
+    arrays : mapping of str to array_like
+        The detector's entry of :func:`gwtools.ringdown.pipeline.noise_arrays`.
+    scalars : mapping of str to float
+        Its numbers (:meth:`gwtools.ringdown.noise_diagnostics.WhitenessReport.scalars`).
+    path : path-like
+        PNG to write.
+    method : str, optional
+        How the noise was estimated (figure title).
+    peak : float, optional
+        GPS of the signal peak: times are drawn relative to it.
+    loud_pvalue : float, optional
+        Stretches with ``stretch_loud_pvalue`` below this are drawn as loud.
+    run_id : str, optional
+        Run identifier printed on the figure (see :func:`save_figure`).
+    """
+    missing = {"frequency", "psd", "stretch_gps", "stretch_variance", "histogram_edges",
+               "histogram_counts", "autocorrelation"} - set(arrays)
+    if missing:
+        raise ValueError(f"{detector}: noise arrays {sorted(missing)} are missing")
+    fig, axes = plt.subplots(2, 2, figsize=(11, 7.5))
+    ax = axes[0, 0]
+    freqs = np.asarray(arrays["frequency"], float)
+    band = freqs > 0
+    if "psd_lower" in arrays and "psd_upper" in arrays:
+        ax.fill_between(freqs[band], np.sqrt(arrays["psd_lower"][band]), np.sqrt(arrays["psd_upper"][band]),
+                        color=_RINGDOWN_COLOR, alpha=0.25, lw=0, label="Welch segments, 5-95%")
+    if "file_frequency" in arrays and "file_psd" in arrays:
+        file_freqs = np.asarray(arrays["file_frequency"], float)
+        shown = (file_freqs > 0) & (file_freqs <= freqs[-1] * 1.05)
+        ax.loglog(file_freqs[shown], np.sqrt(arrays["file_psd"][shown]), color=_IMR_COLOR, lw=0.8,
+                  label="PSD file")
+    ax.loglog(freqs[band], np.sqrt(np.clip(arrays["psd"][band], 0, None)), color="k", lw=0.8,
+              label="used (conditioned data)")
+    ax.set_xlim(10, freqs[-1])
+    # frame the PSD used above the high-pass corner: single Welch segments scatter by decades
+    shown = np.sqrt(np.clip(arrays["psd"][freqs > 15], 0, None))
+    if shown.size and shown.max() > 0:
+        ax.set_ylim(0.3 * shown[shown > 0].min(), 3 * shown.max())
+    ax.set_xlabel("frequency [Hz]")
+    ax.set_ylabel(r"ASD [Hz$^{-1/2}$]")
+    ax.legend(frameon=False, fontsize="small")
+
+    ax = axes[0, 1]
+    gps = np.asarray(arrays["stretch_gps"], float)
+    times = gps - (peak if peak is not None else 0.0)
+    variance = np.asarray(arrays["stretch_variance"], float)
+    used = np.asarray(arrays.get("stretch_in_estimate", np.zeros_like(gps)), float) > 0
+    loud = np.asarray(arrays.get("stretch_loud_pvalue", np.ones_like(gps)), float) < loud_pvalue
+    ax.plot(times[~used], variance[~used], "o", ms=3, color="0.5", label="not in the estimate")
+    ax.plot(times[used], variance[used], "o", ms=3, color=_RINGDOWN_COLOR, label="in the estimate")
+    ax.plot(times[loud], variance[loud], "o", ms=5, mfc="none", color="tab:red", label=f"loud (p < {loud_pvalue:g})")
+    ax.axhline(1.0, color="k", lw=0.8)
+    ax.set_yscale("log")
+    ax.set_xlabel("time from the peak [s]" if peak is not None else "GPS time [s]")
+    ax.set_ylabel("whitened variance per stretch")
+    ax.legend(frameon=False, fontsize="small")
+
+    ax = axes[1, 0]
+    edges = np.asarray(arrays["histogram_edges"], float)
+    counts = np.asarray(arrays["histogram_counts"], float)
+    widths = np.diff(edges)
+    total = counts.sum()
+    ax.stairs(counts / (total * widths), edges, color=_RINGDOWN_COLOR, label="whitened off-source")
+    grid = np.linspace(edges[0], edges[-1], 400)
+    ax.plot(grid, np.exp(-grid**2 / 2) / np.sqrt(2 * np.pi), color="k", lw=0.8, label="N(0, 1)")
+    ax.set_yscale("log")
+    ax.set_ylim(0.3 / max(total, 1), 1)
+    ax.set_xlabel("whitened value")
+    ax.legend(frameon=False, fontsize="small", loc="upper right")
+    if scalars:
+        ax.text(0.02, 0.97, f"KS p = {scalars.get('ks_pvalue', np.nan):.2g}\n"
+                f"variance {scalars.get('whitened_variance', np.nan):.3f}\n"
+                f"max |w| = {scalars.get('max_abs_whitened', np.nan):.1f}",
+                transform=ax.transAxes, va="top", fontsize="small")
+
+    ax = axes[1, 1]
+    autocorrelation = np.asarray(arrays["autocorrelation"], float)
+    lags = np.arange(1, autocorrelation.size + 1)
+    ax.axhline(0.0, color="k", lw=0.8)
+    if total > 0:
+        ax.axhspan(-1.96 / np.sqrt(total), 1.96 / np.sqrt(total), color="0.85", lw=0,
+                   label="95% for white noise")
+    ax.plot(lags, autocorrelation, "o-", ms=3, color=_RINGDOWN_COLOR)
+    ax.set_xlabel("lag [samples]")
+    ax.set_ylabel("autocorrelation of whitened data")
+    ax.legend(frameon=False, fontsize="small")
+    fig.suptitle(f"{detector} noise: {method}" if method else f"{detector} noise", fontsize="medium")
     fig.tight_layout()
     return save_figure(fig, path, run_id)
 

@@ -13,6 +13,8 @@ Layout (``format_version`` 1)::
     /evidence/<prior>      attrs ln_z, ln_z_err (one group per amplitude prior)
     /diagnostics           attrs: scalar run and importance-sampling diagnostics
     /waveforms/<detector>/<name>   arrays for the data plots (times, whitened data, ...)
+    /noise/<detector>/<name>       the noise model (PSD, ACF) and its whiteness checks
+                                   (optional: absent in files written before it was stored)
 
 Files are written atomically (:func:`gwtools.io.atomic.atomic_path`) and hold only arrays and
 strings, no pickles; :func:`read_result` refuses an unknown ``format_version``, and a file that
@@ -100,6 +102,12 @@ class RingdownResult:
         sha256 of each input file, keyed by path.
     waveforms : dict of str to dict of str to ndarray
         Per detector, arrays for the data plots.
+    noise : dict of str to dict of str to ndarray
+        Per detector, the noise model and its checks
+        (:func:`gwtools.ringdown.pipeline.noise_arrays`): ``frequency`` (Hz) and ``psd``
+        (Hz^-1) of the conditioned data, ``acf`` (strain^2), the Welch scatter
+        ``psd_lower``/``psd_upper``, the PSD file's ``file_frequency``/``file_psd``, and the
+        whitened off-source stretches (``stretch_*``, ``histogram_*``, ``autocorrelation``).
     run_id : str
         Identifier of the run that made the result (:func:`gwtools.io.outputs.new_run_id`);
         empty for results made outside a pipeline run.
@@ -119,6 +127,7 @@ class RingdownResult:
     run_id: str = ""
     prior_kinds: Mapping[str, str] = field(default_factory=dict)
     periodic_parameters: tuple[str, ...] = ()
+    noise: Mapping[str, Mapping[str, np.ndarray]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         lengths = {name: np.shape(values) for name, values in self.posterior.items()}
@@ -219,11 +228,12 @@ def write_result(result: RingdownResult, path: str | os.PathLike) -> Path:
             group.attrs["ln_z"] = float(ln_z)
             group.attrs["ln_z_err"] = float(ln_z_err)
         _scalar_attrs(f.create_group("diagnostics"), result.diagnostics)
-        waveforms = f.create_group("waveforms")
-        for detector, arrays in result.waveforms.items():
-            group = waveforms.create_group(detector)
-            for name, values in arrays.items():
-                group.create_dataset(name, data=np.asarray(values, dtype=float))
+        for group_name, content in (("waveforms", result.waveforms), ("noise", result.noise)):
+            top = f.create_group(group_name)
+            for detector, arrays in content.items():
+                group = top.create_group(detector)
+                for name, values in arrays.items():
+                    group.create_dataset(name, data=np.asarray(values, dtype=float))
     return path
 
 
@@ -290,6 +300,10 @@ def read_result(path: str | os.PathLike) -> RingdownResult:
             detector: {name: group[name][()] for name in group}
             for detector, group in f["waveforms"].items()
         }
+        noise = {
+            detector: {name: group[name][()] for name in group}
+            for detector, group in f["noise"].items()
+        } if "noise" in f else {}
         config = f["config"][()]
         return RingdownResult(
             label=str(_plain_attr(f.attrs["label"])),
@@ -306,6 +320,7 @@ def read_result(path: str | os.PathLike) -> RingdownResult:
             run_id=str(_plain_attr(f.attrs.get("run_id", ""))),
             prior_kinds=dict(zip(search, kinds)),
             periodic_parameters=tuple(p for p, wrapped in zip(search, periodic) if wrapped),
+            noise=noise,
         )
 
 
