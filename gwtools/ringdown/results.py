@@ -62,6 +62,7 @@ _LATEX = {
     "final_spin": r"$\chi_f$",
     "inclination": r"$\iota$",
     "polarization": r"$\psi$",
+    "start_shift": r"$\delta t_0\,[\mathrm{s}]$",
 }
 
 _PACKAGES = ("gwtools", "jax", "jaxlib", "dynesty", "bilby", "numpy", "scipy", "h5py")
@@ -323,6 +324,8 @@ def bilby_priors(
     kinds : dict of str to str, optional
         ``"uniform"`` (:class:`bilby.core.prior.Uniform`) or ``"sine"``
         (:class:`bilby.core.prior.Sine`, an inclination flat in its cosine); default uniform.
+        bilby's ``Sine`` draws and integrates a truncated range correctly, but its ``prob``
+        stays normalized on [0, pi]: off by the constant factor 2 / (cos lower - cos upper).
     periodic : tuple of str
         Parameters with periodic boundaries (``boundary="periodic"``), e.g. a polarization angle.
 
