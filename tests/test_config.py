@@ -32,9 +32,10 @@ BASE = {
 }
 
 
-def with_change(section: str, key: str, value) -> dict:
+def with_change(section: str, key: str, value, **more) -> dict:
     raw = copy.deepcopy(BASE)
     raw.setdefault(section, {})[key] = value
+    raw[section].update(more)
     return raw
 
 
@@ -101,7 +102,15 @@ def test_relative_paths_resolve_against_the_config_directory(tmp_path):
         (with_change("model", "polarization", "circular"), r"\[model\] polarization"),
         (with_change("sampler", "nlive", 100.5), r"\[sampler\] nlive: expected an integer"),
         (with_change("sampler", "nlive", True), r"\[sampler\] nlive: expected an integer"),
-        (with_change("sampler", "sample", "hmc"), r"\[sampler\] sample"),
+        (with_change("sampler", "sample", "hmc", engine="dynesty"), r"\[sampler\] sample: 'hmc' is not one of"),
+        (with_change("sampler", "engine", "emcee"), r"\[sampler\] engine: 'emcee' is not one of"),
+        (with_change("sampler", "queue_size", 8),
+         r"\[sampler\] queue_size: a setting of engine 'dynesty', not used by engine 'blackjax'"),
+        (with_change("sampler", "num_delete", 8, engine="dynesty"),
+         r"\[sampler\] num_delete: a setting of engine 'blackjax'"),
+        (with_change("sampler", "num_delete", 100), r"\[sampler\] num_delete: must lie in \[1, nlive - 1"),
+        (with_change("sampler", "num_inner_steps", 0), r"\[sampler\] num_inner_steps: must be >= 1"),
+        (with_change("sampler", "checkpoint_every", -1.0), r"\[sampler\] checkpoint_every: must be >= 0"),
         (with_change("noise", "method", "acf_file"), r"\[noise\] acf_files: no ACF file"),
         (with_change("noise", "welch_segment", 30.0), r"\[noise\] welch_segment"),
         (with_change("noise", "offsource", [-5.0, 0.1]), r"\[noise\] offsource: window \[-5.0, 0.1\] s overlaps"),
@@ -112,6 +121,19 @@ def test_relative_paths_resolve_against_the_config_directory(tmp_path):
 def test_impossible_values_are_rejected_naming_the_key(raw, message):
     with pytest.raises(ValueError, match=message):
         parse_config(raw)
+
+
+def test_sampler_section_is_the_sampler_settings():
+    from gwtools.ringdown.sampling import SamplerSettings
+
+    # one set of defaults: what the section leaves out is what SamplerSettings gives
+    assert parse_config(BASE).sampler == SamplerSettings(nlive=100)
+    dynesty = parse_config(with_change("sampler", "engine", "dynesty", sample="rwalk", queue_size=16)).sampler
+    assert (dynesty.engine, dynesty.sample, dynesty.queue_size, dynesty.bound) == ("dynesty", "rwalk", 16, None)
+    assert dynesty.resolved(2).bound == "multi"
+    blackjax = parse_config(with_change("sampler", "num_delete", 10, num_inner_steps=4, maxcall=5000)).sampler
+    assert (blackjax.num_delete, blackjax.num_inner_steps, blackjax.maxcall) == (10, 4, 5000)
+    assert parse_config(config_to_dict(parse_config(with_change("sampler", "num_delete", 10)))).sampler.num_delete == 10
 
 
 @pytest.mark.parametrize(

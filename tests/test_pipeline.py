@@ -45,7 +45,6 @@ amplitude_max = 2e-20
 [sampler]
 nlive = 400
 dlogz = 1.0
-queue_size = 1
 seed = 7
 [output]
 directory = "{out}"
@@ -214,7 +213,7 @@ def test_bad_config_is_one_clear_line(tmp_path, capsys, project_data):
 def test_resume_from_the_checkpoint_of_a_finished_run(tiny_run, caplog):
     config, out = tiny_run
     before = read_result(out / "GW150914_220+221.h5")
-    assert (out / "GW150914_220+221_checkpoint.pkl").is_file()
+    assert (out / "GW150914_220+221_checkpoint.npz").is_file()
     # the run that held the directory was killed: its lock is stale
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from gwtools.io.outputs import lock_directory\n"
@@ -232,6 +231,33 @@ def test_resume_from_the_checkpoint_of_a_finished_run(tiny_run, caplog):
     # nothing left to sample: the restored run gives the same evidence and calls
     assert after.log_evidence["flat"] == before.log_evidence["flat"]
     assert after.diagnostics["ncall"] == before.diagnostics["ncall"]
+
+
+def test_a_stopped_run_resumes_from_its_checkpoint(tiny_run, tmp_path, capsys):
+    config, out = tiny_run
+    label = "GW150914_220+221"
+    full = read_result(out / f"{label}.h5")
+    args = ["ringdown", str(config), "--quiet", "--no-plots", "--set", "sampler.nlive=40",
+            "--output", str(tmp_path)]
+    # stop halfway: a partial result and a checkpoint
+    assert main(args + ["--set", f"sampler.maxcall={full.diagnostics['ncall'] // 2}"]) == 0
+    partial = read_result(tmp_path / f"{label}.h5")
+    assert partial.diagnostics["ncall"] < 0.7 * full.diagnostics["ncall"]
+    assert (tmp_path / f"{label}_checkpoint.npz").is_file()
+    assert main(args + ["--resume"]) == 0
+    resumed = read_result(tmp_path / f"{label}.h5")
+    # the sampler continued from the checkpoint ...
+    assert resumed.diagnostics["ncall_resumed"] == partial.diagnostics["ncall"]
+    # ... and ended where the uninterrupted run with the same seed ended
+    assert resumed.diagnostics["ncall"] == full.diagnostics["ncall"]
+    assert resumed.log_evidence["flat"] == full.log_evidence["flat"]
+    np.testing.assert_array_equal(resumed.posterior["final_mass"], full.posterior["final_mass"])
+    # a truncated checkpoint is one clear line, not a traceback
+    checkpoint = tmp_path / f"{label}_checkpoint.npz"
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100])
+    capsys.readouterr()
+    assert main(args + ["--resume"]) == 2
+    assert "cannot be read" in capsys.readouterr().err
 
 
 def test_parameter_space_follows_the_inclination_and_polarization_settings():

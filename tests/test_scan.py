@@ -39,6 +39,7 @@ sample_rate = 1024.0
 final_mass = [35.0, 140.0]
 amplitude_max = 2e-20
 [sampler]
+engine = "dynesty"           # each Dask worker compiles its own likelihood: one batch size is cheapest
 nlive = 25
 dlogz = 2.0
 queue_size = 1               # one batch size: one compilation per run keeps the test short

@@ -12,8 +12,9 @@ firefly
     Analytic marginalization over amplitudes and phases, reconstruction, physical-prior evidence.
 baseline
     Full-parameter likelihood (amplitudes and phases sampled), the reference FIREFLY is checked against.
-sampling
-    dynesty nested sampling with batched likelihood calls, checkpoints and resume.
+priors, sampling, blackjax_engine, dynesty_engine
+    Priors on the unit cube; nested sampling (settings, results, checkpoints, resume) with a
+    compiled blackjax nested-slice sampler (also over batches of analyses) or dynesty.
 conditioning, noise, detectors
     Filtering, decimation, segment extraction; ACF/PSD noise model; detector geometry (bilby).
 config, pipeline, results, plots, scan

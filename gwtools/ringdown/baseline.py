@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gwtools.ringdown.likelihood import VectorizedLikelihood, log_likelihood
-from gwtools.ringdown.sampling import ParameterSpace, PriorRange
+from gwtools.ringdown.priors import ParameterSpace, PriorRange
 
 __all__ = ["FullLikelihood", "full_parameter_space"]
 

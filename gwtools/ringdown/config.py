@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from gwtools.ringdown.qnm import MTSUN_S, tabulated_modes
+from gwtools.ringdown.sampling import ENGINES, SamplerSettings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -54,21 +55,20 @@ else:  # pragma: no cover - exercised on Python 3.10 only
 
 __all__ = [
     "MAX_FINAL_SPIN",
+    "AnalysisConfig",
     "DataConfig",
     "EventConfig",
-    "AnalysisConfig",
-    "NoiseConfig",
     "ModelConfig",
-    "PriorConfig",
-    "SamplerConfig",
+    "NoiseConfig",
     "OutputConfig",
+    "PriorConfig",
     "RingdownConfig",
     "ScanConfig",
+    "config_to_dict",
     "load_config",
     "load_scan_config",
-    "parse_config",
-    "config_to_dict",
     "override",
+    "parse_config",
     "start_offset_seconds",
     "start_window_seconds",
     "peak_geocenter",
@@ -87,7 +87,6 @@ MAX_FINAL_SPIN = 0.99
 _MAX_DELAY = 0.0213
 
 _MODE_PATTERN = re.compile(r"^[2-9]\d\d$")
-_SAMPLE_METHODS = ("auto", "unif", "rwalk", "slice", "rslice")
 _NOISE_METHODS = ("welch", "acf_file")
 _POLARIZATIONS = ("kerr", "free")
 _QUADRATURE_PRIORS = ("flat", "gaussian")
@@ -279,34 +278,6 @@ class PriorConfig:
 
 
 @dataclass(frozen=True)
-class SamplerConfig:
-    """Nested-sampling settings (dynesty).
-
-    Attributes
-    ----------
-    nlive : int
-        Number of live points.
-    dlogz : float
-        Stopping criterion on the remaining evidence.
-    sample : str
-        dynesty sampling method.
-    queue_size : int
-        Proposals evaluated per batched likelihood call.
-    seed : int
-        Seed of the sampler's random generator.
-    checkpoint_every : float
-        Seconds between checkpoints.
-    """
-
-    nlive: int = 1000
-    dlogz: float = 0.1
-    sample: str = "rwalk"
-    queue_size: int = 64
-    seed: int = 150914
-    checkpoint_every: float = 300.0
-
-
-@dataclass(frozen=True)
 class OutputConfig:
     """Where results go.
 
@@ -332,7 +303,7 @@ class RingdownConfig:
     noise: NoiseConfig
     model: ModelConfig
     prior: PriorConfig
-    sampler: SamplerConfig
+    sampler: SamplerSettings
     output: OutputConfig
 
 
@@ -721,24 +692,22 @@ def _polarization_range(value: Any) -> tuple[float, float]:
     return lo, hi
 
 
-def _parse_sampler(raw: Mapping[str, Any]) -> SamplerConfig:
-    table = _table(raw, "sampler", _field_names(SamplerConfig), required=False)
+def _parse_sampler(raw: Mapping[str, Any]) -> SamplerSettings:
+    """``[sampler]`` straight into :class:`~gwtools.ringdown.sampling.SamplerSettings`."""
+    table = _table(raw, "sampler", _field_names(SamplerSettings), required=False)
     values: dict[str, Any] = {}
-    if "nlive" in table:
-        values["nlive"] = _integer("sampler", "nlive", table["nlive"], minimum=10)
-    if "dlogz" in table:
-        values["dlogz"] = _positive("sampler", "dlogz", table["dlogz"])
-    if "sample" in table:
-        values["sample"] = _string("sampler", "sample", table["sample"], _SAMPLE_METHODS)
-    if "queue_size" in table:
-        values["queue_size"] = _integer("sampler", "queue_size", table["queue_size"], minimum=1)
-    if "seed" in table:
-        values["seed"] = _integer("sampler", "seed", table["seed"], minimum=0)
-    if "checkpoint_every" in table:
-        values["checkpoint_every"] = _positive(
-            "sampler", "checkpoint_every", table["checkpoint_every"]
-        )
-    return SamplerConfig(**values)
+    for key, value in table.items():
+        if key in ("engine", "sample", "bound"):
+            values[key] = _string("sampler", key, value, ENGINES if key == "engine" else None)
+        elif key in ("dlogz", "checkpoint_every"):
+            values[key] = _number("sampler", key, value)
+        else:
+            minimum = {"nlive": 10, "seed": 0}.get(key, 1)
+            values[key] = _integer("sampler", key, value, minimum=minimum)
+    try:
+        return SamplerSettings(**values)
+    except ValueError as err:
+        raise ValueError(f"[sampler] {err}") from None
 
 
 def _parse_output(raw: Mapping[str, Any], base_dir: Path, default_label: str) -> OutputConfig:

@@ -205,9 +205,14 @@ class FireflyLikelihood(VectorizedLikelihood):
 _RECONSTRUCTION_CHUNK = 256  # posterior samples per compiled call: one compilation for any n
 
 
-@functools.partial(jax.jit, static_argnums=(0, 4))
-def _conditional_draws(likelihood: FireflyLikelihood, keys, theta, data, n_draws: int):
-    """B drawn from its conditional Gaussian at each row of theta: (n, n_draws, D)."""
+@functools.partial(jax.jit, static_argnums=(0, 5))
+def _conditional_draws(likelihood: FireflyLikelihood, seed, chunk, theta, data, n_draws: int):
+    """B drawn from its conditional Gaussian at each row of theta: (n, n_draws, D).
+
+    The keys of chunk ``chunk`` are made inside the compiled function, so no operation outside
+    it depends on the number of samples (which would compile anew for every run).
+    """
+    keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), chunk), theta.shape[0])
     overlap_data, normal = jax.vmap(likelihood._projections, in_axes=(0, None))(theta, data)
     draw = jax.vmap(lambda k, s, m: conditional_quadratures(k, s, m, likelihood.prior, n_draws))
     return draw(keys, overlap_data, normal)
@@ -294,14 +299,11 @@ class Reconstruction:
 def _conditional_draws_all(likelihood: FireflyLikelihood, theta, seed: int, draws: int) -> np.ndarray:
     """(n_theta * draws, D) conditional quadrature draws, computed in fixed-size chunks."""
     n_theta = theta.shape[0]
-    keys = jax.random.split(jax.random.PRNGKey(seed), n_theta)
     padded = -(-n_theta // _RECONSTRUCTION_CHUNK) * _RECONSTRUCTION_CHUNK
     theta_pad = np.concatenate([theta, np.repeat(theta[:1], padded - n_theta, axis=0)])
-    keys_pad = jnp.concatenate([keys, jnp.repeat(keys[:1], padded - n_theta, axis=0)])
     chunks = [
-        np.asarray(_conditional_draws(likelihood, keys_pad[i:i + _RECONSTRUCTION_CHUNK],
-                                      jnp.asarray(theta_pad[i:i + _RECONSTRUCTION_CHUNK]), likelihood.data,
-                                      draws))
+        np.asarray(_conditional_draws(likelihood, seed, i // _RECONSTRUCTION_CHUNK,
+                                      theta_pad[i:i + _RECONSTRUCTION_CHUNK], likelihood.data, draws))
         for i in range(0, padded, _RECONSTRUCTION_CHUNK)
     ]
     return np.concatenate(chunks)[:n_theta].reshape(n_theta * draws, -1)

@@ -66,6 +66,7 @@ from gwtools.ringdown.likelihood import (
     window_steps,
 )
 from gwtools.ringdown.model import AMPLITUDE_UNIT, RingdownModel, design_matrix
+from gwtools.ringdown.priors import ParameterSpace, PriorRange
 from gwtools.ringdown.qnm import frequency_damping_time
 from gwtools.ringdown.results import (
     RingdownResult,
@@ -74,30 +75,25 @@ from gwtools.ringdown.results import (
     software_versions,
     write_result,
 )
-from gwtools.ringdown.sampling import (
-    NestedSamplingResult,
-    ParameterSpace,
-    PriorRange,
-    SamplerSettings,
-    run_nested,
-)
+from gwtools.ringdown.sampling import NestedSamplingResult, run_nested
 
 __all__ = [
-    "PreparedAnalysis",
     "PipelineOutputs",
-    "usable_strain",
-    "load_strain",
+    "PreparedAnalysis",
+    "build_likelihood",
+    "build_result",
+    "checkpoint_path",
     "cut_segments",
     "estimate_acfs",
-    "prepare_analysis",
-    "parameter_space",
-    "build_likelihood",
-    "sample_posterior",
-    "build_result",
-    "read_imr_samples",
-    "read_imr_remnant",
+    "load_strain",
     "make_plots",
+    "parameter_space",
+    "prepare_analysis",
+    "read_imr_remnant",
+    "read_imr_samples",
     "run_pipeline",
+    "sample_posterior",
+    "usable_strain",
 ]
 
 logger = logging.getLogger(__name__)
@@ -407,21 +403,19 @@ def sample_posterior(
     resume: bool = False,
     progress: bool = True,
 ) -> NestedSamplingResult:
-    """Run nested sampling; checkpoints go to ``<output>/<label>_checkpoint.pkl``."""
-    sampler = config.sampler
-    settings = SamplerSettings(
-        nlive=sampler.nlive,
-        dlogz=sampler.dlogz,
-        sample=sampler.sample,
-        queue_size=sampler.queue_size,
-        seed=sampler.seed,
-        checkpoint_every=sampler.checkpoint_every,
-    )
+    """Run nested sampling with the ``[sampler]`` settings; checkpoints go to
+    ``<output>/<label>_checkpoint.npz`` (blackjax) or ``.pkl`` (dynesty)."""
     config.output.directory.mkdir(parents=True, exist_ok=True)
-    checkpoint = config.output.directory / f"{config.output.label}_checkpoint.pkl"
     return run_nested(
-        likelihood, space, settings, checkpoint_path=checkpoint, resume=resume, progress=progress
+        likelihood, space, config.sampler, checkpoint_path=checkpoint_path(config), resume=resume,
+        progress=progress,
     )
+
+
+def checkpoint_path(config: RingdownConfig) -> Path:
+    """Where the sampler of ``config`` keeps its checkpoint."""
+    suffix = "pkl" if config.sampler.engine == "dynesty" else "npz"
+    return config.output.directory / f"{config.output.label}_checkpoint.{suffix}"
 
 
 def _whitened_waveforms(
@@ -550,6 +544,7 @@ def build_result(
         diagnostics={
             "ncall": sampling.ncall,
             "niter": sampling.niter,
+            "ncall_resumed": sampling.resumed_ncall,
             "sampling_walltime": sampling.walltime,
             "log_noise_evidence": log_noise_evidence(prepared.data),
             "importance_ess": recon.ess,
@@ -702,18 +697,19 @@ def make_plots(
 
 
 def use_compilation_cache() -> Path | None:
-    """Keep JAX's compiled likelihoods on disk so repeated runs (scans, re-runs) skip compiling.
+    """Keep JAX's compiled functions on disk so repeated runs (scans, re-runs) skip compiling.
 
-    Each batch size of the likelihood takes one or two seconds to compile; the cache lives in
-    ``$GWTOOLS_CACHE`` (default ``~/.cache/gwtools/jax``); set ``GWTOOLS_CACHE=`` (empty) to
-    switch it off.  Returns the directory in use, or None.
+    The compiled sampler takes several seconds to compile, and the many small functions of the
+    noise set-up and reconstruction add seconds more, so every compilation is kept, however
+    short.  The cache lives in ``$GWTOOLS_CACHE`` (default ``~/.cache/gwtools/jax``); set
+    ``GWTOOLS_CACHE=`` (empty) to switch it off.  Returns the directory in use, or None.
     """
     default = Path.home() / ".cache" / "gwtools" / "jax"
     directory = os.environ.get("GWTOOLS_CACHE", str(default))
     if not directory:
         return None
     jax.config.update("jax_compilation_cache_dir", directory)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     return Path(directory)
 
 

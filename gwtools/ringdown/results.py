@@ -65,7 +65,7 @@ _LATEX = {
     "start_shift": r"$\delta t_0\,[\mathrm{s}]$",
 }
 
-_PACKAGES = ("gwtools", "jax", "jaxlib", "dynesty", "bilby", "numpy", "scipy", "h5py")
+_PACKAGES = ("gwtools", "jax", "jaxlib", "blackjax", "dynesty", "bilby", "numpy", "scipy", "h5py")
 
 
 @dataclass(frozen=True)
@@ -382,7 +382,7 @@ def to_bilby_result(result: RingdownResult, prior: str = "physical"):
     )
     return bilby.core.result.Result(
         label=result.label,
-        sampler="dynesty",
+        sampler=result.config.get("sampler", {}).get("engine", "dynesty"),
         search_parameter_keys=list(result.search_parameters),
         fixed_parameter_keys=[],
         priors=priors,

@@ -1,284 +1,171 @@
-"""Nested sampling of ringdown likelihoods with dynesty, evaluated in batches.
+"""Nested sampling of ringdown likelihoods: settings, results and the engine dispatch.
 
-dynesty proposes ``queue_size`` points at a time and evolves each (uniform draw, random walk or
-slice) through a ``map``.  :class:`BatchingPool` runs those evolutions on worker threads and
-joins their individual likelihood calls into one vectorized call of a
-:class:`~gwtools.ringdown.likelihood.VectorizedLikelihood` whenever every running evolution is
-waiting for a likelihood value.  Any dynesty sampling method therefore gets batched JAX
-evaluations, and a run is not bound by per-call Python overhead.  (JAX releases the GIL while
-it computes; the threads only exchange arrays.)
+Two engines sample the same unit-cube parameterization (:mod:`gwtools.ringdown.priors`) and
+return the same :class:`NestedSamplingResult`:
 
-Runs are seeded (``numpy.random.Generator`` handed to dynesty), checkpoint with dynesty's own
-atomic pickles every ``checkpoint_every`` seconds, and resume from them.
+``blackjax`` (:mod:`gwtools.ringdown.blackjax_engine`)
+    Nested slice sampling (Yallup, Kroupa & Handley, arXiv:2601.23252) from blackjax, compiled
+    whole: many nested-sampling steps run in one jitted device loop, Python only runs between
+    chunks of steps (progress, stopping rule, checkpoint).  Needs a JAX likelihood (one with a
+    pure per-point ``_point(row, data)``, as every
+    :class:`~gwtools.ringdown.likelihood.VectorizedLikelihood`), and also runs a batch of
+    analyses of equal shape in one vmapped loop (:func:`run_nested_batch`).
+``dynesty`` (:mod:`gwtools.ringdown.dynesty_engine`)
+    dynesty's static sampler (J. Speagle, MNRAS 493, 3132, 2020) with its per-proposal
+    likelihood calls joined into batches; takes any vectorized Python callable.
+
+Settings specific to one engine (dynesty: ``sample``, ``bound``, ``queue_size``; blackjax:
+``num_delete``, ``num_inner_steps``) are rejected when given to the other, naming the key.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import threading
-import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import dynesty
 import numpy as np
-from dynesty.utils import resample_equal
 
-from gwtools.io.atomic import atomic_path
+from gwtools.ringdown.priors import ParameterSpace, PriorRange
 
 __all__ = [
-    "PriorRange",
-    "ParameterSpace",
-    "SamplerSettings",
-    "BatchingPool",
+    "ENGINES",
     "NestedSamplingResult",
+    "ParameterSpace",
+    "PriorRange",
+    "SamplerSettings",
     "run_nested",
+    "run_nested_batch",
+    "warm_up",
 ]
 
 logger = logging.getLogger(__name__)
 
-_worker_state = threading.local()
+ENGINES = ("blackjax", "dynesty")
+SAMPLE_METHODS = ("auto", "unif", "rwalk", "slice", "rslice")
+BOUNDS = ("none", "single", "multi", "balls", "cubes")
 
-PRIOR_KINDS = ("uniform", "sine")
+#: Settings only one engine reads, and the values it uses when they are not given.
+ENGINE_DEFAULTS = {
+    "dynesty": {"sample": "auto", "bound": "multi", "queue_size": 64},
+    "blackjax": {"num_delete": None, "num_inner_steps": None},
+}
+
+#: Seconds between checkpoints when ``checkpoint_every`` is not given.  Measured on the GW150914
+#: main job: a blackjax checkpoint (state and dead points as arrays) takes about 2 ms and the
+#: sampling 2-3 s, so one a second checkpoints it two or three times; a dynesty checkpoint (its
+#: pickle) about 50 ms of a 14-30 s run, so one every 5 s costs about 1%.
+CHECKPOINT_EVERY = {"blackjax": 1.0, "dynesty": 5.0}
 
 
-@dataclass(frozen=True)
-class PriorRange:
-    """One-dimensional prior of a sampled parameter.
+def default_num_delete(nlive: int) -> int:
+    """Live points replaced per nested-slice-sampling step: half of them.
 
-    ``uniform``: flat on [lower, upper].  ``sine``: density proportional to sin(x) on
-    [lower, upper] within [0, pi] (isotropic inclination: flat in cos x).  ``periodic``: the
-    sampler wraps the parameter around its range (phases), so no posterior mode is split at
-    the boundary.
+    Measured on the GW150914 main job (nlive 1000, 2-D FIREFLY): deleting 500, 250 or 100 per
+    step gave ln Z within 0.8 sigma of dynesty's and Jensen-Shannon divergences of Mf and chi
+    below 0.005 bit alike, and 500 was the fastest (1.3 s against 2.0 s and 2.1 s: the steps run
+    one after another, the chains of a step as one batch).  On the analytic test densities the
+    reported ln Z errors stay calibrated (scatter of the pulls 1.0-1.3) at nlive / 2.
     """
-
-    name: str
-    lower: float
-    upper: float
-    kind: str = "uniform"
-    periodic: bool = False
-
-    def __post_init__(self) -> None:
-        if self.kind not in PRIOR_KINDS:
-            raise ValueError(f"prior of {self.name}: unknown kind {self.kind!r}; choose one of {PRIOR_KINDS}")
-        if not (np.isfinite(self.lower) and np.isfinite(self.upper) and self.lower < self.upper):
-            raise ValueError(
-                f"prior of {self.name}: need finite lower < upper, got [{self.lower}, {self.upper}]"
-            )
-        if self.kind == "sine" and not (0.0 <= self.lower and self.upper <= np.pi):
-            raise ValueError(f"prior of {self.name}: a sine prior must lie within [0, pi]")
-
-    def transform(self, u):
-        """Map u ~ U(0, 1) to the prior."""
-        if self.kind == "uniform":
-            return self.lower + u * (self.upper - self.lower)
-        c_lo, c_hi = np.cos(self.lower), np.cos(self.upper)
-        return np.arccos(c_lo - u * (c_lo - c_hi))
-
-    def log_density(self, x):
-        x = np.asarray(x, dtype=float)
-        inside = (x >= self.lower) & (x <= self.upper)
-        if self.kind == "uniform":
-            value = -np.log(self.upper - self.lower) * np.ones_like(x)
-        else:
-            with np.errstate(divide="ignore"):
-                value = np.log(np.sin(x) / (np.cos(self.lower) - np.cos(self.upper)))
-        return np.where(inside, value, -np.inf)
+    return max(1, nlive // 2)
 
 
-@dataclass(frozen=True)
-class ParameterSpace:
-    """Ordered sampled parameters and their priors (the order is stored, never implied)."""
+def default_num_inner_steps(ndim: int) -> int:
+    """Slice moves per new live point: 2 ndim - 1, at least 3.
 
-    priors: tuple[PriorRange, ...]
-
-    def __post_init__(self) -> None:
-        names = [p.name for p in self.priors]
-        if len(set(names)) != len(names):
-            raise ValueError(f"duplicate sampled parameters: {names}")
-        if not names:
-            raise ValueError("at least one parameter must be sampled")
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        return tuple(p.name for p in self.priors)
-
-    @property
-    def ndim(self) -> int:
-        return len(self.priors)
-
-    @property
-    def periodic_indices(self) -> list[int] | None:
-        indices = [i for i, p in enumerate(self.priors) if p.periodic]
-        return indices or None
-
-    def __call__(self, u) -> np.ndarray:
-        """Prior transform from the unit cube (dynesty's ``prior_transform``)."""
-        u = np.asarray(u, dtype=float)
-        return np.array([p.transform(u[..., i]) for i, p in enumerate(self.priors)]).T
-
-    def log_prior(self, x) -> np.ndarray:
-        x = np.atleast_2d(np.asarray(x, dtype=float))
-        return sum(p.log_density(x[:, i]) for i, p in enumerate(self.priors))
+    Measured on correlated Gaussians with known ln Z (24 runs each, nlive 200): in 10 dimensions
+    10 moves bias ln Z upwards by one sigma, 15, 19 and 20 do not; in 6 dimensions 11 do not; in
+    2 dimensions 3 moves keep ln Z unbiased with calibrated errors on a curved density, where 2
+    underestimate the error by 30%.  On the GW150914 main job 3 moves give ln Z within 0.4 sigma
+    of dynesty's with 72 500 likelihood calls.
+    """
+    return max(3, 2 * ndim - 1)
 
 
 @dataclass(frozen=True)
 class SamplerSettings:
-    """dynesty settings of a run (see dynesty's NestedSampler for their meaning)."""
+    """Settings of a nested-sampling run (the ``[sampler]`` configuration section).
 
+    Attributes
+    ----------
+    engine : {"blackjax", "dynesty"}
+        Sampler (see the module docstring).
+    nlive : int
+        Live points.
+    dlogz : float
+        Stop when the evidence the live points can still add, ln(Z + L_max X) - ln Z, falls
+        below this.
+    seed : int
+        Seed of the run: same seed, same samples.
+    checkpoint_every : float or None
+        Wall-clock seconds between checkpoints (when a checkpoint path is given); ``None``:
+        :data:`CHECKPOINT_EVERY` of the engine (blackjax 1 s, dynesty 5 s).  The blackjax
+        engine also waits at least 20 times the last checkpoint's write time, so writing them
+        never takes more than 5% of a run.
+    maxcall : int or None
+        Stop after about this many likelihood calls (a partial run that ``--resume``
+        continues); ``None``: no limit.
+    sample, bound, queue_size : str, str, int or None
+        dynesty only: sampling method, bounding distribution and proposals per batch
+        (defaults ``"auto"``, ``"multi"``, 64).
+    num_delete, num_inner_steps : int or None
+        blackjax only: live points replaced per step and slice moves per new point
+        (defaults :func:`default_num_delete` and :func:`default_num_inner_steps`).
+    """
+
+    engine: str = "blackjax"
     nlive: int = 1000
     dlogz: float = 0.1
-    sample: str = "auto"
-    bound: str = "multi"
-    queue_size: int = 64
     seed: int = 1234
-    checkpoint_every: float = 120.0
+    checkpoint_every: float | None = None
     maxcall: int | None = None
+    sample: str | None = None
+    bound: str | None = None
+    queue_size: int | None = None
+    num_delete: int | None = None
+    num_inner_steps: int | None = None
 
     def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine: {self.engine!r} is not one of {', '.join(ENGINES)}")
         if self.nlive < 2:
-            raise ValueError(f"nlive must be >= 2, got {self.nlive}")
+            raise ValueError(f"nlive: must be >= 2, got {self.nlive}")
         if not self.dlogz > 0:
-            raise ValueError(f"dlogz must be positive, got {self.dlogz}")
-        if self.queue_size < 1:
-            raise ValueError(f"queue_size must be >= 1, got {self.queue_size}")
+            raise ValueError(f"dlogz: must be positive, got {self.dlogz}")
+        if self.checkpoint_every is not None and not self.checkpoint_every >= 0:
+            raise ValueError(f"checkpoint_every: must be >= 0 s, got {self.checkpoint_every}")
+        if self.maxcall is not None and self.maxcall < 1:
+            raise ValueError(f"maxcall: must be >= 1, got {self.maxcall}")
+        for engine, keys in ENGINE_DEFAULTS.items():
+            if engine == self.engine:
+                continue
+            for key in keys:
+                if getattr(self, key) is not None:
+                    raise ValueError(
+                        f"{key}: a setting of engine {engine!r}, not used by engine "
+                        f"{self.engine!r}: remove it or set engine = {engine!r}"
+                    )
+        if self.sample is not None and self.sample not in SAMPLE_METHODS:
+            raise ValueError(f"sample: {self.sample!r} is not one of {', '.join(SAMPLE_METHODS)}")
+        if self.bound is not None and self.bound not in BOUNDS:
+            raise ValueError(f"bound: {self.bound!r} is not one of {', '.join(BOUNDS)}")
+        if self.queue_size is not None and self.queue_size < 1:
+            raise ValueError(f"queue_size: must be >= 1, got {self.queue_size}")
+        if self.num_delete is not None and not 1 <= self.num_delete < self.nlive:
+            raise ValueError(f"num_delete: must lie in [1, nlive - 1 = {self.nlive - 1}], got {self.num_delete}")
+        if self.num_inner_steps is not None and self.num_inner_steps < 1:
+            raise ValueError(f"num_inner_steps: must be >= 1, got {self.num_inner_steps}")
 
-
-class _Slot:
-    """One waiting likelihood request: its point, then its value or error."""
-
-    __slots__ = ("point", "value", "error", "ready")
-
-    def __init__(self, point):
-        self.point = point
-        self.value = None
-        self.error = None
-        self.ready = threading.Event()
-
-
-class _Batcher:
-    """Joins single-point likelihood calls from concurrent tasks into vectorized calls.
-
-    ``active`` is the number of tasks that are running or about to run (at most the number
-    of worker threads); once that many requests wait, they are evaluated together.  Each
-    waiting thread sleeps on its own event, so a batch wakes only its own callers.
-    """
-
-    def __init__(self, batch_likelihood, workers: int):
-        self.batch_likelihood = batch_likelihood
-        self.workers = workers
-        self.lock = threading.Lock()
-        self.pending: list[_Slot] = []
-        self.outstanding = 0
-        self.active = 0
-        self.n_batches = 0
-        self.n_points = 0
-
-    def _take_if_ready(self) -> list[_Slot]:
-        # caller holds the lock
-        if self.pending and len(self.pending) >= self.active:
-            batch, self.pending = self.pending, []
-            return batch
-        return []
-
-    def _evaluate(self, batch: list[_Slot]) -> None:
-        try:
-            values = self.batch_likelihood(np.stack([slot.point for slot in batch]))
-            for slot, value in zip(batch, values):
-                slot.value = float(value)
-        except BaseException as err:  # hand the error to every waiting caller
-            for slot in batch:
-                slot.error = err
-        self.n_batches += 1
-        self.n_points += len(batch)
-        for slot in batch:
-            slot.ready.set()
-
-    def __call__(self, x) -> float:
-        slot = _Slot(np.asarray(x, dtype=float))
-        with self.lock:
-            self.pending.append(slot)
-            batch = self._take_if_ready()
-        if batch:
-            self._evaluate(batch)
-        slot.ready.wait()
-        if slot.error is not None:
-            raise slot.error
-        return slot.value
-
-    def begin(self, n_tasks: int) -> None:
-        with self.lock:
-            self.outstanding = n_tasks
-            self.active = min(self.workers, n_tasks)
-
-    def finish_task(self) -> None:
-        with self.lock:
-            self.outstanding -= 1
-            self.active = min(self.workers, self.outstanding)
-            batch = self._take_if_ready()
-        if batch:
-            self._evaluate(batch)
-
-
-class BatchingPool:
-    """A dynesty-compatible pool whose ``map`` runs tasks on threads with batched likelihoods.
-
-    Parameters
-    ----------
-    batch_likelihood
-        Callable mapping (n, ndim) parameter arrays to (n,) log likelihoods.
-    size
-        Worker threads, i.e. concurrent evolutions (dynesty's ``queue_size``).
-
-    Use as a context manager (or call :meth:`close`) to stop the threads.
-    """
-
-    def __init__(self, batch_likelihood, size: int):
-        self.size = int(size)
-        self.batcher = _Batcher(batch_likelihood, self.size)
-        self.executor = ThreadPoolExecutor(max_workers=self.size, thread_name_prefix="gwtools-batch")
-
-    def map(self, func, iterable):
-        items = list(iterable)
-        self.batcher.begin(len(items))
-
-        def work(item):
-            _worker_state.batcher = self.batcher
-            try:
-                return func(item)
-            finally:
-                self.batcher.finish_task()
-
-        futures = [self.executor.submit(work, item) for item in items]
-        return [future.result() for future in futures]
-
-    def close(self) -> None:
-        self.executor.shutdown(wait=True)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-class _PoolLikelihood:
-    """Single-point likelihood for dynesty (picklable, holds no pool).
-
-    Inside a :class:`BatchingPool` worker thread the call joins the pool's batch; elsewhere (e.g.
-    dynesty's own serial calls) it evaluates the point alone.
-    """
-
-    def __init__(self, batch_likelihood):
-        self.batch_likelihood = batch_likelihood
-
-    def __call__(self, x) -> float:
-        batcher = getattr(_worker_state, "batcher", None)
-        if batcher is None:
-            return float(self.batch_likelihood(np.asarray(x, dtype=float)[None])[0])
-        return batcher(x)
+    def resolved(self, ndim: int) -> SamplerSettings:
+        """These settings with the engine's defaults filled in, for a space of ``ndim`` dimensions."""
+        if self.engine == "dynesty":
+            defaults = dict(ENGINE_DEFAULTS["dynesty"])
+        else:
+            defaults = {"num_delete": default_num_delete(self.nlive),
+                        "num_inner_steps": default_num_inner_steps(ndim)}
+        defaults["checkpoint_every"] = CHECKPOINT_EVERY[self.engine]
+        return replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
 
 
 @dataclass
@@ -292,13 +179,20 @@ class NestedSamplingResult:
     samples
         (n_eff, ndim) equally weighted posterior samples.
     weighted_samples, log_weights, log_likelihoods
-        All dead+live points, their normalized log importance weights and ln L.
+        All dead+live points (in order of increasing ln L for blackjax, of death for dynesty),
+        their normalized log importance weights and ln L.
     log_evidence, log_evidence_err
-        ln Z and its error from dynesty.
+        ln Z and its error (blackjax: mean and standard deviation over simulated
+        prior-volume sequences; dynesty: its own estimate).
     ncall, niter
-        Likelihood evaluations and iterations of the whole run (resumed runs included).
+        Likelihood evaluations and dead points of the whole run (resumed runs included).
     walltime
         Wall time (s) of this call of :func:`run_nested`.
+    settings
+        The resolved sampler settings (engine defaults filled in).
+    resumed_ncall
+        Likelihood calls already made when this call resumed from a checkpoint (0 for a
+        fresh run).
     """
 
     parameters: tuple[str, ...]
@@ -312,111 +206,193 @@ class NestedSamplingResult:
     niter: int
     walltime: float
     settings: dict = field(default_factory=dict)
+    resumed_ncall: int = 0
 
     def posterior(self) -> dict[str, np.ndarray]:
         return {name: self.samples[:, i] for i, name in enumerate(self.parameters)}
 
 
-def _run_fingerprint(likelihood, space: ParameterSpace, settings: SamplerSettings) -> str:
-    """Identifies an analysis, so a checkpoint is only resumed by the run that wrote it."""
+def make_result(space: ParameterSpace, settings: SamplerSettings, *, samples, log_weights, log_likelihoods,
+                log_evidence: float, log_evidence_err: float, ncall: int, niter: int, walltime: float,
+                resumed_ncall: int = 0) -> NestedSamplingResult:
+    """Assemble a result; the equal-weight posterior is a systematic resample (seed + 1)."""
+    from dynesty.utils import resample_equal
+
+    log_weights = np.asarray(log_weights, dtype=float)
+    weights = np.exp(log_weights - np.logaddexp.reduce(log_weights))
+    rng = np.random.default_rng(settings.seed + 1)
+    equal = resample_equal(np.asarray(samples), weights / weights.sum(), rstate=rng)
+    logger.info("nested sampling done (%s): ln Z = %.3f +- %.3f, %d likelihood calls, %d dead points, "
+                "%.1f s", settings.engine, log_evidence, log_evidence_err, ncall, niter, walltime)
+    return NestedSamplingResult(
+        parameters=space.names,
+        samples=equal,
+        weighted_samples=np.asarray(samples),
+        log_weights=log_weights,
+        log_likelihoods=np.asarray(log_likelihoods),
+        log_evidence=float(log_evidence),
+        log_evidence_err=float(log_evidence_err),
+        ncall=int(ncall),
+        niter=int(niter),
+        walltime=float(walltime),
+        settings=asdict(settings),
+        resumed_ncall=int(resumed_ncall),
+    )
+
+
+def warn_failed(n_failed: int, n_total: int, what: str) -> None:
+    """Log that ``n_failed`` of ``n_total`` ``what`` had a non-finite likelihood."""
+    if n_failed:
+        logger.warning(
+            "%d of %d %s had a non-finite likelihood, counted as ln L = -inf (for FIREFLY: the "
+            "amplitude normal matrix could not be factorized, i.e. nearly degenerate modes or "
+            "detectors blind to the source; for any model: parameters outside the QNM table). "
+            "If this is a large fraction, narrow the priors or drop a mode.", n_failed, n_total, what)
+
+
+def run_fingerprint(likelihood, space: ParameterSpace, settings: SamplerSettings) -> str:
+    """Identifies an analysis, so a checkpoint is only resumed by the run that wrote it.
+
+    ``settings`` should be resolved; the checkpoint interval and ``maxcall`` are left out, so a
+    partial run can be continued without its limit.
+    """
     own = likelihood.fingerprint() if hasattr(likelihood, "fingerprint") else type(likelihood).__qualname__
     relevant = {k: v for k, v in asdict(settings).items() if k not in ("checkpoint_every", "maxcall")}
     text = f"{own};{space!r};{sorted(relevant.items())!r}"
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def run_nested(likelihood, space: ParameterSpace, settings: SamplerSettings = SamplerSettings(), *,
-               checkpoint_path: str | Path | None = None, resume: bool = False,
-               progress: bool = True) -> NestedSamplingResult:
-    """Run dynesty's static nested sampler on a batched likelihood.
-
-    Parameters
-    ----------
-    likelihood
-        Vectorized log likelihood: (n, ndim) -> (n,), with columns in ``space.names`` order
-        (a :class:`~gwtools.ringdown.likelihood.VectorizedLikelihood` is checked for that).
-    space
-        Sampled parameters and priors.
-    settings
-        Sampler settings (nlive, dlogz, seed, ...).
-    checkpoint_path
-        dynesty checkpoint file, written atomically every ``settings.checkpoint_every`` s.
-    resume
-        Continue from ``checkpoint_path`` if it exists (a warning is logged if it does not).
-        The run continues with the likelihood and priors stored in the checkpoint: resume
-        only with the configuration that started it.
-    progress
-        Show dynesty's progress line (iterations, calls, efficiency, ln Z, dlogz).
-    """
+def _check_parameters(likelihood, space: ParameterSpace) -> None:
     names = getattr(likelihood, "parameters", None)
     if names is not None and tuple(names) != space.names:
         raise ValueError(
             f"likelihood parameters {tuple(names)} differ from the sampled space {space.names}"
         )
-    loglike = _PoolLikelihood(likelihood)
-    checkpoint = str(checkpoint_path) if checkpoint_path is not None else None
-    start = time.time()
-    fingerprint = _run_fingerprint(likelihood, space, settings)
-    kwargs = dict(dlogz=settings.dlogz, print_progress=progress, maxcall=settings.maxcall)
-    if checkpoint:
-        kwargs.update(checkpoint_file=checkpoint, checkpoint_every=settings.checkpoint_every)
-    with BatchingPool(likelihood, settings.queue_size) as pool:
-        if resume and checkpoint and Path(checkpoint).exists():
-            stamp = Path(checkpoint + ".fingerprint")
-            if not stamp.exists() or stamp.read_text().strip() != fingerprint:
-                raise ValueError(
-                    f"the checkpoint {checkpoint} was made by a different analysis (data, model, "
-                    "priors or sampler settings changed): run without --resume, or delete the checkpoint"
-                )
-            logger.info("resuming nested sampling from %s", checkpoint)
-            sampler = dynesty.NestedSampler.restore(checkpoint, pool=pool)
-        else:
-            if checkpoint:
-                with atomic_path(checkpoint + ".fingerprint") as tmp:
-                    tmp.write_text(fingerprint + "\n")
-            if resume:
-                logger.warning("no checkpoint at %s: starting a new run", checkpoint)
-            sampler = dynesty.NestedSampler(
-                loglike,
-                space,
-                space.ndim,
-                nlive=settings.nlive,
-                bound=settings.bound,
-                sample=settings.sample,
-                pool=pool,
-                queue_size=settings.queue_size,
-                periodic=space.periodic_indices,
-                use_pool={"prior_transform": False, "loglikelihood": True,
-                          "propose_point": True, "update_bound": False},
-                rstate=np.random.default_rng(settings.seed),
-            )
-        sampler.run_nested(**kwargs)
-    res = sampler.results
-    failed = getattr(likelihood, "n_failed", 0)
-    if failed:
-        logger.warning(
-            "%d likelihood evaluations were not finite and counted as ln L = -inf (for FIREFLY: the "
-            "amplitude normal matrix could not be factorized, i.e. nearly degenerate modes or "
-            "detectors blind to the source; for any model: parameters outside the QNM table). "
-            "If this is a large fraction of the %d calls, narrow the priors or drop a mode.",
-            failed, int(np.sum(res.ncall)))
-    log_weights = res.logwt - res.logz[-1]
-    rng = np.random.default_rng(settings.seed + 1)
-    samples = resample_equal(res.samples, np.exp(log_weights), rstate=rng)
-    walltime = time.time() - start
-    logger.info(
-        "nested sampling done: ln Z = %.3f +- %.3f, %d likelihood calls in %d batches, %.1f s",
-        res.logz[-1], res.logzerr[-1], int(np.sum(res.ncall)), pool.batcher.n_batches, walltime)
-    return NestedSamplingResult(
-        parameters=space.names,
-        samples=samples,
-        weighted_samples=np.asarray(res.samples),
-        log_weights=np.asarray(log_weights),
-        log_likelihoods=np.asarray(res.logl),
-        log_evidence=float(res.logz[-1]),
-        log_evidence_err=float(res.logzerr[-1]),
-        ncall=int(np.sum(res.ncall)),
-        niter=int(res.niter),
-        walltime=walltime,
-        settings=asdict(settings),
-    )
+
+
+def run_nested(likelihood, space: ParameterSpace, settings: SamplerSettings = SamplerSettings(), *,
+               checkpoint_path: str | Path | None = None, resume: bool = False,
+               progress: bool = True) -> NestedSamplingResult:
+    """Run nested sampling of ``likelihood`` over ``space`` with the engine of ``settings``.
+
+    Parameters
+    ----------
+    likelihood
+        blackjax: a JAX likelihood with ``_point(row, data)`` and ``data`` (a
+        :class:`~gwtools.ringdown.likelihood.VectorizedLikelihood`); dynesty: any vectorized
+        log likelihood (n, ndim) -> (n,).  Columns in ``space.names`` order (checked where the
+        likelihood names its ``parameters``).
+    space
+        Sampled parameters and priors.
+    settings
+        Sampler settings (engine, nlive, dlogz, seed, ...).
+    checkpoint_path
+        Checkpoint file, written atomically every ``settings.checkpoint_every`` s (blackjax:
+        an ``.npz`` of arrays; dynesty: its own pickle, plus ``<path>.fingerprint``).
+    resume
+        Continue from ``checkpoint_path`` if it exists (a warning is logged if it does not).
+        A checkpoint written by a different analysis (data, model, priors or sampler
+        settings) or a truncated one raises :class:`ValueError`.
+    progress
+        Report progress (blackjax: one log line per chunk of steps; dynesty: its progress line).
+    """
+    _check_parameters(likelihood, space)
+    settings = settings.resolved(space.ndim)
+    fingerprint = run_fingerprint(likelihood, space, settings)
+    checkpoint = None if checkpoint_path is None else Path(checkpoint_path)
+    if settings.engine == "dynesty":
+        from gwtools.ringdown import dynesty_engine as engine
+    else:
+        from gwtools.ringdown import blackjax_engine as engine
+    return engine.run(likelihood, space, settings, fingerprint=fingerprint, checkpoint_path=checkpoint,
+                      resume=resume, progress=progress)
+
+
+def run_nested_batch(likelihood, datas, space: ParameterSpace, settings: SamplerSettings = SamplerSettings(),
+                     *, progress: bool = True) -> list[NestedSamplingResult]:
+    """Nested sampling of several analyses of equal shape that share a likelihood model.
+
+    Parameters
+    ----------
+    likelihood
+        A JAX likelihood (``_point(row, data)``); its own ``data`` is not used.
+    datas
+        The analyses: a sequence of :class:`~gwtools.ringdown.likelihood.AnalysisData` of
+        equal shapes, or one whose leaves are stacked along a leading axis.
+    space, settings
+        As for :func:`run_nested`.  Analysis ``i`` is seeded with ``(settings.seed, i)``.
+
+    Returns
+    -------
+    list of NestedSamplingResult, one per analysis (walltime: that of the whole batch).
+
+    With the blackjax engine all analyses run in one vmapped, compiled loop; an analysis that
+    has converged stops changing while the others go on.  With dynesty they run one after the
+    other.  No checkpoints are written.
+    """
+    _check_parameters(likelihood, space)
+    settings = settings.resolved(space.ndim)
+    if settings.engine == "dynesty":
+        import copy
+
+        from gwtools.ringdown import dynesty_engine
+
+        results = []
+        for i, data in enumerate(_unstack(datas)):
+            own = copy.copy(likelihood)
+            own.data, own._compiled = data, None
+            seeded = replace(settings, seed=_batch_seed(settings.seed, i))
+            results.append(dynesty_engine.run(own, space, seeded, fingerprint="", checkpoint_path=None,
+                                              resume=False, progress=progress))
+        return results
+    from gwtools.ringdown import blackjax_engine
+
+    return blackjax_engine.run_batch(likelihood, _stack(datas), space, settings, progress=progress)
+
+
+def _batch_seed(seed: int, index: int) -> int:
+    """A distinct, reproducible seed for analysis ``index`` of a batch (dynesty engine)."""
+    return int(hashlib.sha256(f"{seed}:{index}".encode()).hexdigest()[:8], 16)
+
+
+def _stack(datas):
+    """One pytree with a leading batch axis from a sequence of pytrees (or the stacked one)."""
+    import jax
+    import jax.numpy as jnp
+
+    if isinstance(datas, (list, tuple)):
+        if not datas:
+            raise ValueError("run_nested_batch needs at least one analysis")
+        shapes = {tuple(np.shape(leaf) for leaf in jax.tree_util.tree_leaves(d)) for d in datas}
+        if len(shapes) != 1:
+            raise ValueError("the analyses of a batch must have equal shapes (detectors, samples)")
+        return jax.tree_util.tree_map(lambda *leaves: jnp.stack(leaves), *datas)
+    return datas
+
+
+def _unstack(datas) -> list:
+    import jax
+
+    if isinstance(datas, (list, tuple)):
+        return list(datas)
+    leaves, treedef = jax.tree_util.tree_flatten(datas)
+    n = int(np.shape(leaves[0])[0])
+    return [jax.tree_util.tree_unflatten(treedef, [leaf[i] for leaf in leaves]) for i in range(n)]
+
+
+
+def warm_up(likelihood, space: ParameterSpace, settings: SamplerSettings = SamplerSettings()) -> float:
+    """Compile what a run of ``settings`` will call, without sampling; return the seconds taken.
+
+    Lets benchmarks time sampling apart from JAX compilation.  blackjax: the run's jitted
+    initialization and chunk of steps (for this likelihood object); dynesty: every padded batch
+    size of a :class:`~gwtools.ringdown.likelihood.VectorizedLikelihood` up to the batches
+    dynesty asks for.
+    """
+    settings = settings.resolved(space.ndim)
+    if settings.engine == "dynesty":
+        middle = space(np.full(space.ndim, 0.5))
+        return likelihood.warm_up(middle, max(settings.nlive, settings.queue_size))
+    from gwtools.ringdown import blackjax_engine
+
+    return blackjax_engine.warm_up(likelihood, space, settings)

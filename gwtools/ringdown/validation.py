@@ -20,7 +20,8 @@ from gwtools.ringdown.baseline import FullLikelihood, full_parameter_space
 from gwtools.ringdown.firefly import FireflyLikelihood, QuadraturePrior, reconstruct
 from gwtools.ringdown.likelihood import AnalysisData
 from gwtools.ringdown.model import RingdownModel
-from gwtools.ringdown.sampling import NestedSamplingResult, ParameterSpace, SamplerSettings, run_nested
+from gwtools.ringdown.priors import ParameterSpace
+from gwtools.ringdown.sampling import NestedSamplingResult, SamplerSettings, run_nested, warm_up
 
 __all__ = ["Comparison", "compare_firefly_with_full"]
 
@@ -32,6 +33,7 @@ class Comparison:
     """Outcome of one FIREFLY / full-parameter comparison (see module docstring)."""
 
     modes: tuple[str, ...]
+    engine: str
     nlive: int
     firefly_seconds: float
     firefly_reconstruction_seconds: float
@@ -56,6 +58,7 @@ class Comparison:
         """JSON-ready figures (no sample arrays)."""
         return {
             "modes": list(self.modes),
+            "engine": self.engine,
             "nlive": self.nlive,
             "firefly_seconds": self.firefly_seconds,
             "firefly_reconstruction_seconds": self.firefly_reconstruction_seconds,
@@ -98,26 +101,32 @@ def compare_firefly_with_full(model: RingdownModel, data: AnalysisData, space: P
     amplitude_max
         A_max of the flat-in-amplitude prior, AMPLITUDE_UNIT.
     settings
-        Sampler settings shared by both runs (the full run may use another ``sample`` method,
-        ``full_sample``: uniform sampling is hopeless in its higher dimension).
+        Sampler settings shared by both runs, engine included (blackjax: the default
+        ``num_inner_steps`` follows each run's dimension; dynesty: the full run uses the
+        ``sample`` method ``full_sample``, since uniform sampling is hopeless in its higher
+        dimension).
 
-    Both likelihoods are compiled for every batch size before the clocks start; the
-    compilation times are reported separately (``compile_seconds``).
+    Both runs are compiled before the clocks start (:func:`~gwtools.ringdown.sampling.warm_up`);
+    the compilation times are reported separately (``compile_seconds``).
     """
     prior = QuadraturePrior("flat", amplitude_max=amplitude_max)
     firefly = FireflyLikelihood(model, data, space.names, fixed, prior)
     full_space = full_parameter_space(space, model.amplitude_labels, amplitude_max)
     full = FullLikelihood(model, data, full_space.names, fixed)
-    max_batch = max(settings.nlive, settings.queue_size)
-    middle = full_space(np.full(full_space.ndim, 0.5))
-    compile_seconds = {"firefly": firefly.warm_up(middle[: space.ndim], max_batch),
-                       "full": full.warm_up(middle, max_batch)}
+    full_settings = replace(settings, sample=full_sample) if settings.engine == "dynesty" else settings
+    compile_seconds = {"firefly": warm_up(firefly, space, settings),
+                       "full": warm_up(full, full_space, full_settings)}
+    # the reconstruction compiles once per number of draws per sample: every one it may reach
+    middle = space(np.full((8, space.ndim), 0.5))
+    draws = [draws_per_sample * 4**k for k in range(4) if draws_per_sample * 4**k <= 64]
+    with np.errstate(invalid="ignore"):  # the prior's middle may hold no amplitude inside the prior
+        compile_seconds["reconstruction"] = _timed(lambda: [
+            reconstruct(firefly, middle, 0.0, 0.0, seed=0, draws_per_sample=d, min_ess=0.0) for d in draws])[1]
     ff_run: NestedSamplingResult
     ff_run, ff_sampling = _timed(lambda: run_nested(firefly, space, settings, progress=progress))
     rec, ff_reconstruct = _timed(lambda: reconstruct(firefly, ff_run.samples, ff_run.log_evidence,
                                                     ff_run.log_evidence_err, seed=settings.seed,
                                                     draws_per_sample=draws_per_sample))
-    full_settings = replace(settings, sample=full_sample)
     full_run, full_seconds = _timed(lambda: run_nested(full, full_space, full_settings, progress=progress))
 
     idx = rec.physical_indices
@@ -131,6 +140,7 @@ def compare_firefly_with_full(model: RingdownModel, data: AnalysisData, space: P
                 rec.log_evidence_physical, full_run.log_evidence)
     return Comparison(
         modes=tuple(str(m) for m in model.modes),
+        engine=settings.engine,
         nlive=settings.nlive,
         firefly_seconds=ff_sampling + ff_reconstruct,
         firefly_reconstruction_seconds=ff_reconstruct,
