@@ -49,7 +49,8 @@ class FullLikelihood(VectorizedLikelihood):
         return jnp.stack([amplitude * jnp.cos(phase), amplitude * jnp.sin(phase)], axis=-1).ravel()
 
     def _point(self, row, data):
-        return log_likelihood(self.model, self.segment(row, data), self.quadratures(row), *self.nonlinear(row))
+        return log_likelihood(self.model, data, self.quadratures(row), *self.nonlinear(row),
+                              start_shift=self.start_shift(row))
 
 
 def full_parameter_space(nonlinear: ParameterSpace, amplitude_labels, amplitude_max: float) -> ParameterSpace:

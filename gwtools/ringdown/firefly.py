@@ -47,6 +47,7 @@ from gwtools.ringdown.likelihood import (
     AnalysisData,
     VectorizedLikelihood,
     projections,
+    segment_log_l0,
 )
 from gwtools.ringdown.model import RingdownModel
 
@@ -195,11 +196,12 @@ class FireflyLikelihood(VectorizedLikelihood):
         self.prior = prior
 
     def _projections(self, row, data):
-        return projections(self.model, self.segment(row, data), *self.nonlinear(row))
+        return projections(self.model, data, *self.nonlinear(row), start_shift=self.start_shift(row))
 
     def _point(self, row, data):
         overlap_data, normal = self._projections(row, data)
-        return marginal_log_likelihood(overlap_data, normal, self.segment(row, data).log_l0, self.prior)
+        return marginal_log_likelihood(overlap_data, normal, segment_log_l0(data, self.start_shift(row)),
+                                       self.prior)
 
 
 _RECONSTRUCTION_CHUNK = 256  # posterior samples per compiled call: one compilation for any n
