@@ -952,7 +952,8 @@ def analysis_windows(config: RingdownConfig) -> dict[str, dict[str, tuple[float,
     lo, hi = start_window_seconds(config)
     windows = {}
     for detector in config.data.detectors:
-        windows[detector] = {ON_SOURCE: (starts[detector] + lo, starts[detector] + hi + config.analysis.duration)}
+        first = starts[detector]
+        windows[detector] = {ON_SOURCE: (first + lo, first + hi + config.analysis.duration)}
         if config.noise.method == "welch":
             begin, end = config.noise.offsource
             windows[detector][OFF_SOURCE] = (peak + begin, peak + end)
@@ -961,7 +962,8 @@ def analysis_windows(config: RingdownConfig) -> dict[str, dict[str, tuple[float,
 
 def _start_key(config: RingdownConfig) -> str:
     analysis = config.analysis
-    given = [k for k in ("start_window_ms", "start_time", "start_offset_m") if getattr(analysis, k) is not None]
+    keys = ("start_window_ms", "start_time", "start_offset_m")
+    given = [k for k in keys if getattr(analysis, k) is not None]
     return given[0] if given else "start_offset_ms"
 
 

@@ -511,7 +511,7 @@ def build_result(
         units[f"damping_time_{mode}"] = "s"
 
     draws = theta[:WAVEFORM_DRAWS]
-    nonlinear = np.array([[float(v) for v in likelihood.nonlinear(row)] + [float(likelihood.value(row, START_SHIFT))]
+    nonlinear = np.array([[float(v) for v in (*likelihood.nonlinear(row), likelihood.start_shift(row))]
                           for row in draws])
     waveforms = _whitened_waveforms(likelihood, prepared, nonlinear, quadratures[:WAVEFORM_DRAWS])
 
@@ -645,7 +645,8 @@ def make_plots(
         ),
     ]
     if len(result.search_parameters) > 2:
-        columns = {name: post[name] * (1e3 if name == START_SHIFT else 1.0) for name in result.search_parameters}
+        columns = {name: post[name] * (1e3 if name == START_SHIFT else 1.0)
+                   for name in result.search_parameters}
         paths.append(plots.plot_corner(columns, directory / f"{label}_corner.png", labels=_CORNER_LABELS,
                                        run_id=run_id))
     measured = {m: (post[f"frequency_{m}"], post[f"damping_time_{m}"]) for m in modes}
