@@ -16,27 +16,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 import jax
 import numpy as np
+from likelihood import best_time  # benchmarks/likelihood.py, beside this script
 
 from gwtools.ringdown import pipeline
 from gwtools.ringdown.config import load_config, override
 
 ROOT = Path(__file__).resolve().parents[1]
 BATCHES = (64, 1024)
-
-
-def best_time(fn, repeat: int) -> float:
-    """Best wall time of ``repeat`` calls (s)."""
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def likelihood_of(config):
