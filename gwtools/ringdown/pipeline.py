@@ -286,7 +286,7 @@ def cut_segments(
         ts = strain[detector]
         segments[detector], since_start = conditioning.extract_segment(ts, t_start, duration)
         times.append(since_start)
-        first.append(int(round((segments[detector].t0 - ts.t0) * ts.sample_rate)))
+        first.append(round((segments[detector].t0 - ts.t0) * ts.sample_rate))
     times = np.stack(times)
     if start_window is None:
         return segments, times, np.stack([segment.data for segment in segments.values()])
