@@ -12,7 +12,7 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
-from gwtools.ringdown.likelihood import NONLINEAR_PARAMETERS, VectorizedLikelihood, log_likelihood
+from gwtools.ringdown.likelihood import VectorizedLikelihood, log_likelihood
 from gwtools.ringdown.priors import ParameterSpace, PriorRange
 
 __all__ = ["FullLikelihood", "full_parameter_space"]
@@ -28,14 +28,16 @@ class FullLikelihood(VectorizedLikelihood):
     :func:`~gwtools.ringdown.likelihood.projections`.
     """
 
-    def known_parameters(self) -> tuple[str, ...]:
+    def amplitude_parameters(self) -> tuple[str, ...]:
         labels = self.model.amplitude_labels
-        return NONLINEAR_PARAMETERS + tuple(f"amplitude_{x}" for x in labels) + tuple(
-            f"phase_{x}" for x in labels)
+        return tuple(f"amplitude_{x}" for x in labels) + tuple(f"phase_{x}" for x in labels)
+
+    def known_parameters(self) -> tuple[str, ...]:
+        return super().known_parameters() + self.amplitude_parameters()
 
     def _check_parameters(self) -> None:
         super()._check_parameters()
-        missing = [p for p in self.known_parameters()[len(NONLINEAR_PARAMETERS):] if p not in self.parameters]
+        missing = [p for p in self.amplitude_parameters() if p not in self.parameters]
         if missing:
             raise ValueError(f"the full-parameter likelihood must sample {missing}")
 
@@ -47,7 +49,8 @@ class FullLikelihood(VectorizedLikelihood):
         return jnp.stack([amplitude * jnp.cos(phase), amplitude * jnp.sin(phase)], axis=-1).ravel()
 
     def _point(self, row, data):
-        return log_likelihood(self.model, data, self.quadratures(row), *self.nonlinear(row))
+        return log_likelihood(self.model, data, self.quadratures(row), *self.nonlinear(row),
+                              start_shift=self.start_shift(row))
 
 
 def full_parameter_space(nonlinear: ParameterSpace, amplitude_labels, amplitude_max: float) -> ParameterSpace:

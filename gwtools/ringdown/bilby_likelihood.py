@@ -4,9 +4,9 @@
 (QNM amplitudes and phases integrated out analytically, arXiv:2502.01093) in the interface of
 :class:`bilby.core.likelihood.Likelihood`: ``log_likelihood(parameters)`` evaluates the
 marginal at the remnant ``final_mass`` (detector-frame solar masses) and ``final_spin``, and at
-``inclination`` / ``polarization`` (rad) where those are sampled.  The value is a pure function
-of ``parameters``: nothing is stored on the instance between calls (bilby's
-parameters-as-state is deprecated).  :func:`from_config` builds the likelihood and the matching
+``inclination`` / ``polarization`` (rad) and ``start_shift`` (s) where those are sampled.  The
+value is a pure function of ``parameters``: nothing is stored on the instance between calls
+(bilby's parameters-as-state is deprecated).  :func:`from_config` builds the likelihood and the matching
 bilby priors from a run configuration.
 
 What bilby's sampler returns is the posterior and the evidence under the *quadrature* prior
@@ -35,6 +35,7 @@ import numpy as np
 
 from gwtools.ringdown.config import RingdownConfig
 from gwtools.ringdown.firefly import FireflyLikelihood
+from gwtools.ringdown.likelihood import log_noise_evidence
 from gwtools.ringdown.results import bilby_priors
 
 __all__ = ["FireflyBilbyLikelihood", "from_config"]
@@ -98,8 +99,9 @@ class FireflyBilbyLikelihood(bilby.core.likelihood.Likelihood):
         return self.log_likelihood(parameters) - self.noise_log_likelihood()
 
     def noise_log_likelihood(self) -> float:
-        """ln L of the data with no signal."""
-        return float(self.firefly.data.log_l0)
+        """ln L of the data with no signal (with a start window: its average over the window,
+        :func:`~gwtools.ringdown.likelihood.log_noise_evidence`)."""
+        return log_noise_evidence(self.firefly.data)
 
 
 def from_config(
@@ -109,7 +111,8 @@ def from_config(
 
     Data, noise and priors are those of :func:`gwtools.ringdown.pipeline.run_pipeline`: the
     remnant mass and spin uniform on ``[prior]`` ranges, the inclination fixed or sine-distributed
-    as ``[prior] cos_inclination`` says, the polarization fixed to ``[event] psi``.
+    as ``[prior] cos_inclination`` says, the polarization fixed to ``[event] psi`` or uniform
+    on ``[prior] psi``, the start shift uniform in ``[analysis] start_window_ms`` if given.
 
     Parameters
     ----------

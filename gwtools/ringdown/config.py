@@ -14,7 +14,10 @@ Times
 light-travel delay for ``ra``/``dec``.  The analysis starts at ``time`` plus exactly one of
 ``start_offset_ms`` (milliseconds), ``start_offset_m`` (units of G M / c^3 of
 ``reference_mass``) or at the absolute ``start_time`` (GPS, also in the reference detector);
-with none of them it starts at the peak.
+with none of them it starts at the peak.  ``start_window_ms = [lo, hi]`` (ms, lo <= 0 <= hi)
+samples the start time uniformly within that window around this start, in the reference
+detector's frame; the detectors' start times follow from the fixed sky position, so each moves
+by the same shift.
 
 Checks against the files
 ------------------------
@@ -68,6 +71,7 @@ __all__ = [
     "override",
     "parse_config",
     "start_offset_seconds",
+    "start_window_seconds",
     "peak_geocenter",
     "analysis_windows",
     "check_inputs",
@@ -187,6 +191,9 @@ class AnalysisConfig:
         High-pass corner, Hz (0 disables it).
     f_high : float or None
         Low-pass corner, Hz; ``None`` keeps everything below the Nyquist frequency.
+    start_window_ms : tuple of float or None
+        Sample the start time uniformly in ``[lo, hi]`` ms relative to the start above
+        (lo <= 0 <= hi); ``None`` fixes it.
     """
 
     start_time: float | None = None
@@ -197,6 +204,7 @@ class AnalysisConfig:
     sample_rate: float = 2048.0
     f_low: float = 20.0
     f_high: float | None = None
+    start_window_ms: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -272,7 +280,11 @@ class PriorConfig:
     amplitude_max : float
         Largest mode amplitude (strain) of the flat-in-amplitude prior and the quadrature disc.
     cos_inclination : float or tuple of float
-        Fixed cosine of the inclination, or a uniform range to sample.
+        Fixed cosine of the inclination, or a uniform range to sample (flat in cos iota).
+    psi : tuple of float or None
+        Range of the polarization angle to sample uniformly, rad, at most pi long (the antenna
+        patterns repeat after pi); a range of exactly pi is sampled as periodic.  ``None``
+        fixes it to ``[event] psi``.
     quadrature : {"flat", "gaussian"}
         Prior on the mode quadratures used inside the sampler; the physical (flat in amplitude)
         prior is always reached afterwards by importance reweighting.
@@ -286,6 +298,7 @@ class PriorConfig:
     cos_inclination: float | tuple[float, float] = -1.0
     quadrature: str = "flat"
     quadrature_scale: float | None = None
+    psi: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -474,9 +487,9 @@ def _parse_data(raw: Mapping[str, Any], base_dir: Path) -> DataConfig:
 
 
 def _data_span(config: RingdownConfig) -> tuple[float, float]:
-    """GPS span of strain every detector needs: segment and off-source window, with delays."""
-    begin = start_offset_seconds(config)
-    end = begin + config.analysis.duration
+    """GPS span of strain every detector needs: segment(s) and off-source window, with delays."""
+    begin, end = (start_offset_seconds(config) + shift for shift in start_window_seconds(config))
+    end += config.analysis.duration
     if config.noise.method == "welch":
         begin = min(begin, *(a for a, _ in config.noise.offsource))
         end = max(end, *(b for _, b in config.noise.offsource))
@@ -558,6 +571,15 @@ def _parse_analysis(raw: Mapping[str, Any]) -> AnalysisConfig:
             raise _fail("analysis", "f_low", f"must be >= 0, got {values['f_low']}")
     if "f_high" in table:
         values["f_high"] = _positive("analysis", "f_high", table["f_high"])
+    if "start_window_ms" in table:
+        window = _interval("analysis", "start_window_ms", table["start_window_ms"])
+        if not window[0] <= 0.0 <= window[1]:
+            raise _fail(
+                "analysis", "start_window_ms",
+                f"{list(window)} ms does not contain the configured start (0): give the window "
+                "relative to the start, e.g. move start_offset_ms into it and use [-1.0, 1.0]",
+            )
+        values["start_window_ms"] = window
     analysis = AnalysisConfig(**values)
     nyquist = analysis.sample_rate / 2
     if analysis.f_low >= nyquist:
@@ -709,10 +731,34 @@ def _parse_prior(raw: Mapping[str, Any]) -> PriorConfig:
         values["quadrature_scale"] = _positive(
             "prior", "quadrature_scale", table["quadrature_scale"]
         )
+    if "psi" in table:
+        values["psi"] = _polarization_range(table["psi"])
     prior = PriorConfig(**values)
     if prior.quadrature == "gaussian" and prior.quadrature_scale is None:
         raise _fail("prior", "quadrature_scale", "required with quadrature = \"gaussian\"")
     return prior
+
+
+#: Period of the antenna patterns in the polarization angle, rad: psi and psi + pi are one polarization.
+PSI_PERIOD = math.pi
+
+#: A psi range this close to the period (rad) is the whole period (e.g. [0, 3.1416]).
+_PSI_PERIOD_TOLERANCE = 1e-4
+
+
+def _polarization_range(value: Any) -> tuple[float, float]:
+    """``[prior] psi``: a range of at most one period; one of (about) a period is exactly one."""
+    lo, hi = _interval("prior", "psi", value)
+    if hi - lo > PSI_PERIOD + _PSI_PERIOD_TOLERANCE:
+        raise _fail(
+            "prior", "psi",
+            f"[{lo}, {hi}] is {hi - lo:.4g} rad long, more than the period pi of the antenna "
+            "patterns (psi and psi + pi are the same polarization): give at most pi, e.g. "
+            f"[0.0, {math.pi!r}]",
+        )
+    if hi - lo >= PSI_PERIOD - _PSI_PERIOD_TOLERANCE:
+        hi = lo + PSI_PERIOD
+    return lo, hi
 
 
 def _parse_sampler(raw: Mapping[str, Any]) -> SamplerSettings:
@@ -794,16 +840,22 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: str | os.PathLike = ".") -
         config = _files_from_directory(config)
     if config.noise.method == "welch":
         # the noise estimate must not see the signal; allow for the inter-detector delays
-        start = start_offset_seconds(config)
+        first, last = (start_offset_seconds(config) + shift for shift in start_window_seconds(config))
         for begin, end in config.noise.offsource:
-            if begin < start + config.analysis.duration + _MAX_DELAY and end > start - _MAX_DELAY:
+            if begin < last + config.analysis.duration + _MAX_DELAY and end > first - _MAX_DELAY:
                 raise _fail(
                     "noise",
                     "offsource",
                     f"window {[begin, end]} s overlaps the analysis segment "
-                    f"[{start:.4f}, {start + config.analysis.duration:.4f}] s after the peak "
+                    f"[{first:.4f}, {last + config.analysis.duration:.4f}] s after the peak "
                     f"(with the {1e3 * _MAX_DELAY:.1f} ms light-travel margin between detectors)",
                 )
+    if config.prior.psi is not None and config.model.polarization == "free":
+        raise _fail(
+            "prior", "psi",
+            "the 'free' polarization model absorbs psi into its independent plus and cross "
+            "amplitudes, so psi cannot be measured: remove [prior] psi or use polarization = 'kerr'",
+        )
     return config
 
 
@@ -929,6 +981,12 @@ def start_offset_seconds(config: RingdownConfig) -> float:
     return 0.0
 
 
+def start_window_seconds(config: RingdownConfig) -> tuple[float, float]:
+    """``[analysis] start_window_ms`` in seconds, (0, 0) for a fixed start."""
+    window = config.analysis.start_window_ms
+    return (0.0, 0.0) if window is None else (1e-3 * window[0], 1e-3 * window[1])
+
+
 def peak_geocenter(config: RingdownConfig) -> float:
     """GPS time of the signal peak at the geocentre, s (``[event] time`` moved from its
     reference detector with the light-travel delay of the sky position)."""
@@ -949,10 +1007,11 @@ def analysis_windows(config: RingdownConfig) -> dict[str, dict[str, tuple[float,
     Returns
     -------
     dict of str to dict of str to (float, float)
-        Per detector: ``"on-source segment"``, ``[start, start + duration)`` at that
-        detector's start time, and for Welch noise estimates ``"off-source noise window"``,
-        ``[peak + begin, peak + end)`` with the geocentric peak; with several off-source
-        windows, ``"off-source noise window 1"``, ``... 2`` and so on.
+        Per detector: ``"on-source segment"``, ``[start + lo, start + hi + duration)`` at that
+        detector's start time (lo = hi = 0 without a start window), and for Welch noise
+        estimates ``"off-source noise window"``, ``[peak + begin, peak + end)`` with the
+        geocentric peak; with several off-source windows, ``"off-source noise window 1"``,
+        ``... 2`` and so on.
     """
     from gwtools.ringdown import detectors
 
@@ -961,9 +1020,11 @@ def analysis_windows(config: RingdownConfig) -> dict[str, dict[str, tuple[float,
     starts = detectors.detector_start_times(
         start, config.event.ra, config.event.dec, config.data.detectors
     )
+    lo, hi = start_window_seconds(config)
     windows = {}
     for detector in config.data.detectors:
-        windows[detector] = {ON_SOURCE: (starts[detector], starts[detector] + config.analysis.duration)}
+        first = starts[detector]
+        windows[detector] = {ON_SOURCE: (first + lo, first + hi + config.analysis.duration)}
         if config.noise.method == "welch":
             for name, (begin, end) in zip(_offsource_names(config), config.noise.offsource):
                 windows[detector][name] = (peak + begin, peak + end)
@@ -977,7 +1038,8 @@ def _offsource_names(config: RingdownConfig) -> list[str]:
 
 def _start_key(config: RingdownConfig) -> str:
     analysis = config.analysis
-    given = [k for k in ("start_time", "start_offset_m") if getattr(analysis, k) is not None]
+    keys = ("start_window_ms", "start_time", "start_offset_m")
+    given = [k for k in keys if getattr(analysis, k) is not None]
     return given[0] if given else "start_offset_ms"
 
 
@@ -1023,7 +1085,8 @@ def _check_strain_file(config: RingdownConfig, detector: str, windows) -> None:
         raise _fail(
             "analysis", _start_key(config),
             f"the {detector} segment GPS [{begin:.4f}, {end:.4f}) is not inside the {detector} "
-            f"data, {info.span()}: choose a start time within the data",
+            f"data, {info.span()}: choose a start time{' and window' if analysis.start_window_ms else ''} "
+            "within the data",
         )
     for name, relative in zip(_offsource_names(config), config.noise.offsource):
         if name not in windows:

@@ -5,7 +5,7 @@ The log likelihood is quadratic in the quadratures B (see :mod:`gwtools.ringdown
     ln L(theta, B) = ln L0 + S^T B - 1/2 B^T M B,
 
 so B integrates out in closed form and nested sampling explores only the nonlinear parameters
-theta (final mass, final spin and optionally inclination and polarization).  Three quadrature
+theta (final mass, final spin and optionally inclination, polarization and start time).  Three quadrature
 priors are supported:
 
 ``flat``
@@ -47,6 +47,7 @@ from gwtools.ringdown.likelihood import (
     AnalysisData,
     VectorizedLikelihood,
     projections,
+    segment_log_l0,
 )
 from gwtools.ringdown.model import RingdownModel
 
@@ -178,9 +179,11 @@ class FireflyLikelihood(VectorizedLikelihood):
         Precomputed analysis data (:func:`~gwtools.ringdown.likelihood.build_analysis_data`).
     parameters
         Names of the sampled parameters, in the order of the columns of theta; a subset of
-        ``final_mass, final_spin, inclination, polarization``.
+        ``final_mass, final_spin, inclination, polarization, start_shift`` (the last with
+        data prepared for a start window).
     fixed
-        Values of the parameters that are not sampled (inclination and polarization default to 0).
+        Values of the parameters that are not sampled (inclination, polarization and start
+        shift default to 0).
     prior
         Quadrature prior of the marginalization.
 
@@ -193,11 +196,12 @@ class FireflyLikelihood(VectorizedLikelihood):
         self.prior = prior
 
     def _projections(self, row, data):
-        return projections(self.model, data, *self.nonlinear(row))
+        return projections(self.model, data, *self.nonlinear(row), start_shift=self.start_shift(row))
 
     def _point(self, row, data):
         overlap_data, normal = self._projections(row, data)
-        return marginal_log_likelihood(overlap_data, normal, data.log_l0, self.prior)
+        return marginal_log_likelihood(overlap_data, normal, segment_log_l0(data, self.start_shift(row)),
+                                       self.prior)
 
 
 _RECONSTRUCTION_CHUNK = 256  # posterior samples per compiled call: one compilation for any n

@@ -35,6 +35,23 @@ computed once, in :func:`build_analysis_data`; :mod:`gwtools.ringdown.direct` ke
 whitening-matrix form as the reference.  All arrays are kept in units of
 :data:`~gwtools.ringdown.model.AMPLITUDE_UNIT` so the normal matrix M is of order unity; ln L
 itself is the likelihood density of the strain data.
+
+Start time within a window
+--------------------------
+The analysis may also sample the start time, as a shift s (seconds, ``start_shift``) of the
+configured start within a window [lo, hi] (lo <= 0 <= hi).  The sky position is fixed, so the
+start moves by s in every detector.  Detector i's segment then begins at the first sample at or
+after its shifted start, j_i(s) = ceil((s - g_i) / dt) samples after the first sample of the
+configured segment (g_i in [0, dt) is that sample's time after the configured start), and the
+template starts t0_i = g_i + j_i dt - s in [0, dt) before it.  The n x n covariance of an
+n-sample stretch of stationary noise does not depend on where it starts, so the predictor is
+shared by all candidate segments; T^-1 d and ln L0 of every segment the window can reach are
+precomputed (:class:`StartWindow`).  A point evaluates the polynomial u(z) of every candidate
+(their coefficients are shared by all points of a batch) and picks its own by index, with
+ln L0 (:func:`segment_log_l0`): the likelihood stays O(n K) per point and compiled.  ln L0 of
+each candidate is the full normalized Gaussian density of that segment, so ln L(s) is the
+likelihood of the data selected by s; :func:`log_noise_evidence` gives the matching noise-only
+evidence.
 """
 
 from __future__ import annotations
@@ -42,32 +59,45 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, fields
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy.special import logsumexp
 
+# the segment cut for a start time must be the one conditioning.extract_segment cuts
+from gwtools.io.strain import _INDEX_TOLERANCE
 from gwtools.ringdown.model import AMPLITUDE_UNIT, RingdownModel, decay_rates, mixing_matrix
 from gwtools.ringdown.noise import ToeplitzNoise
 
 __all__ = [
     "AnalysisData",
     "SegmentData",
+    "StartWindow",
     "build_analysis_data",
     "check_analysis_inputs",
     "log_likelihood",
+    "log_noise_evidence",
     "mode_noise_products",
     "polynomial_values",
     "projections",
     "quadrature_projections",
     "rotate_antenna",
+    "segment_log_l0",
+    "start_steps",
+    "window_steps",
 ]
 
 
+
 class SegmentData:
-    """Base of the analysis-data pytrees: every dataclass field but ``detectors`` is an array leaf
-    with the detectors on its first axis (``log_l0``, a sum over detectors, is a scalar);
-    ``detectors`` (names) is static."""
+    """Base of the analysis-data pytrees: every dataclass field but ``detectors`` is a child (an
+    array with the detectors on its first axis, a scalar ``log_l0`` summed over detectors, or a
+    sub-tree such as :class:`StartWindow`); ``detectors`` (names) is static."""
+
+    #: Candidate segments of a sampled start time; data without the field have a fixed start.
+    start_window = None
 
     def tree_flatten(self):
         children = tuple(getattr(self, f.name) for f in fields(self) if f.name != "detectors")
@@ -86,13 +116,37 @@ class SegmentData:
         return int(self.times.shape[0])
 
 
+class StartWindow(NamedTuple):
+    """The candidate segments of a start time sampled within a window (a pytree of arrays).
+
+    Candidate m of detector i is the n-sample segment whose first sample lies
+    ``first_step[i] + m`` samples after the first sample of the configured segment.
+
+    Attributes
+    ----------
+    bounds
+        (2,) the window [lo, hi] of start shifts relative to the configured start, s (lo <= 0 <= hi).
+    first_step
+        (n_det,) integer step of candidate 0 (<= 0), from :func:`window_steps`.
+    weighted_data
+        (n_det, n_starts, n) T_i^-1 d of every candidate, AMPLITUDE_UNIT^-1.
+    log_l0
+        (n_det, n_starts) ln L at zero signal of every candidate, in strain units.
+    """
+
+    bounds: jax.Array
+    first_step: jax.Array
+    weighted_data: jax.Array
+    log_l0: jax.Array
+
+
 @jax.tree_util.register_pytree_node_class
 @dataclass(frozen=True)
 class AnalysisData(SegmentData):
     """Precomputed, parameter-independent pieces of a ringdown likelihood.
 
-    Every array has a fixed shape for given (n_det, n), so analyses of equal shape can be
-    stacked leaf by leaf and vmapped over (e.g. the start times of a scan).
+    Every array has a fixed shape for given (n_det, n) and start window, so analyses of equal
+    shape can be stacked leaf by leaf and vmapped over (e.g. the start times of a scan).
 
     Attributes
     ----------
@@ -108,6 +162,9 @@ class AnalysisData(SegmentData):
         (n_det,) its prediction error E, in units of AMPLITUDE_UNIT^2.
     weighted_data
         (n_det, n) T_i^-1 d_i with d in units of AMPLITUDE_UNIT (AMPLITUDE_UNIT^-1).
+    start_window
+        The candidate segments of a sampled start time (:class:`StartWindow`), or None for a
+        fixed start.  The fields above always describe the configured start (shift 0).
     detectors
         Detector names, in the order of the arrays (static, not traced).
     """
@@ -118,13 +175,14 @@ class AnalysisData(SegmentData):
     predictor: jax.Array
     prediction_error: jax.Array
     weighted_data: jax.Array
+    start_window: StartWindow | None = None
     detectors: tuple[str, ...] = ()
 
 
 def check_analysis_inputs(times, data, acfs, antenna, detectors=()):
     """Validate the inputs of an analysis and return them as float arrays.
 
-    Parameters are as for :func:`build_analysis_data`.
+    Parameters are as for :func:`build_analysis_data` (for a fixed start).
 
     Returns
     -------
@@ -166,50 +224,199 @@ def check_analysis_inputs(times, data, acfs, antenna, detectors=()):
     return times, data, acfs, antenna, detectors
 
 
-def build_analysis_data(times, data, acfs, antenna, detectors=()) -> AnalysisData:
+def start_steps(start_shift, grid_offset, delta_t):
+    """Where each detector's segment begins when the start moves by ``start_shift``.
+
+    Parameters
+    ----------
+    start_shift
+        s, the start relative to the configured start (scalar).
+    grid_offset
+        (n_det,) time of the configured segment's first sample after the configured start, s,
+        in [0, delta_t).
+    delta_t
+        Sampling interval, s.
+
+    Returns
+    -------
+    (steps, offsets)
+        steps (n_det,): the first sample at or after the shifted start, counted in samples from
+        the configured segment's first sample (integer-valued floats); offsets (n_det,): the
+        time of that sample after the shifted start, s, in [0, delta_t) (the template's t0).
+    """
+    steps = jnp.ceil((start_shift - grid_offset) / delta_t - _INDEX_TOLERANCE)
+    return steps, jnp.maximum(grid_offset + steps * delta_t - start_shift, 0.0)
+
+
+def window_steps(grid_offset, delta_t, window) -> tuple[np.ndarray, int]:
+    """The candidate segments a start window can reach: first step and their number.
+
+    Parameters
+    ----------
+    grid_offset, delta_t
+        As for :func:`start_steps`.
+    window
+        (lo, hi), s: start shifts relative to the configured start, lo <= 0 <= hi, lo < hi.
+
+    Returns
+    -------
+    (first_step, n_starts)
+        first_step (n_det,) int: the step of the earliest candidate (<= 0); n_starts: the number
+        of candidates per detector, floor((hi - lo) / delta_t) + 2, which bounds the number of
+        distinct steps in any detector and depends only on the window and the rate, so analyses
+        of one configuration have arrays of equal shape.
+
+    Raises
+    ------
+    ValueError
+        If the window does not contain the configured start (0) or is empty.
+    """
+    lo, hi = (float(x) for x in window)
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo <= 0.0 <= hi and lo < hi):
+        raise ValueError(
+            f"the start window [{lo}, {hi}] s must contain the configured start 0 and have lo < hi")
+    first_step, _ = start_steps(lo, np.asarray(grid_offset, dtype=float), float(delta_t))
+    return np.asarray(first_step).astype(int), int(np.floor((hi - lo) / delta_t)) + 2
+
+
+def _window_segments(times, data, start_window):
+    """Split window input into the configured segments and the stretches of all candidates."""
+    times = np.atleast_2d(np.asarray(times, dtype=float))
+    stretch = np.atleast_2d(np.asarray(data, dtype=float))
+    n_det, n = times.shape
+    if n < 2:
+        raise ValueError(f"the analysis segment needs at least 2 samples, got {n}")
+    first_step, n_starts = window_steps(times[:, 0], times[0, 1] - times[0, 0], start_window)
+    if stretch.shape != (n_det, n + n_starts - 1):
+        raise ValueError(
+            f"with a start window of {n_starts} candidate segments the data must have shape "
+            f"({n_det}, {n + n_starts - 1}) (the strain from the earliest candidate's first sample), "
+            f"got {stretch.shape}"
+        )
+    if not np.all(np.isfinite(stretch)):
+        raise ValueError("data contains NaN or inf: check the input strain and noise estimate")
+    segments = np.stack([row[-k:n - k] for row, k in zip(stretch, first_step)])
+    return segments, stretch, first_step, n_starts
+
+
+def build_analysis_data(times, data, acfs, antenna, detectors=(), start_window=None) -> AnalysisData:
     """Precompute the noise predictors and the noise-weighted data once per analysis.
 
     Parameters
     ----------
     times
-        (n_det, n) seconds since the analysis start in each detector (>= 0).
+        (n_det, n) seconds since the (configured) analysis start in each detector (>= 0).
     data
-        (n_det, n) strain (dimensionless) of the analysis segments.
+        (n_det, n) strain (dimensionless) of the analysis segments.  With ``start_window``,
+        (n_det, n + n_starts - 1): each detector's strain from the first sample of its earliest
+        candidate segment (``first_step`` samples after the configured segment's first sample;
+        :func:`window_steps` gives both numbers).
     acfs
         (n_det, n) noise autocovariance at lags 0 .. n-1, strain^2.
     antenna
         (n_det, 2) antenna patterns (F_plus, F_cross) at polarization angle 0.
     detectors
         Detector names for messages.
+    start_window
+        (lo, hi), s: precompute T^-1 d and ln L0 of every segment a start shifted by lo .. hi
+        from the configured start can select (:class:`StartWindow`); None for a fixed start.
 
     Raises
     ------
     ValueError
-        On mismatched shapes, non-finite input, or a covariance that is not numerically
-        positive definite or is ill-conditioned (see :func:`gwtools.ringdown.noise.cholesky_factor`).
+        On mismatched shapes, non-finite input, a window that does not contain the configured
+        start, or a covariance that is not numerically positive definite or is ill-conditioned
+        (see :func:`gwtools.ringdown.noise.cholesky_factor`).
     """
-    times, data, acfs, antenna, detectors = check_analysis_inputs(times, data, acfs, antenna, detectors)
-    n_det, n = data.shape
+    if start_window is None:
+        segments = np.atleast_2d(np.asarray(data, dtype=float))
+        stretch, first_step, n_starts = segments, np.zeros(len(segments), dtype=int), 1
+    else:
+        segments, stretch, first_step, n_starts = _window_segments(times, data, start_window)
+    times, segments, acfs, antenna, detectors = check_analysis_inputs(
+        times, segments, acfs, antenna, detectors)
+    n_det, n = segments.shape
     predictor = np.empty((n_det, n))
     prediction_error = np.empty(n_det)
-    weighted = np.empty((n_det, n))
-    log_l0 = 0.0
+    weighted = np.empty((n_det, n_starts, n))
+    log_l0 = np.empty((n_det, n_starts))
     for i, det in enumerate(detectors):
         noise = ToeplitzNoise.from_acf(acfs[i] / AMPLITUDE_UNIT**2, det)
-        scaled = data[i] / AMPLITUDE_UNIT
+        # one n-sample candidate per start: the covariance, hence the predictor, is shared
+        scaled = np.lib.stride_tricks.sliding_window_view(stretch[i] / AMPLITUDE_UNIT, n)
         predictor[i], prediction_error[i] = noise.predictor, noise.prediction_error
         weighted[i] = noise.solve(scaled)
         log_det_cov = noise.log_det + 2.0 * n * np.log(AMPLITUDE_UNIT)
-        log_l0 += -0.5 * scaled @ weighted[i] - 0.5 * log_det_cov - 0.5 * n * np.log(2 * np.pi)
+        log_l0[i] = (-0.5 * np.sum(scaled * weighted[i], axis=-1) - 0.5 * log_det_cov
+                     - 0.5 * n * np.log(2 * np.pi))
+    configured = -first_step  # candidate index of the configured start
+    window = None
+    if start_window is not None:
+        window = StartWindow(bounds=jnp.asarray(start_window, dtype=float),
+                             first_step=jnp.asarray(first_step), weighted_data=jnp.asarray(weighted),
+                             log_l0=jnp.asarray(log_l0))
     return AnalysisData(
         times=jnp.asarray(times),
         antenna=jnp.asarray(antenna),
-        log_l0=jnp.asarray(log_l0),
+        log_l0=jnp.asarray(np.sum(log_l0[np.arange(n_det), configured])),
         predictor=jnp.asarray(predictor),
         prediction_error=jnp.asarray(prediction_error),
-        weighted_data=jnp.asarray(weighted),
+        weighted_data=jnp.asarray(weighted[np.arange(n_det), configured]),
+        start_window=window,
         detectors=detectors,
     )
+
+
+def _window_index(data: AnalysisData, start_shift):
+    """Candidate index (n_det,) of each detector's segment for a start shift, and its t0 (n_det,)."""
+    window = data.start_window
+    steps, offsets = start_steps(start_shift, data.times[:, 0], data.times[0, 1] - data.times[0, 0])
+    index = jnp.clip(steps.astype(jnp.int64) - window.first_step, 0, window.log_l0.shape[-1] - 1)
+    return index, offsets
+
+
+def segment_log_l0(data: AnalysisData, start_shift=0.0):
+    """ln L at zero signal of the segments a start shifted by ``start_shift`` (s) selects.
+
+    Without a start window this is ``data.log_l0`` (the shift is not used); with one, the sum of
+    each detector's precomputed candidate, and -inf for a shift outside the window (no segment
+    was prepared for it).
+    """
+    window = data.start_window
+    if window is None:
+        return data.log_l0
+    index, _ = _window_index(data, start_shift)
+    log_l0 = jnp.sum(jnp.take_along_axis(window.log_l0, index[:, None], axis=1))
+    inside = (start_shift >= window.bounds[0]) & (start_shift <= window.bounds[1])
+    return jnp.where(inside, log_l0, -jnp.inf)
+
+
+def log_noise_evidence(data: AnalysisData) -> float:
+    """ln Z of the noise-only hypothesis: ln L0, averaged over the start window if there is one.
+
+    With a start time sampled uniformly in [lo, hi], the data analysed depend on the start, so
+    the noise hypothesis that a ringdown evidence is compared with selects its data the same
+    way: Z_noise = (hi - lo)^-1 int_lo^hi L0(s) ds.  L0(s) is piecewise constant (it changes
+    where a detector's segment gains a sample), so the integral is an exact finite sum.  Then
+    Z / Z_noise is the average of the fixed-start Bayes factors B(s) weighted by L0(s).
+    """
+    window = data.start_window
+    if window is None:
+        return float(data.log_l0)
+    lo, hi = (float(x) for x in window.bounds)
+    times = np.asarray(data.times)
+    delta_t, grid_offset = times[0, 1] - times[0, 0], times[:, 0]
+    # shifts at which some detector's segment changes: s = g_i + k dt
+    k = np.arange(np.floor((lo - grid_offset.max()) / delta_t),
+                  np.ceil((hi - grid_offset.min()) / delta_t) + 1)
+    changes = (grid_offset[:, None] + k[None, :] * delta_t).ravel()
+    edges = np.unique(np.concatenate([[lo, hi], changes[(changes > lo) & (changes < hi)]]))
+    middles, widths = 0.5 * (edges[1:] + edges[:-1]), np.diff(edges)
+    steps, _ = start_steps(middles[:, None], grid_offset[None, :], delta_t)
+    index = np.asarray(steps).astype(int) - np.asarray(window.first_step)[None, :]
+    log_l0 = np.asarray(window.log_l0)
+    values = np.sum(log_l0[np.arange(log_l0.shape[0])[None, :], index], axis=1)
+    return float(logsumexp(values + np.log(widths)) - np.log(hi - lo))
 
 
 def rotate_antenna(antenna, polarization):
@@ -280,7 +487,7 @@ def polynomial_values(coefficients, rates, delta_t):
     return jnp.einsum("krb,kb->rk", inner, across).reshape(lead + (n_rates,))
 
 
-def mode_noise_products(data: AnalysisData, rates):
+def mode_noise_products(data: AnalysisData, rates, start_shift=0.0):
     """Noise products of the complex exponentials x_k(t_j) = exp(a_k t_j) in every detector.
 
     Parameters
@@ -289,6 +496,9 @@ def mode_noise_products(data: AnalysisData, rates):
         Analysis data (grids t_j = t0_i + j dt, predictors, T^-1 d).
     rates
         (K,) complex rates a_k = -1/tau_k + 2 pi i f_k, 1/s.
+    start_shift
+        s, relative to the configured start; used only with a start window, where it selects
+        each detector's segment and t0 (a fixed-start analysis has one segment).
 
     Returns
     -------
@@ -297,9 +507,17 @@ def mode_noise_products(data: AnalysisData, rates):
         mixed (n_det, K, K) = x_k^T T^-1 conj(x_l), all complex, in AMPLITUDE_UNIT units.
     """
     delta_t = data.times[0, 1] - data.times[0, 0]
-    coefficients = jnp.stack([data.predictor, data.predictor[:, ::-1], data.weighted_data], axis=1)
-    values = polynomial_values(coefficients, rates, delta_t)  # (n_det, 3, K)
-    first = jnp.exp(data.times[:, :1] * rates[None, :])  # c_k in each detector
+    if data.start_window is None:
+        offsets, weighted = data.times[:, 0], data.weighted_data[:, None]
+        index = jnp.zeros(data.n_detectors, dtype=int)
+    else:
+        # every candidate's polynomial, then the selected one: the coefficients stay the same for
+        # all points of a batch (one shared matrix product), which is ~2x faster than gathering
+        # each point's T^-1 d first although it evaluates n_starts data polynomials
+        (index, offsets), weighted = _window_index(data, start_shift), data.start_window.weighted_data
+    coefficients = jnp.concatenate([data.predictor[:, None], data.predictor[:, None, ::-1], weighted], axis=1)
+    values = polynomial_values(coefficients, rates, delta_t)  # (n_det, 2 + n_starts, K)
+    first = jnp.exp(offsets[:, None] * rates[None, :])  # c_k in each detector
     forward = first * values[:, 0]  # c_k p(z_k)
     backward = first * jnp.exp(rates * delta_t) * values[:, 1]  # c_k z_k p~(z_k)
     error = data.prediction_error[:, None, None]
@@ -311,7 +529,8 @@ def mode_noise_products(data: AnalysisData, rates):
 
     direct = kernel(forward, backward, rates)
     mixed = kernel(jnp.conj(forward), jnp.conj(backward), jnp.conj(rates))
-    return first * values[:, 2], direct, mixed
+    overlap = jnp.take_along_axis(values[:, 2:], index[:, None, None], axis=1)[:, 0]
+    return first * overlap, direct, mixed
 
 
 def _cos_sin_products(overlap, direct, mixed):
@@ -349,12 +568,12 @@ def quadrature_projections(model: RingdownModel, antenna, inclination, polarizat
 
 
 def projections(model: RingdownModel, data: AnalysisData, final_mass, final_spin,
-                inclination=0.0, polarization=0.0):
+                inclination=0.0, polarization=0.0, start_shift=0.0):
     """Data projection S and normal matrix M of the quadratures at one parameter point.
 
     The noise products of the 2 n_modes damped cosines and sines cost O(n) each
     (:func:`mode_noise_products`); antenna patterns and inclination enter through the small
-    mixing matrix.
+    mixing matrix.  ``start_shift`` (s) selects the segments of data with a start window.
 
     Returns
     -------
@@ -363,12 +582,12 @@ def projections(model: RingdownModel, data: AnalysisData, final_mass, final_spin
         AMPLITUDE_UNIT.  vmap over the scalar arguments for batches.
     """
     rates = decay_rates(model, final_mass, final_spin)
-    overlap_modes, gram = _cos_sin_products(*mode_noise_products(data, rates))
+    overlap_modes, gram = _cos_sin_products(*mode_noise_products(data, rates, start_shift))
     return quadrature_projections(model, data.antenna, inclination, polarization, overlap_modes, gram)
 
 
 def log_likelihood(model: RingdownModel, data: AnalysisData, quadratures, final_mass, final_spin,
-                   inclination=0.0, polarization=0.0):
+                   inclination=0.0, polarization=0.0, start_shift=0.0):
     """Exact Gaussian log likelihood ln L(theta, B) = ln L0 + S . B - 1/2 B^T M B at one point.
 
     Parameters
@@ -378,14 +597,20 @@ def log_likelihood(model: RingdownModel, data: AnalysisData, quadratures, final_
         :attr:`RingdownModel.quadrature_names`.
     final_mass, final_spin, inclination, polarization
         Scalars (Msun, dimensionless, rad, rad).
+    start_shift
+        s, relative to the configured start: selects the segments of data with a start window.
     """
-    overlap_data, normal = projections(model, data, final_mass, final_spin, inclination, polarization)
+    overlap_data, normal = projections(model, data, final_mass, final_spin, inclination, polarization,
+                                       start_shift)
     b = jnp.asarray(quadratures)
-    return data.log_l0 + overlap_data @ b - 0.5 * b @ normal @ b
+    return segment_log_l0(data, start_shift) + overlap_data @ b - 0.5 * b @ normal @ b
 
 
 NONLINEAR_PARAMETERS = ("final_mass", "final_spin", "inclination", "polarization")
 """Parameters the template depends on nonlinearly (Msun, dimensionless, rad, rad)."""
+
+START_SHIFT = "start_shift"
+"""The start time relative to the configured start, s (sampled within a start window)."""
 
 
 class VectorizedLikelihood:
@@ -424,9 +649,15 @@ class VectorizedLikelihood:
         for required in ("final_mass", "final_spin"):
             if required not in self.parameters and required not in self.fixed:
                 raise ValueError(f"{required} must be sampled or fixed")
+        if self.data.start_window is None and (START_SHIFT in self.parameters or START_SHIFT in self.fixed):
+            raise ValueError(
+                f"{START_SHIFT} needs analysis data prepared for a start window "
+                "(build_analysis_data(..., start_window=(lo, hi)); [analysis] start_window_ms in a "
+                "configuration)"
+            )
 
     def known_parameters(self) -> tuple[str, ...]:
-        return NONLINEAR_PARAMETERS
+        return NONLINEAR_PARAMETERS + (START_SHIFT,)
 
     @property
     def ndim(self) -> int:
@@ -441,6 +672,10 @@ class VectorizedLikelihood:
     def nonlinear(self, row):
         """(final_mass, final_spin, inclination, polarization) of one row."""
         return tuple(self.value(row, name) for name in NONLINEAR_PARAMETERS)
+
+    def start_shift(self, row):
+        """The start shift of one row, s (0, the configured start, unless sampled or fixed)."""
+        return self.value(row, START_SHIFT)
 
     def _point(self, row, data):  # pragma: no cover - abstract
         raise NotImplementedError

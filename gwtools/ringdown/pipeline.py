@@ -43,6 +43,7 @@ from gwtools.io.posteriors import file_sha256
 from gwtools.io.strain import TimeSeries, read_raw_strain
 from gwtools.ringdown import conditioning, detectors, noise, noise_diagnostics
 from gwtools.ringdown.config import (
+    PSI_PERIOD,
     RingdownConfig,
     analysis_windows,
     check_inputs,
@@ -50,6 +51,7 @@ from gwtools.ringdown.config import (
     peak_geocenter,
     read_config_psd,
     start_offset_seconds,
+    start_window_seconds,
 )
 from gwtools.ringdown.direct import build_direct_analysis_data
 from gwtools.ringdown.firefly import (
@@ -58,7 +60,14 @@ from gwtools.ringdown.firefly import (
     amplitudes_and_phases,
     reconstruct,
 )
-from gwtools.ringdown.likelihood import AnalysisData, build_analysis_data, rotate_antenna
+from gwtools.ringdown.likelihood import (
+    START_SHIFT,
+    AnalysisData,
+    build_analysis_data,
+    log_noise_evidence,
+    rotate_antenna,
+    window_steps,
+)
 from gwtools.ringdown.model import AMPLITUDE_UNIT, RingdownModel, design_matrix
 from gwtools.ringdown.priors import ParameterSpace, PriorRange
 from gwtools.ringdown.noise_diagnostics import WhitenessReport, whiteness_report
@@ -79,6 +88,7 @@ __all__ = [
     "build_result",
     "check_noise",
     "checkpoint_path",
+    "cut_segments",
     "estimate_acfs",
     "estimate_noise",
     "load_strain",
@@ -408,31 +418,81 @@ def noise_scalars(
     return scalars
 
 
+def cut_segments(
+    strain: Mapping[str, TimeSeries],
+    start_times: Mapping[str, float],
+    duration: float,
+    start_window: tuple[float, float] | None = None,
+) -> tuple[dict[str, TimeSeries], np.ndarray, np.ndarray]:
+    """Cut each detector's analysis segment, and for a start window the strain all its candidates span.
+
+    Parameters
+    ----------
+    strain : mapping of str to TimeSeries
+        Conditioned strain per detector, in analysis order.
+    start_times : mapping of str to float
+        GPS of the (configured) analysis start in each detector, s.
+    duration : float
+        Segment length, s.
+    start_window : (float, float) or None
+        Start shifts (lo, hi) relative to the start times, s, lo <= 0 <= hi.
+
+    Returns
+    -------
+    (segments, times, data)
+        The segments at the start times, their times since the start (n_det, n), and the data
+        :func:`~gwtools.ringdown.likelihood.build_analysis_data` takes: the segments' strain
+        (n_det, n), or with a window each detector's strain from its earliest candidate's first
+        sample on (n_det, n + n_starts - 1).
+
+    Raises
+    ------
+    ValueError
+        A segment, or a candidate segment of the window, is not inside the data.
+    """
+    segments, times, first = {}, [], []
+    for detector, t_start in start_times.items():
+        ts = strain[detector]
+        segments[detector], since_start = conditioning.extract_segment(ts, t_start, duration)
+        times.append(since_start)
+        first.append(round((segments[detector].t0 - ts.t0) * ts.sample_rate))
+    times = np.stack(times)
+    if start_window is None:
+        return segments, times, np.stack([segment.data for segment in segments.values()])
+    # the same steps as build_analysis_data finds from these times
+    first_step, n_starts = window_steps(times[:, 0], times[0, 1] - times[0, 0], start_window)
+    stretches = []
+    for (detector, segment), begin, step in zip(segments.items(), first, first_step):
+        ts, begin = strain[detector], begin + step
+        end = begin + len(segment) + n_starts - 1
+        if begin < 0 or end > len(ts):
+            lo, hi = (1e3 * x for x in start_window)
+            raise ValueError(
+                f"the start window [{lo:g}, {hi:g}] ms reaches beyond the {detector} data "
+                f"[{ts.t0}, {ts.end_time}): narrow the window or read more data around the event"
+            )
+        stretches.append(ts.data[begin:end])
+    return segments, times, np.stack(stretches)
+
+
 def prepare_analysis(
     config: RingdownConfig, strain: Mapping[str, TimeSeries], acfs: np.ndarray
 ) -> PreparedAnalysis:
-    """Resolve the start times, cut the segments and whiten them."""
+    """Resolve the start times, cut the segments (of every start in the window) and whiten them.
+
+    The antenna patterns are taken at the configured start: a start window of milliseconds
+    turns the Earth by about 1e-7 rad, far below any effect on them.
+    """
     event = config.event
     peak = peak_geocenter(config)
     start = peak + start_offset_seconds(config)
     start_times = detectors.detector_start_times(start, event.ra, event.dec, config.data.detectors)
-    segments, times = {}, []
-    for detector in config.data.detectors:
-        segment, since_start = conditioning.extract_segment(
-            strain[detector], start_times[detector], config.analysis.duration
-        )
-        segments[detector] = segment
-        times.append(since_start)
+    window = start_window_seconds(config) if config.analysis.start_window_ms is not None else None
+    segments, times, data = cut_segments(strain, start_times, config.analysis.duration, window)
     antenna = np.array(
         [detectors.antenna_pattern(d, event.ra, event.dec, 0.0, start) for d in config.data.detectors]
     )
-    data = build_analysis_data(
-        np.stack(times),
-        np.stack([segments[d].data for d in config.data.detectors]),
-        acfs,
-        antenna,
-        config.data.detectors,
-    )
+    data = build_analysis_data(times, data, acfs, antenna, config.data.detectors, start_window=window)
     return PreparedAnalysis(
         peak_geocenter=peak,
         start_geocenter=start,
@@ -447,9 +507,17 @@ def prepare_analysis(
 def parameter_space(config: RingdownConfig) -> tuple[ParameterSpace, dict[str, float]]:
     """Sampled parameters with their priors, and the fixed nonlinear parameters.
 
-    Always sampled: ``final_mass`` and ``final_spin`` (uniform).  The polarization angle is
-    fixed to ``[event] psi``.  For the ``"kerr"`` amplitude model the inclination is fixed to
-    ``arccos([prior] cos_inclination)``, or sampled flat in its cosine when that is a range.
+    Always sampled: ``final_mass`` and ``final_spin`` (uniform).  For the ``"kerr"`` amplitude
+    model the inclination is fixed to ``arccos([prior] cos_inclination)``, or sampled flat in
+    its cosine when that is a range (a sine prior on the angle).  The polarization angle is
+    fixed to ``[event] psi``, or sampled uniformly on ``[prior] psi``; the antenna patterns have
+    period pi in psi, so a range of one period wraps around (periodic).  With
+    ``[analysis] start_window_ms`` the start shift ``start_shift`` (s) is sampled uniformly in
+    the window.
+
+    With the amplitudes marginalized psi is measured only modulo pi/2 (psi + pi/2 flips the
+    sign of the template, which the mode phases absorb), and not at all for a face-on or
+    face-off source, whose circular polarization turns with psi into a phase.
 
     Returns
     -------
@@ -460,7 +528,7 @@ def parameter_space(config: RingdownConfig) -> tuple[ParameterSpace, dict[str, f
         PriorRange("final_mass", *prior.final_mass),
         PriorRange("final_spin", *prior.final_spin),
     ]
-    fixed = {"polarization": config.event.psi}
+    fixed = {}
     if config.model.polarization == "kerr":
         if isinstance(prior.cos_inclination, tuple):
             lo, hi = prior.cos_inclination
@@ -468,6 +536,13 @@ def parameter_space(config: RingdownConfig) -> tuple[ParameterSpace, dict[str, f
             priors.append(PriorRange("inclination", math.acos(hi), math.acos(lo), kind="sine"))
         else:
             fixed["inclination"] = math.acos(prior.cos_inclination)
+    if prior.psi is None:
+        fixed["polarization"] = config.event.psi
+    else:
+        lo, hi = prior.psi
+        priors.append(PriorRange("polarization", lo, hi, periodic=math.isclose(hi - lo, PSI_PERIOD)))
+    if config.analysis.start_window_ms is not None:
+        priors.append(PriorRange(START_SHIFT, *start_window_seconds(config)))
     return ParameterSpace(tuple(priors)), fixed
 
 
@@ -520,8 +595,9 @@ def _whitened_waveforms(
 ) -> dict[str, dict[str, np.ndarray]]:
     """Whitened data and the median and 90% band of the whitened ringdown, per detector.
 
-    ``nonlinear`` holds (final_mass, final_spin, inclination, polarization) rows and
-    ``quadratures`` the matching B (units of AMPLITUDE_UNIT).
+    ``nonlinear`` holds (final_mass, final_spin, inclination, polarization, start_shift) rows
+    and ``quadratures`` the matching B (units of AMPLITUDE_UNIT).  The data are those of the
+    configured start; a draw whose start is shifted has its template start there, zero before.
     """
     data = build_direct_analysis_data(
         prepared.data.times, np.stack([prepared.segments[d].data for d in prepared.data.detectors]),
@@ -530,8 +606,9 @@ def _whitened_waveforms(
 
     def whitened_template(row, b):
         antenna = rotate_antenna(data.antenna, row[3])
-        basis = design_matrix(model, row[0], row[1], data.times, antenna, row[2])
-        strain = jnp.einsum("q,dqn->dn", b, basis)
+        since_start = data.times - row[4]
+        basis = design_matrix(model, row[0], row[1], since_start, antenna, row[2])
+        strain = jnp.einsum("q,dqn->dn", b, jnp.where(since_start[:, None, :] >= 0.0, basis, 0.0))
         return jnp.einsum("dmn,dn->dm", data.whitening, strain)
 
     templates = np.asarray(jax.jit(jax.vmap(whitened_template))(nonlinear, quadratures))
@@ -561,11 +638,14 @@ def build_result(
 ) -> RingdownResult:
     """Reconstruct amplitudes and phases under the physical prior and assemble the result.
 
-    The posterior holds, per physical-prior sample: the sampled parameters, then per mode
-    ``amplitude_<mode>`` (units of 1e-21 strain), ``phase_<mode>`` (rad), and for each Kerr
-    mode ``frequency_<mode>`` (Hz) and ``damping_time_<mode>`` (s).  ``run_id`` identifies
-    the run in the result and its plots; ``noise_model`` holds the arrays of
-    :func:`noise_arrays`.
+    The posterior holds, per physical-prior sample: the sampled parameters (angles in rad, the
+    start shift in s), with a sampled start also ``start_offset_ms`` (the start after the peak,
+    ms), then per mode ``amplitude_<mode>`` (units of 1e-21 strain), ``phase_<mode>`` (rad),
+    and for each Kerr mode ``frequency_<mode>`` (Hz) and ``damping_time_<mode>`` (s).  The
+    noise evidence (diagnostic ``log_noise_evidence``) is
+    :func:`~gwtools.ringdown.likelihood.log_noise_evidence`: averaged over the start window
+    when the start is sampled.  ``run_id`` identifies the run in the result and its plots;
+    ``noise_model`` holds the arrays of :func:`noise_arrays`.
     """
     model = likelihood.model
     recon = reconstruct(
@@ -585,7 +665,10 @@ def build_result(
     quadratures = recon.quadratures[idx]
     amplitudes, phases = amplitudes_and_phases(quadratures)
     posterior: dict[str, np.ndarray] = {name: theta[:, i] for i, name in enumerate(space.names)}
-    units = {"final_mass": "solar mass (detector frame)", "inclination": "rad"}
+    units = {"final_mass": "solar mass (detector frame)", "inclination": "rad", "polarization": "rad",
+             START_SHIFT: "s (after the configured start)", "start_offset_ms": "ms (after the peak)"}
+    if START_SHIFT in posterior:
+        posterior["start_offset_ms"] = 1e3 * (start_offset_seconds(config) + posterior[START_SHIFT])
     for j, label in enumerate(model.amplitude_labels):
         posterior[f"amplitude_{label}"] = np.asarray(amplitudes[:, j])
         posterior[f"phase_{label}"] = np.asarray(phases[:, j])
@@ -599,7 +682,8 @@ def build_result(
         units[f"damping_time_{mode}"] = "s"
 
     draws = theta[:WAVEFORM_DRAWS]
-    nonlinear = np.array([[float(v) for v in likelihood.nonlinear(row)] for row in draws])
+    nonlinear = np.array([[float(v) for v in (*likelihood.nonlinear(row), likelihood.start_shift(row))]
+                          for row in draws])
     waveforms = _whitened_waveforms(likelihood, prepared, nonlinear, quadratures[:WAVEFORM_DRAWS])
 
     resolved = config_to_dict(config)
@@ -633,7 +717,7 @@ def build_result(
             "niter": sampling.niter,
             "ncall_resumed": sampling.resumed_ncall,
             "sampling_walltime": sampling.walltime,
-            "log_noise_evidence": float(prepared.data.log_l0),
+            "log_noise_evidence": log_noise_evidence(prepared.data),
             "importance_ess": recon.ess,
             "importance_draws": int(recon.log_weights.size),
             "importance_efficiency": recon.ess / recon.log_weights.size,
@@ -687,6 +771,16 @@ def read_imr_remnant(path: str | Path) -> dict[str, tuple[float, float, float]]:
     return values
 
 
+#: Axis labels of the sampled parameters in the corner plot (the start shift is drawn in ms).
+_CORNER_LABELS = {
+    "final_mass": r"$M_f\ [M_\odot]$",
+    "final_spin": r"$\chi_f$",
+    "inclination": r"$\iota$ [rad]",
+    "polarization": r"$\psi$ [rad]",
+    START_SHIFT: r"$\delta t_0$ [ms]",
+}
+
+
 def make_plots(
     result: RingdownResult,
     directory: str | Path,
@@ -722,6 +816,11 @@ def make_plots(
             run_id=run_id,
         ),
     ]
+    if len(result.search_parameters) > 2:
+        columns = {name: post[name] * (1e3 if name == START_SHIFT else 1.0)
+                   for name in result.search_parameters}
+        paths.append(plots.plot_corner(columns, directory / f"{label}_corner.png", labels=_CORNER_LABELS,
+                                       run_id=run_id))
     measured = {m: (post[f"frequency_{m}"], post[f"damping_time_{m}"]) for m in modes}
     kerr = None
     if imr is not None:
@@ -748,6 +847,7 @@ def make_plots(
         ("modes", ", ".join(modes) + f" ({result.config['model']['polarization']} polarization)"),
         ("start (geocentre GPS)", f"{resolved['start_geocenter_gps']:.4f}"),
         ("start after peak", f"{1e3 * resolved['start_offset_s']:.2f} ms"),
+        ("sampled parameters", ", ".join(result.search_parameters)),
         ("segment", f"{result.config['analysis']['duration']} s at "
                     f"{result.config['analysis']['sample_rate']:.0f} Hz"),
         ("live points / dlogz", f"{result.config['sampler']['nlive']} / "
@@ -763,6 +863,9 @@ def make_plots(
                    if k.startswith(f"noise_{detector}_")}
         line = f"{_noise_description(result.config['noise'], scalars)}; {_whiteness_description(scalars)}"
         facts.append((f"noise {detector}", line))
+    window = result.config["analysis"].get("start_window_ms")
+    if window is not None:
+        facts.insert(5, ("start window (sampled, uniform)", f"[{window[0]:g}, {window[1]:g}] ms around it"))
     if imr is not None:
         for name, values in (("final_mass", imr[0]), ("final_spin", imr[1])):
             median, lo, hi = credible_interval(values)

@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 from gwtools.io.atomic import atomic_path  # noqa: E402
 
 __all__ = [
+    "plot_corner",
     "plot_remnant_corner",
     "plot_amplitudes",
     "plot_whitened_data",
@@ -147,6 +148,44 @@ def plot_remnant_corner(
                                   label="IMR, published (median, 90%)"))
     fig.legend(handles=handles, loc="upper right", bbox_to_anchor=(0.95, 0.9), frameon=False)
     fig.suptitle("Remnant mass and spin (contours: 50%, 90%)", y=1.04)
+    return save_figure(fig, path, run_id)
+
+
+def plot_corner(
+    samples: Mapping[str, np.ndarray],
+    path: str | os.PathLike,
+    *,
+    labels: Mapping[str, str] | None = None,
+    title: str = "Sampled parameters (contours: 50%, 90%)",
+    run_id: str | None = None,
+) -> Path:
+    """Corner plot of several posterior columns, e.g. every sampled parameter of a run.
+
+    Parameters
+    ----------
+    samples : mapping of str to array_like
+        Column name to samples, each of shape (n,), in the order drawn (at least two columns).
+    path : path-like
+        PNG to write.
+    labels : mapping of str to str, optional
+        Axis label (with units) per column; default the column name.
+    title : str
+        Figure title.
+    run_id : str, optional
+        Run identifier printed on the figure (see :func:`save_figure`).
+    """
+    if len(samples) < 2:
+        raise ValueError(f"a corner plot needs at least two columns, got {list(samples)}")
+    columns = [np.asarray(v, float) for v in samples.values()]
+    _check_samples("corner", *columns)
+    stacked = np.column_stack(columns)
+    fig = corner.corner(
+        stacked, labels=[(labels or {}).get(name, name) for name in samples],
+        range=[_bulk_range(column) for column in columns], color=_RINGDOWN_COLOR, levels=_LEVELS,
+        plot_datapoints=False, plot_density=False, fill_contours=False, smooth=1.0, bins=40,
+        hist_kwargs={"density": True},
+    )
+    fig.suptitle(title, y=1.02)
     return save_figure(fig, path, run_id)
 
 

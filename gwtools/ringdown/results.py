@@ -64,6 +64,7 @@ _LATEX = {
     "final_spin": r"$\chi_f$",
     "inclination": r"$\iota$",
     "polarization": r"$\psi$",
+    "start_shift": r"$\delta t_0\,[\mathrm{s}]$",
 }
 
 _PACKAGES = ("gwtools", "jax", "jaxlib", "blackjax", "dynesty", "bilby", "numpy", "scipy", "h5py")
@@ -338,6 +339,8 @@ def bilby_priors(
     kinds : dict of str to str, optional
         ``"uniform"`` (:class:`bilby.core.prior.Uniform`) or ``"sine"``
         (:class:`bilby.core.prior.Sine`, an inclination flat in its cosine); default uniform.
+        bilby's ``Sine`` draws and integrates a truncated range correctly, but its ``prob``
+        stays normalized on [0, pi]: off by the constant factor 2 / (cos lower - cos upper).
     periodic : tuple of str
         Parameters with periodic boundaries (``boundary="periodic"``), e.g. a polarization angle.
 
