@@ -62,7 +62,7 @@ import numpy as np
 from gwtools.io.atomic import atomic_path
 from gwtools.io.outputs import lock_directory, new_run_id, staged_result_set, verify_member
 from gwtools.ringdown.config import (
-    OFF_SOURCE,
+    ON_SOURCE,
     ScanConfig,
     analysis_windows,
     check_inputs,
@@ -278,8 +278,9 @@ class _SharedInputs:
     """Conditioned strain and noise ACFs of a task's points, computed once where they are equal.
 
     Points whose usable raw stretches (:func:`~gwtools.ringdown.pipeline.usable_strain`) are the
-    same share the conditioned strain; points that share it and have the same off-source
-    windows (:func:`~gwtools.ringdown.config.analysis_windows`) share the ACFs.  The rest of
+    same share the conditioned strain; points that share it and have the same windows besides
+    their on-source segment (the off-source noise windows of
+    :func:`~gwtools.ringdown.config.analysis_windows`) share the ACFs.  The rest of
     their configurations (rate, filters, noise settings) is that of the scan's base, equal for
     all.
     """
@@ -299,7 +300,8 @@ class _SharedInputs:
             self.strain[stretch] = pipeline.load_strain(config)
         self.seconds["data"] += time.perf_counter() - begin
         begin = time.perf_counter()
-        windows = tuple((d, w.get(OFF_SOURCE)) for d, w in analysis_windows(config).items())
+        windows = tuple((d, tuple(sorted((name, span) for name, span in w.items() if name != ON_SOURCE)))
+                        for d, w in analysis_windows(config).items())
         if (stretch, windows) not in self.acfs:
             self.acfs[stretch, windows] = pipeline.estimate_acfs(config, self.strain[stretch])
         self.seconds["noise"] += time.perf_counter() - begin
