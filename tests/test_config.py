@@ -55,7 +55,7 @@ def test_shipped_configs_load_with_published_event_values():
     assert main.sampler.nlive == 1000 and main.sampler.dlogz == 0.1
     assert late.model.modes == ("220",) and start_offset_seconds(late) == pytest.approx(3e-3)
     assert scan.mode_sets == (("220",), ("220", "221"))
-    assert scan.start_offsets_ms[0] == 0.0 and scan.start_offsets_ms[-1] == 10.0
+    assert scan.start_key == "start_offset_ms" and scan.starts[0] == 0.0 and scan.starts[-1] == 10.0
 
 
 def test_relative_paths_resolve_against_the_config_directory(tmp_path):
@@ -217,7 +217,9 @@ def test_scan_section(tmp_path):
     path.write_text(scan.replace('"../', f'"{PIPELINES.parent}/'))
     config = load_scan_config(path)
     t_sun_ms = 1e3 * (const.G * const.M_sun / const.c**3).to_value("s")
-    assert config.start_offsets_ms == pytest.approx((0.0, 10 * 68.5 * t_sun_ms))
+    assert config.start_key == "start_offset_m" and config.starts == (0.0, 10.0)
+    point = override(config.run, {"analysis": {config.start_key: config.starts[1]}})
+    assert 1e3 * start_offset_seconds(point) == pytest.approx(10 * 68.5 * t_sun_ms)
     path.write_text(text.replace('mode_sets = [["220"], ["220", "221"]]', 'mode_sets = [["220"]]'))
     with pytest.raises(ValueError, match=r"\[scan\] mode_sets"):
         load_scan_config(path)

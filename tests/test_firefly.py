@@ -206,3 +206,23 @@ def test_fingerprint_identifies_the_analysis():
     assert make(20.0).fingerprint() != make(30.0).fingerprint()
     _, other_noise, _ = _setup(["220"], [3.0], [0.7], seed=12)
     assert make(20.0).fingerprint() != make(20.0, other_noise).fingerprint()
+
+
+def test_reconstruction_compiles_once_for_likelihoods_that_differ_only_in_data():
+    """Analyses of one model (a scan's start times) share the compiled conditional draws, and
+    each still draws from its own data: the same draws as a fresh compilation for it alone."""
+    from gwtools.ringdown.firefly import _conditional_draws
+
+    model, first, _ = _setup(["220"], [3.0], [0.7], seed=11)
+    _, second, _ = _setup(["220"], [3.0], [0.7], seed=12)
+    prior = QuadraturePrior("flat", amplitude_max=50.0)
+    theta = np.array([[68.0, 0.69], [62.0, 0.6]])
+    likelihoods = [FireflyLikelihood(model, data, fixed={"inclination": INCLINATION}, prior=prior)
+                   for data in (first, second)]
+    _conditional_draws.clear_cache()
+    shared = [reconstruct(like, theta, 0.0, 0.0, seed=3, min_ess=0).quadratures for like in likelihoods]
+    assert _conditional_draws._cache_size() == 1
+    _conditional_draws.clear_cache()
+    alone = reconstruct(likelihoods[1], theta, 0.0, 0.0, seed=3, min_ess=0).quadratures
+    np.testing.assert_array_equal(shared[1], alone)
+    assert not np.allclose(shared[0], shared[1])  # the data differ, so do the draws

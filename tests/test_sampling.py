@@ -234,6 +234,21 @@ def test_a_batch_of_analyses_runs_in_one_loop():
     np.testing.assert_allclose(results[0].log_evidence, single.log_evidence, atol=1e-8)
 
 
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_batch_with_a_seed_per_analysis_runs_each_as_its_single_run(engine):
+    narrow = Gaussian2D((-1.0, 1.5), (0.05, 0.08))
+    datas = [GAUSSIAN.data, narrow.data]
+    batch = settings(engine, nlive=100, dlogz=0.5, seed=4)
+    results = run_nested_batch(GAUSSIAN, datas, SPACE, batch, seeds=[11, 12], progress=False)
+    single = run_nested(narrow, SPACE, settings(engine, nlive=100, dlogz=0.5, seed=12), progress=False)
+    assert results[1].settings["seed"] == 12 and results[1].niter == single.niter
+    assert results[1].ncall == single.ncall
+    np.testing.assert_allclose(results[1].log_evidence, single.log_evidence, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(results[1].samples, single.samples, rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="1 seeds for a batch of 2 analyses"):
+        run_nested_batch(GAUSSIAN, datas, SPACE, batch, seeds=[11], progress=False)
+
+
 def test_a_dynesty_batch_runs_the_analyses_one_after_the_other():
     means = [(0.4, -0.2), (-1.0, 1.5)]
     datas = [Gaussian2D(m).data for m in means]

@@ -35,10 +35,10 @@ that has met its stopping rule stays unchanged while the others go on.
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 import time
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -50,6 +50,7 @@ from blackjax.ns.base import StateWithLogLikelihood, delete_fn, init_state_strat
 from scipy.special import logsumexp
 
 from gwtools.io.atomic import atomic_path
+from gwtools.ringdown.likelihood import static_key
 from gwtools.ringdown.priors import ParameterSpace
 from gwtools.ringdown.sampling import NestedSamplingResult, SamplerSettings, make_result, warn_failed
 
@@ -316,7 +317,7 @@ class _Program:
 
         self.init = jax.jit(init)
         self.chunk = jax.jit(chunk)
-        self.init_batch = jax.jit(jax.vmap(init, in_axes=(None, 0, 0)))
+        self.init_batch = jax.jit(jax.vmap(init))
         self.chunk_batch = jax.jit(jax.vmap(chunk, in_axes=(0, 0, None, None, None)))
 
 
@@ -332,22 +333,6 @@ _PROGRAMS: dict = {}
 _MAX_PROGRAMS = 16
 
 
-def _static_key(likelihood) -> str:
-    """sha256 of everything a likelihood's ``_point`` may read besides its data argument.
-
-    Two likelihood objects of one class with equal attributes (model, parameters, fixed values,
-    quadrature prior, ...) trace to the same program, so they share one compilation.
-    """
-    digest = hashlib.sha256()
-    for name, value in sorted(vars(likelihood).items()):
-        if name in ("data", "_compiled", "n_failed"):
-            continue
-        array = isinstance(value, (np.ndarray, jax.Array))
-        text = np.ascontiguousarray(np.asarray(value)).tobytes() if array else repr(value).encode()
-        digest.update(f"{name}=".encode() + text + b";")
-    return digest.hexdigest()
-
-
 def _compiled(likelihood, space: ParameterSpace, settings: SamplerSettings) -> _Program:
     """The program of this run, shared with earlier runs of an equal likelihood and settings.
 
@@ -355,7 +340,7 @@ def _compiled(likelihood, space: ParameterSpace, settings: SamplerSettings) -> _
     """
     static = SamplerSettings(engine="blackjax", nlive=settings.nlive, num_delete=settings.num_delete,
                              num_inner_steps=settings.num_inner_steps)
-    key = (type(likelihood), _static_key(likelihood), space, static)
+    key = (type(likelihood), static_key(likelihood), space, static)
     if key not in _PROGRAMS:
         if len(_PROGRAMS) >= _MAX_PROGRAMS:
             del _PROGRAMS[next(iter(_PROGRAMS))]
@@ -554,17 +539,27 @@ def run(likelihood, space: ParameterSpace, settings: SamplerSettings, *, fingerp
 
 
 def run_batch(likelihood, datas, space: ParameterSpace, settings: SamplerSettings, *,
-              progress: bool) -> list[NestedSamplingResult]:
+              seeds=None, progress: bool) -> list[NestedSamplingResult]:
     """Nested slice sampling of a stack of analyses in one vmapped loop (no checkpoints).
 
-    ``datas`` has leaves stacked along a leading axis; analysis ``i`` uses the key
-    ``fold_in(PRNGKey(seed), i)`` (analysis 0 that of :func:`run` with the same seed).  See :func:`gwtools.ringdown.sampling.run_nested_batch`.
+    ``datas`` has leaves stacked along a leading axis.  Without ``seeds``, analysis ``i`` uses
+    the key ``fold_in(PRNGKey(settings.seed), i)`` (analysis 0 that of :func:`run` with the
+    same seed); with ``seeds``, analysis ``i`` uses the key of :func:`run` with seed
+    ``seeds[i]``.  See :func:`gwtools.ringdown.sampling.run_nested_batch`.
     """
     start = time.time()
     program = _compiled(likelihood, space, settings)
     n_analyses = int(jax.tree_util.tree_leaves(datas)[0].shape[0])
     dlogz, maxcall = _limits(settings)
-    carry = program.init_batch(settings.seed, np.arange(n_analyses), datas)
+    if seeds is None:
+        seeds, indices = [settings.seed] * n_analyses, np.arange(n_analyses)
+        own_settings = [settings] * n_analyses
+    else:
+        if len(seeds) != n_analyses:
+            raise ValueError(f"{len(seeds)} seeds for a batch of {n_analyses} analyses")
+        indices = np.zeros(n_analyses, dtype=np.int64)
+        own_settings = [replace(settings, seed=int(seed)) for seed in seeds]
+    carry = program.init_batch(np.asarray(seeds, dtype=np.int64), indices, datas)
     dead: list[list[_Dead]] = [[] for _ in range(n_analyses)]
     report = logger.info if progress else logger.debug
     n_steps = 1
@@ -586,7 +581,7 @@ def run_batch(likelihood, datas, space: ParameterSpace, settings: SamplerSetting
     results = []
     for i in range(n_analyses):
         own = jax.tree_util.tree_map(lambda leaf, i=i: leaf[i], carry)
-        results.append(_finish(space, settings, i, own, dead[i], walltime, 0))
+        results.append(_finish(space, own_settings[i], int(indices[i]), own, dead[i], walltime, 0))
     return results
 
 

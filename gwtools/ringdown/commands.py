@@ -94,12 +94,11 @@ def _run_ringdown(args: argparse.Namespace) -> int:
 
 
 def _run_scan(args: argparse.Namespace) -> int:
-    import dataclasses
-
-    from gwtools.ringdown.config import load_scan_config, override
+    from gwtools.ringdown.config import load_scan_config
     from gwtools.ringdown.scan import run_scan
 
     _quiet(args)
+    updates = _overrides(args)  # command-line mistakes first, before reading any file
     # Dask logs every worker start and stop at INFO: keep the scan's own messages readable.
     # (Importing distributed applies its logging config, so set the level afterwards.)
     import distributed  # noqa: F401
@@ -107,17 +106,14 @@ def _run_scan(args: argparse.Namespace) -> int:
     for name in ("distributed", "distributed.scheduler", "distributed.nanny", "distributed.core",
                  "distributed.worker", "distributed.http.proxy"):
         logging.getLogger(name).setLevel(logging.WARNING)
-    updates = _overrides(args)
-    scan = load_scan_config(args.config)
-    if updates:
-        scan = dataclasses.replace(scan, run=override(scan.run, updates))
+    scan = load_scan_config(args.config, updates)
     outputs = run_scan(scan, scheduler=args.scheduler, n_workers=args.workers)
     log = logging.getLogger("gwtools.ringdown")
     log.info("scan table: %s", outputs.table_path)
     log.info("scan plot: %s", outputs.plot_path)
     failed = [row for row in outputs.rows if row["status"] != "ok"]
     if failed:
-        log.warning("%d of %d scan runs failed (see the table)", len(failed), len(outputs.rows))
+        log.warning("%d of %d scan points failed (see the table)", len(failed), len(outputs.rows))
         return 1
     return 0
 
@@ -140,8 +136,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     scan = sub.add_parser(
         "scan",
         help="start-time scan of ringdown mode sets on a Dask cluster",
-        description="Run every mode set of [scan] at every start time in parallel with Dask and "
-        "tabulate ln B under the physical amplitude prior and the remnant posteriors.",
+        description="Run every mode set of [scan] at every start time, the start times of a mode "
+        "set sampled as one compiled batch, batches in parallel with Dask, and tabulate ln B under "
+        "the physical amplitude prior and the remnant posteriors.  --set also reaches [scan], e.g. "
+        "--set 'scan.start_times=[1126259462.423, 1126259462.426]'.",
     )
     _add_common(scan)
     scan.add_argument(

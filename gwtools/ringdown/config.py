@@ -64,6 +64,7 @@ __all__ = [
     "OutputConfig",
     "PriorConfig",
     "RingdownConfig",
+    "SCAN_STARTS",
     "ScanConfig",
     "config_to_dict",
     "load_config",
@@ -331,6 +332,11 @@ class RingdownConfig:
     output: OutputConfig
 
 
+#: ``[scan]`` keys of the start times and the ``[analysis]`` key each one sets in a scan point.
+SCAN_STARTS = {"start_offsets_ms": "start_offset_ms", "start_offsets_m": "start_offset_m",
+               "start_times": "start_time"}
+
+
 @dataclass(frozen=True)
 class ScanConfig:
     """A start-time scan: one base run configuration and the grid to run it on.
@@ -338,20 +344,33 @@ class ScanConfig:
     Attributes
     ----------
     run : RingdownConfig
-        Base configuration; its start time and modes are replaced per point.
-    start_offsets_ms : tuple of float
-        Start times relative to the peak, ms.
+        Base configuration; its start time, modes, output and seed are replaced per point.
+    start_key : {"start_offset_ms", "start_offset_m", "start_time"}
+        The ``[analysis]`` start option the scan varies: offsets from the peak in ms or in
+        G ``[analysis] reference_mass`` / c^3, or absolute GPS times in ``[event]
+        reference_detector``.
+    starts : tuple of float
+        The start times, in the units of ``start_key``.
     mode_sets : tuple of tuple of str
         Mode sets compared at every start time; the first is the reference of the Bayes factors.
     retries : int
-        How often a point that failed unexpectedly (not on bad input, which is reported at
-        once) is retried before it is reported as failed.
+        How often a batch that failed unexpectedly (not on bad input, which is reported at
+        once) is retried before its points are reported as failed.
+    batch_size : int or None
+        Most start times sampled together in one compiled batch (one Dask task); ``None``: all
+        start times of a mode set in one batch.
     """
 
     run: RingdownConfig
-    start_offsets_ms: tuple[float, ...]
+    start_key: str
+    starts: tuple[float, ...]
     mode_sets: tuple[tuple[str, ...], ...] = (("220",), ("220", "221"))
     retries: int = 1
+    batch_size: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.start_key not in SCAN_STARTS.values():
+            raise ValueError(f"start_key {self.start_key!r} is not one of {', '.join(SCAN_STARTS.values())}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -876,42 +895,69 @@ def load_config(path: str | os.PathLike) -> RingdownConfig:
     return parse_config(_read_toml(path), base_dir=path.parent)
 
 
-def load_scan_config(path: str | os.PathLike) -> ScanConfig:
+def load_scan_config(
+    path: str | os.PathLike, updates: Mapping[str, Mapping[str, Any]] | None = None
+) -> ScanConfig:
     """Read a scan configuration: a run configuration plus a ``[scan]`` section.
 
-    ``[scan]`` keys: ``start_offsets_ms`` (list, ms after the peak) or ``start_offsets_m`` (list,
-    in G ``[analysis] reference_mass`` / c^3), ``mode_sets`` (list of mode lists; the first is
-    the reference of the Bayes factors) and ``retries`` (int).
+    ``[scan]`` keys: exactly one of ``start_offsets_ms`` (list, ms after the peak),
+    ``start_offsets_m`` (list, in G ``[analysis] reference_mass`` / c^3) and ``start_times``
+    (list, GPS s in ``[event] reference_detector``); ``mode_sets`` (list of mode lists; the
+    first is the reference of the Bayes factors), ``retries`` (int) and ``batch_size`` (int,
+    most start times per compiled batch).
+
+    Parameters
+    ----------
+    path : path-like
+        TOML file.
+    updates : mapping, optional
+        Section -> key -> value overrides (``--set``): those of ``scan`` replace keys of
+        ``[scan]`` (giving one start list removes the others), the others go through
+        :func:`override` of the base run.
     """
     path = Path(path)
     raw = _read_toml(path)
-    table = _table(
-        raw, "scan", {"start_offsets_ms", "start_offsets_m", "mode_sets", "retries"}, required=True
-    )
+    updates = updates or {}
+    allowed = {*SCAN_STARTS, "mode_sets", "retries", "batch_size"}
+    table = _table(raw, "scan", allowed, required=True)
+    scan_updates = _table(updates, "scan", allowed, required=False)
+    if set(scan_updates) & set(SCAN_STARTS):
+        for key in SCAN_STARTS:
+            table.pop(key, None)
+    table.update(scan_updates)
     run = parse_config({k: v for k, v in raw.items() if k != "scan"}, base_dir=path.parent)
-    keys = [k for k in ("start_offsets_ms", "start_offsets_m") if k in table]
+    run_updates = {section: values for section, values in updates.items() if section != "scan"}
+    if run_updates:
+        run = override(run, run_updates)
+    keys = [k for k in SCAN_STARTS if k in table]
     if len(keys) != 1:
-        raise _fail("scan", "start_offsets_ms", "give exactly one of start_offsets_ms, start_offsets_m")
-    offsets = table[keys[0]]
-    if not isinstance(offsets, (list, tuple)) or not offsets:
-        raise _fail("scan", keys[0], f"expected a non-empty list of numbers, got {offsets!r}")
-    offsets = tuple(_number("scan", keys[0], v) for v in offsets)
-    if keys[0] == "start_offsets_m":
-        if run.analysis.reference_mass is None:
-            raise _fail("analysis", "reference_mass", "required with [scan] start_offsets_m")
-        scale_ms = 1e3 * run.analysis.reference_mass * MTSUN_S
-        offsets = tuple(v * scale_ms for v in offsets)
-    if len(set(offsets)) != len(offsets):
-        raise _fail("scan", keys[0], "repeated start time")
+        raise _fail("scan", "start_offsets_ms", f"give exactly one of {', '.join(SCAN_STARTS)}")
+    starts = table[keys[0]]
+    if not isinstance(starts, (list, tuple)) or not starts:
+        raise _fail("scan", keys[0], f"expected a non-empty list of numbers, got {starts!r}")
+    starts = tuple(_number("scan", keys[0], v) for v in starts)
+    if keys[0] == "start_offsets_m" and run.analysis.reference_mass is None:
+        raise _fail("analysis", "reference_mass", "required with [scan] start_offsets_m")
+    if keys[0] == "start_times" and min(starts) <= 0:
+        raise _fail("scan", "start_times", f"GPS times must be > 0, got {min(starts)}")
+    if len(set(starts)) != len(starts):
+        repeated = sorted({v for v in starts if starts.count(v) > 1})
+        raise _fail("scan", keys[0], f"repeated start time(s) {repeated}")
     mode_sets = table.get("mode_sets", [["220"], ["220", "221"]])
     if not isinstance(mode_sets, (list, tuple)) or len(mode_sets) < 2:
         raise _fail("scan", "mode_sets", "expected at least two mode lists to compare")
     mode_sets = tuple(_parse_modes("scan", "mode_sets", modes) for modes in mode_sets)
+    distinct = {frozenset(modes) for modes in mode_sets}
+    if len(distinct) != len(mode_sets):
+        raise _fail("scan", "mode_sets", f"repeated mode set in {[list(m) for m in mode_sets]}")
+    batch_size = table.get("batch_size")
     return ScanConfig(
         run=run,
-        start_offsets_ms=offsets,
+        start_key=SCAN_STARTS[keys[0]],
+        starts=starts,
         mode_sets=mode_sets,
         retries=_integer("scan", "retries", table.get("retries", 1), minimum=0),
+        batch_size=None if batch_size is None else _integer("scan", "batch_size", batch_size, minimum=1),
     )
 
 

@@ -48,10 +48,12 @@ from gwtools.ringdown.likelihood import (
     VectorizedLikelihood,
     projections,
     segment_log_l0,
+    static_key,
 )
 from gwtools.ringdown.model import RingdownModel
 
 __all__ = [
+    "MIN_ESS",
     "QuadraturePrior",
     "marginal_log_likelihood",
     "conditional_quadratures",
@@ -66,6 +68,10 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 QUADRATURE_PRIORS = ("flat", "gaussian")
+
+#: Effective sample size of the physical-prior importance weights that :func:`reconstruct`
+#: aims for; below it the physical-prior results are flagged as unreliable.
+MIN_ESS = 1000.0
 
 
 @dataclass(frozen=True)
@@ -207,13 +213,30 @@ class FireflyLikelihood(VectorizedLikelihood):
 _RECONSTRUCTION_CHUNK = 256  # posterior samples per compiled call: one compilation for any n
 
 
+class _SameModel:
+    """A likelihood as a static argument of ``jax.jit``, equal to any other whose attributes
+    besides the data are equal (:func:`~gwtools.ringdown.likelihood.static_key`), so the
+    analyses of a scan reuse one compiled function (the data are its argument)."""
+
+    def __init__(self, likelihood: FireflyLikelihood):
+        self.likelihood = likelihood
+        self.key = static_key(likelihood)
+
+    def __hash__(self) -> int:
+        return hash(self.key)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, _SameModel) and other.key == self.key
+
+
 @functools.partial(jax.jit, static_argnums=(0, 5))
-def _conditional_draws(likelihood: FireflyLikelihood, seed, chunk, theta, data, n_draws: int):
+def _conditional_draws(model: _SameModel, seed, chunk, theta, data, n_draws: int):
     """B drawn from its conditional Gaussian at each row of theta: (n, n_draws, D).
 
     The keys of chunk ``chunk`` are made inside the compiled function, so no operation outside
     it depends on the number of samples (which would compile anew for every run).
     """
+    likelihood = model.likelihood
     keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), chunk), theta.shape[0])
     overlap_data, normal = jax.vmap(likelihood._projections, in_axes=(0, None))(theta, data)
     draw = jax.vmap(lambda k, s, m: conditional_quadratures(k, s, m, likelihood.prior, n_draws))
@@ -303,8 +326,9 @@ def _conditional_draws_all(likelihood: FireflyLikelihood, theta, seed: int, draw
     n_theta = theta.shape[0]
     padded = -(-n_theta // _RECONSTRUCTION_CHUNK) * _RECONSTRUCTION_CHUNK
     theta_pad = np.concatenate([theta, np.repeat(theta[:1], padded - n_theta, axis=0)])
+    model = _SameModel(likelihood)
     chunks = [
-        np.asarray(_conditional_draws(likelihood, seed, i // _RECONSTRUCTION_CHUNK,
+        np.asarray(_conditional_draws(model, seed, i // _RECONSTRUCTION_CHUNK,
                                       theta_pad[i:i + _RECONSTRUCTION_CHUNK], likelihood.data, draws))
         for i in range(0, padded, _RECONSTRUCTION_CHUNK)
     ]
@@ -312,7 +336,7 @@ def _conditional_draws_all(likelihood: FireflyLikelihood, theta, seed: int, draw
 
 
 def reconstruct(likelihood: FireflyLikelihood, theta, log_evidence: float, log_evidence_err: float,
-                *, seed: int, draws_per_sample: int = 4, min_ess: float = 1000.0,
+                *, seed: int, draws_per_sample: int = 4, min_ess: float = MIN_ESS,
                 max_draws_per_sample: int = 64) -> Reconstruction:
     """Recover amplitudes and phases and convert the evidence to the physical amplitude prior.
 

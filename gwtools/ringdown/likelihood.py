@@ -86,6 +86,7 @@ __all__ = [
     "rotate_antenna",
     "segment_log_l0",
     "start_steps",
+    "static_key",
     "window_steps",
 ]
 
@@ -734,3 +735,20 @@ class VectorizedLikelihood:
     def __setstate__(self, state):
         self.__dict__.update(state)
         self.data = jax.tree_util.tree_map(jnp.asarray, self.data)
+
+
+def static_key(likelihood) -> str:
+    """sha256 of everything a likelihood's ``_point`` may read besides its data argument.
+
+    Two likelihood objects of one class with equal attributes (model, parameters, fixed values,
+    quadrature prior, ...) trace to the same programs, so compiled functions that take the data
+    as an argument can serve both (the analyses of a start-time scan share one compilation).
+    """
+    digest = hashlib.sha256(type(likelihood).__qualname__.encode() + b";")
+    for name, value in sorted(vars(likelihood).items()):
+        if name in ("data", "_compiled", "n_failed"):
+            continue
+        array = isinstance(value, (np.ndarray, jax.Array))
+        text = np.ascontiguousarray(np.asarray(value)).tobytes() if array else repr(value).encode()
+        digest.update(f"{name}=".encode() + text + b";")
+    return digest.hexdigest()

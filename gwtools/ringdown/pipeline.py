@@ -23,6 +23,7 @@ into ``[output] directory``, as one result set published with its manifest
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -587,6 +588,23 @@ def checkpoint_path(config: RingdownConfig) -> Path:
     return config.output.directory / f"{config.output.label}_checkpoint.{suffix}"
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _whitened_templates(model: RingdownModel, data, nonlinear, quadratures):
+    """Whitened ringdowns (n_draws, n_det, n) of (final_mass, final_spin, inclination,
+    polarization, start_shift) rows and their quadratures; a shifted start makes the template
+    zero before it.  The data are an argument, so one compilation serves every analysis of a
+    model (the start times of a scan)."""
+
+    def whitened_template(row, b):
+        antenna = rotate_antenna(data.antenna, row[3])
+        since_start = data.times - row[4]
+        basis = design_matrix(model, row[0], row[1], since_start, antenna, row[2])
+        strain = jnp.einsum("q,dqn->dn", b, jnp.where(since_start[:, None, :] >= 0.0, basis, 0.0))
+        return jnp.einsum("dmn,dn->dm", data.whitening, strain)
+
+    return jax.vmap(whitened_template)(nonlinear, quadratures)
+
+
 def _whitened_waveforms(
     likelihood: FireflyLikelihood,
     prepared: PreparedAnalysis,
@@ -602,16 +620,7 @@ def _whitened_waveforms(
     data = build_direct_analysis_data(
         prepared.data.times, np.stack([prepared.segments[d].data for d in prepared.data.detectors]),
         prepared.acfs, prepared.antenna, prepared.data.detectors)
-    model = likelihood.model
-
-    def whitened_template(row, b):
-        antenna = rotate_antenna(data.antenna, row[3])
-        since_start = data.times - row[4]
-        basis = design_matrix(model, row[0], row[1], since_start, antenna, row[2])
-        strain = jnp.einsum("q,dqn->dn", b, jnp.where(since_start[:, None, :] >= 0.0, basis, 0.0))
-        return jnp.einsum("dmn,dn->dm", data.whitening, strain)
-
-    templates = np.asarray(jax.jit(jax.vmap(whitened_template))(nonlinear, quadratures))
+    templates = np.asarray(_whitened_templates(likelihood.model, data, nonlinear, quadratures))
     lower, median, upper = np.percentile(templates, [5, 50, 95], axis=0)
     return {
         detector: {

@@ -309,7 +309,7 @@ def run_nested(likelihood, space: ParameterSpace, settings: SamplerSettings = Sa
 
 
 def run_nested_batch(likelihood, datas, space: ParameterSpace, settings: SamplerSettings = SamplerSettings(),
-                     *, progress: bool = True) -> list[NestedSamplingResult]:
+                     *, seeds=None, progress: bool = True) -> list[NestedSamplingResult]:
     """Nested sampling of several analyses of equal shape that share a likelihood model.
 
     Parameters
@@ -321,6 +321,9 @@ def run_nested_batch(likelihood, datas, space: ParameterSpace, settings: Sampler
         equal shapes, or one whose leaves are stacked along a leading axis.
     space, settings
         As for :func:`run_nested`.  Analysis ``i`` is seeded with ``(settings.seed, i)``.
+    seeds : sequence of int, optional
+        One seed per analysis, instead: analysis ``i`` is then sampled as :func:`run_nested`
+        samples it with seed ``seeds[i]`` (same random numbers), whatever else is in the batch.
 
     Returns
     -------
@@ -337,17 +340,20 @@ def run_nested_batch(likelihood, datas, space: ParameterSpace, settings: Sampler
 
         from gwtools.ringdown import dynesty_engine
 
-        results = []
-        for i, data in enumerate(_unstack(datas)):
+        results, datas = [], _unstack(datas)
+        if seeds is not None and len(seeds) != len(datas):
+            raise ValueError(f"{len(seeds)} seeds for a batch of {len(datas)} analyses")
+        for i, data in enumerate(datas):
             own = copy.copy(likelihood)
             own.data, own._compiled = data, None
-            seeded = replace(settings, seed=_batch_seed(settings.seed, i))
+            seed = _batch_seed(settings.seed, i) if seeds is None else int(seeds[i])
+            seeded = replace(settings, seed=seed)
             results.append(dynesty_engine.run(own, space, seeded, fingerprint="", checkpoint_path=None,
                                               resume=False, progress=progress))
         return results
     from gwtools.ringdown import blackjax_engine
 
-    return blackjax_engine.run_batch(likelihood, _stack(datas), space, settings, progress=progress)
+    return blackjax_engine.run_batch(likelihood, _stack(datas), space, settings, seeds=seeds, progress=progress)
 
 
 def _batch_seed(seed: int, index: int) -> int:
