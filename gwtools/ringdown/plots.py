@@ -44,7 +44,9 @@ def _bulk_range(samples: np.ndarray, margin: float = 0.05) -> tuple[float, float
     return lo - margin * (hi - lo), hi + margin * (hi - lo)
 
 
-def save_figure(fig: plt.Figure, path: str | os.PathLike, run_id: str | None = None) -> Path:
+def save_figure(
+    fig: plt.Figure, path: str | os.PathLike, run_id: str | None = None, *, trim: bool = True
+) -> Path:
     """Write ``fig`` as a PNG atomically and close it.
 
     Parameters
@@ -55,6 +57,9 @@ def save_figure(fig: plt.Figure, path: str | os.PathLike, run_id: str | None = N
     run_id : str, optional
         Identifier of the run that made the figure, printed in its lower right corner and
         stored in the PNG metadata, so a figure can be matched with its results file.
+    trim : bool, optional
+        Crop the PNG to the drawn content (an extra layout pass).  Figures with fixed margins
+        pass False.
     """
     path = Path(path)
     metadata = {}
@@ -62,7 +67,7 @@ def save_figure(fig: plt.Figure, path: str | os.PathLike, run_id: str | None = N
         fig.text(0.995, 0.002, f"run {run_id}", ha="right", va="bottom", fontsize=6, color="0.5")
         metadata["Comment"] = f"gwtools run {run_id}"
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight", metadata=metadata)
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight" if trim else None, metadata=metadata)
     plt.close(fig)
     return path
 
@@ -403,7 +408,8 @@ def plot_noise_diagnostics(
     ax.plot(times[used], variance[used], "o", ms=3, color=_RINGDOWN_COLOR, label="in the estimate")
     ax.plot(times[loud], variance[loud], "o", ms=5, mfc="none", color="tab:red", label=f"loud (p < {loud_pvalue:g})")
     ax.axhline(1.0, color="k", lw=0.8)
-    ax.set_yscale("log")
+    if variance.size and np.nanmax(variance) > 10 * max(np.nanmin(variance), 1e-300):
+        ax.set_yscale("log")  # loud stretches can sit decades above unit variance
     ax.set_xlabel("time from the peak [s]" if peak is not None else "GPS time [s]")
     ax.set_ylabel("whitened variance per stretch")
     ax.legend(frameon=False, fontsize="small")
@@ -438,8 +444,9 @@ def plot_noise_diagnostics(
     ax.set_ylabel("autocorrelation of whitened data")
     ax.legend(frameon=False, fontsize="small")
     fig.suptitle(f"{detector} noise: {method}" if method else f"{detector} noise", fontsize="medium")
-    fig.tight_layout()
-    return save_figure(fig, path, run_id)
+    # fixed margins: tight_layout would measure every tick label of the four panels again
+    fig.subplots_adjust(left=0.07, right=0.985, bottom=0.08, top=0.93, wspace=0.22, hspace=0.25)
+    return save_figure(fig, path, run_id, trim=False)
 
 
 def _format_interval(samples) -> str:
