@@ -12,6 +12,7 @@ import pytest
 from astropy import units
 from astropy.cosmology import Planck15, z_at_value
 
+from gwtools.io.checksums import file_sha256
 from gwtools.io.posteriors import (
     PosteriorTable,
     available_analyses,
@@ -19,7 +20,6 @@ from gwtools.io.posteriors import (
     chi_p,
     chirp_mass,
     component_masses,
-    file_sha256,
     read_posterior,
     redshift_from_luminosity_distance,
 )

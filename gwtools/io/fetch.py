@@ -38,7 +38,7 @@ from urllib.parse import urlsplit
 import requests
 
 from gwtools.io.atomic import atomic_path
-from gwtools.io.posteriors import file_sha256
+from gwtools.io.checksums import file_sha256
 from gwtools.io.strain import read_strain_info, validate_detector
 
 __all__ = [

@@ -37,7 +37,6 @@ import contextlib
 import datetime
 import errno
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -50,6 +49,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from gwtools.io.atomic import atomic_path
+from gwtools.io.checksums import file_sha256
 
 __all__ = [
     "LOCK_NAME",
@@ -80,7 +80,6 @@ _SEALED = ".manifest.json"
 _PREVIOUS = ".previous.json"
 _MANIFEST_FORMAT = "gwtools result set"
 _MANIFEST_VERSION = 1
-_HASH_BLOCK = 1 << 20
 
 
 class OutputLockedError(ValueError):
@@ -245,14 +244,6 @@ def lock_directory(directory: str | os.PathLike, run_id: str) -> Iterator[LockOw
         os.close(fd)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(_HASH_BLOCK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _seal(staging: Path, name: str, run_id: str) -> None:
     """Write the manifest of every (non-hidden) file in ``staging``: the set's commit point."""
     files = {}
@@ -261,7 +252,7 @@ def _seal(staging: Path, name: str, run_id: str) -> None:
             continue
         if not entry.is_file():
             raise ValueError(f"{entry}: a result set holds plain files only, not folders")
-        files[entry.name] = {"bytes": entry.stat().st_size, "sha256": _sha256(entry)}
+        files[entry.name] = {"bytes": entry.stat().st_size, "sha256": file_sha256(entry)}
     manifest = {
         "format": _MANIFEST_FORMAT,
         "format_version": _MANIFEST_VERSION,
@@ -386,7 +377,7 @@ def _check_file(directory: Path, filename: str, entry: dict, manifest: dict) -> 
             f"{path} is missing from result set {manifest['name']} of run {manifest['run_id']}: "
             "rerun the analysis"
         )
-    if path.stat().st_size != entry["bytes"] or _sha256(path) != entry["sha256"]:
+    if path.stat().st_size != entry["bytes"] or file_sha256(path) != entry["sha256"]:
         raise ValueError(
             f"{path} is not the file that run {manifest['run_id']} published with "
             f"{manifest['name']}{MANIFEST_SUFFIX}: the directory mixes outputs of different "

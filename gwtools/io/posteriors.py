@@ -22,7 +22,6 @@ used by GWTC-1 and 2-OGC); ``metadata["redshift_source"]`` says which.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -36,11 +35,11 @@ import h5py
 import numpy as np
 
 from gwtools.compression.transforms import physical_support
+from gwtools.io.checksums import file_sha256
 
 __all__ = [
     "PosteriorTable",
     "available_analyses",
-    "file_sha256",
     "read_posterior",
 ]
 
@@ -153,15 +152,6 @@ def _stack(columns: dict[str, np.ndarray], params: Sequence[str], what: str) -> 
     if missing:
         raise KeyError(f"{what} samples have no {missing}; available: {sorted(columns)}")
     return np.column_stack([np.asarray(columns[p], dtype=float) for p in params])
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Hex SHA-256 digest of a file's bytes (read in 1 MiB chunks)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 # --------------------------------------------------------------------------- format detection

@@ -40,7 +40,7 @@ import numpy as np
 
 from gwtools.io import data_quality
 from gwtools.io.outputs import MANIFEST_SUFFIX, lock_directory, new_run_id, staged_result_set
-from gwtools.io.posteriors import file_sha256
+from gwtools.io.checksums import file_sha256
 from gwtools.io.strain import TimeSeries, read_raw_strain
 from gwtools.ringdown import conditioning, detectors, noise, noise_diagnostics
 from gwtools.ringdown.config import (
