@@ -113,7 +113,7 @@ def main() -> None:
         stage("plots", pipeline.make_plots, result, config.output.directory, config.data.imr_samples)
         stem = config.output.directory / config.output.label
         stage("write", lambda result, stem: (write_result(result, f"{stem}.h5"),
-                                             save_bilby_result(result, f"{stem}_bilby.json")), result, stem)
+                                             save_bilby_result(result, f"{stem}_bilby.hdf5")), result, stem)
         total = sum(timings.values())
         ln_z, ln_z_err = result.log_evidence["physical"]
         flat, flat_err = result.log_evidence["flat"]

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import astropy.constants as const
+import bilby
 import numpy as np
 import pytest
 import qnm
@@ -64,7 +65,7 @@ def tiny_run(project_data, tmp_path_factory):
 def test_outputs_are_written(tiny_run):
     _, out = tiny_run
     label = "GW150914_220+221"
-    for suffix in (".h5", "_bilby.json", "_summary.md", "_remnant.png", "_amplitudes.png",
+    for suffix in (".h5", "_bilby.hdf5", "_summary.md", "_remnant.png", "_amplitudes.png",
                    "_whitened.png", "_qnm.png", "_noise_H1.png", "_noise_L1.png"):
         assert (out / f"{label}{suffix}").is_file(), suffix
     for png in out.glob("*.png"):
@@ -80,7 +81,7 @@ def test_outputs_are_one_published_set_with_the_run_id_on_each(tiny_run):
     label = "GW150914_220+221"
     manifest = outputs.verify_result_set(out, label)
     assert sorted(manifest["files"]) == sorted(
-        f"{label}{suffix}" for suffix in (".h5", "_bilby.json", "_summary.md", "_remnant.png",
+        f"{label}{suffix}" for suffix in (".h5", "_bilby.hdf5", "_summary.md", "_remnant.png",
                                           "_amplitudes.png", "_whitened.png", "_qnm.png",
                                           "_noise_H1.png", "_noise_L1.png"))
     for name, entry in manifest["files"].items():
@@ -88,7 +89,7 @@ def test_outputs_are_one_published_set_with_the_run_id_on_each(tiny_run):
     run_id = manifest["run_id"]
     assert read_result(out / f"{label}.h5").run_id == run_id
     assert f"| run id | {run_id} |" in (out / f"{label}_summary.md").read_text()
-    assert json.loads((out / f"{label}_bilby.json").read_text())["meta_data"]["run_id"] == run_id
+    assert bilby.core.result.read_in_result(str(out / f"{label}_bilby.hdf5")).meta_data["run_id"] == run_id
     for png in out.glob("*.png"):
         assert Image.open(png).text["Comment"] == f"gwtools run {run_id}"
     # nothing left behind: no lock, no staging folder, no temporary file
@@ -204,11 +205,9 @@ def test_signal_is_found_and_remnant_overlaps_imr(tiny_run, project_data):
 
 
 def test_bilby_file_holds_the_same_posterior(tiny_run):
-    import bilby
-
     _, out = tiny_run
     result = read_result(out / "GW150914_220+221.h5")
-    back = bilby.core.result.read_in_result(str(out / "GW150914_220+221_bilby.json"))
+    back = bilby.core.result.read_in_result(str(out / "GW150914_220+221_bilby.hdf5"))
     np.testing.assert_allclose(back.posterior["final_mass"].to_numpy(), result.posterior["final_mass"])
     assert back.log_evidence == pytest.approx(result.log_evidence["physical"][0])
     assert back.log_noise_evidence == pytest.approx(result.diagnostics["log_noise_evidence"])

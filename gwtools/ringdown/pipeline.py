@@ -16,7 +16,7 @@ Stages (each a function, so benchmarks and notebooks can time or inspect them on
 6. :func:`make_plots` draws the figures and the one-page summary.
 
 :func:`run_pipeline` runs them all and writes ``<label>.h5`` (see
-:mod:`gwtools.ringdown.results`), ``<label>_bilby.json``, the PNGs and ``<label>_summary.md``
+:mod:`gwtools.ringdown.results`), ``<label>_bilby.hdf5``, the PNGs and ``<label>_summary.md``
 into ``[output] directory``, as one result set published with its manifest
 ``<label>.manifest.json`` (:mod:`gwtools.io.outputs`), while holding the directory's lock.
 """
@@ -989,13 +989,13 @@ def run_pipeline(
                                             config.data.imr_samples,
                                             config.data.imr_remnant)
             write_result(result, stage / f"{label}.h5")
-            save_bilby_result(result, stage / f"{label}_bilby.json")
+            save_bilby_result(result, stage / f"{label}_bilby.hdf5")
     result_path = directory / f"{label}.h5"
     logger.info("wrote %s (run %s)", result_path, run_id)
     return PipelineOutputs(
         result=result,
         result_path=result_path,
-        bilby_path=directory / f"{label}_bilby.json",
+        bilby_path=directory / f"{label}_bilby.hdf5",
         plots=tuple(directory / p.name for p in plot_paths),
         summary_path=None if summary is None else directory / summary.name,
         timings=timings,

@@ -356,7 +356,7 @@ def _publish(item: _Ready, sampling, diagnostics: Mapping[str, float]) -> dict[s
     directory, label = config.output.directory, config.output.label
     with staged_result_set(directory, label, item.run_id) as stage:
         write_result(result, stage / f"{label}.h5")
-        save_bilby_result(result, stage / f"{label}_bilby.json")
+        save_bilby_result(result, stage / f"{label}_bilby.hdf5")
     logger.info("scan point %s: wrote %s (run %s)", label, directory / f"{label}.h5", item.run_id)
     return _summary(result, directory / f"{label}.h5")
 
