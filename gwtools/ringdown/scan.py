@@ -384,7 +384,7 @@ def scan_task(configs: Sequence[Mapping[str, Any]], pad_to: int = 1) -> list[dic
     pipeline.use_compilation_cache()
     outcomes: list[dict[str, Any]] = [{} for _ in configs]
     shared = _SharedInputs()
-    with contextlib.ExitStack() as locks:
+    with pipeline.single_threaded_blas(), contextlib.ExitStack() as locks:
         ready, prepare_seconds = [], 0.0
         for index, raw in enumerate(configs):
             try:
