@@ -78,6 +78,7 @@ def main() -> None:
 
     import_time = time.perf_counter() - begin
     cache = pipeline.use_compilation_cache()
+    pipeline.single_threaded_blas()  # applies until exit, as run_pipeline does for its stages
     checkpoints = _CheckpointLog()
     logging.getLogger("gwtools.ringdown.blackjax_engine").addHandler(checkpoints)
     logging.getLogger("gwtools.ringdown.blackjax_engine").setLevel(logging.DEBUG)
