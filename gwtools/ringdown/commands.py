@@ -124,7 +124,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         "ringdown",
         help="analyse a ringdown with FIREFLY nested sampling",
         description="Run the ringdown pipeline of a TOML configuration: results file (HDF5), "
-        "bilby JSON, plots and a markdown summary in [output] directory.",
+        "bilby result (HDF5), plots and a markdown summary in [output] directory.",
     )
     _add_common(ringdown)
     ringdown.add_argument(

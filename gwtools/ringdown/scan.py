@@ -17,7 +17,7 @@ cluster or a remote scheduler spreads batches over workers and machines.  A task
 conditions the strain and estimates the noise once for all its points where their data and
 off-source windows are the same (the off-source window is fixed relative to the peak), then
 prepares each point's analysis, samples the batch and publishes each point's outputs (results
-file and bilby JSON, as ``gwtools ringdown --no-plots`` writes them).  The dynesty engine has
+file and bilby result, as ``gwtools ringdown --no-plots`` writes them).  The dynesty engine has
 no batch mode: there every point is a task of its own.  Each task keeps JAX's compiled
 programs on disk (:func:`~gwtools.ringdown.pipeline.use_compilation_cache`), so workers
 started later, and later scans, skip the compilation of batches of a shape already seen.
@@ -346,7 +346,7 @@ def _summary(result, result_path: Path) -> dict[str, Any]:
 
 
 def _publish(item: _Ready, sampling, diagnostics: Mapping[str, float]) -> dict[str, Any]:
-    """Reconstruct a sampled point, publish its results file and bilby JSON; return its row."""
+    """Reconstruct a sampled point, publish its results file and bilby result; return its row."""
     from gwtools.ringdown.pipeline import build_result
     from gwtools.ringdown.results import save_bilby_result, write_result
 
