@@ -22,7 +22,7 @@ config, pipeline, results, plots, scan
 injection, validation, reference
     Simulated data, FIREFLY-versus-full comparisons and a plain numpy/scipy likelihood.
 
-The JAX modules (qnm, harmonics and everything built on them) switch JAX to 64-bit floats when
-imported: ringdown likelihoods difference numbers of order 1e4 and need double precision.
+Every JAX module of the engine imports :mod:`~gwtools.ringdown.precision` first, which switches
+JAX to 64-bit floats: ringdown likelihoods difference numbers of order 1e4 and need double precision.
 Importing this package itself is cheap (no JAX), so the command line starts quickly.
 """

@@ -37,6 +37,7 @@ import functools
 import logging
 from dataclasses import dataclass
 
+import gwtools.ringdown.precision  # noqa: F401  (float64 before JAX makes any array)
 import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl

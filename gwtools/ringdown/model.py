@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import gwtools.ringdown.precision  # noqa: F401  (float64 before JAX makes any array)
 import jax.numpy as jnp
 
 from gwtools.ringdown.harmonics import spin_weighted_spherical_harmonic

@@ -42,12 +42,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Sequence
 
+import gwtools.ringdown.precision  # noqa: F401  (float64 before JAX makes any array)
 import jax
 import jax.numpy as jnp
 import numpy as np
 from astropy import constants as _constants
 
-jax.config.update("jax_enable_x64", True)
 
 __all__ = [
     "CHI_MAX",
