@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import astropy.constants as const
@@ -229,3 +231,18 @@ def test_scan_section(tmp_path):
     with pytest.raises(ValueError, match=r"\[scan\]: section is missing"):
         load_scan_config(PIPELINES / "gw150914.toml")
     assert math.isfinite(config.run.event.time)
+
+
+def test_reading_a_configuration_loads_no_jax_torch_or_matplotlib():
+    # a fresh interpreter: the configuration, the sampler settings and the mode table without JAX
+    code = (
+        "import sys\n"
+        "from gwtools.ringdown.config import load_config\n"
+        f"config = load_config({str(PIPELINES / 'gw150914.toml')!r})\n"
+        "assert config.sampler.engine == 'blackjax' and config.model.modes == ('220', '221')\n"
+        "print(sorted(name for name in ('jax', 'torch', 'matplotlib') if name in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=PIPELINES.parent, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -17,7 +17,8 @@ from gwtools.ringdown.firefly import FireflyLikelihood, QuadraturePrior, margina
 from gwtools.ringdown.likelihood import build_analysis_data, log_noise_evidence, projections
 from gwtools.ringdown.model import AMPLITUDE_UNIT, RingdownModel
 from gwtools.ringdown.pipeline import cut_segments
-from gwtools.ringdown.qnm import frequency_damping_time, parse_modes
+from gwtools.ringdown.modes import parse_modes
+from gwtools.ringdown.qnm import frequency_damping_time
 from gwtools.ringdown.reference import reference_log_likelihood, reference_template
 
 RATE = 2048.0

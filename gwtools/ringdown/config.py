@@ -39,14 +39,21 @@ import itertools
 import logging
 import math
 import os
-import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gwtools.ringdown.qnm import MTSUN_S, tabulated_modes
+from gwtools.ringdown.constants import (
+    CHI_MAX,
+    MTSUN_S,
+    POLARIZATION_MODELS,
+    PSI_PERIOD,
+    QUADRATURE_PRIORS,
+    WELCH_AVERAGES,
+)
+from gwtools.ringdown.modes import COMPACT_LABEL, tabulated_modes
 from gwtools.ringdown.sampling import ENGINES, SamplerSettings
 
 if sys.version_info >= (3, 11):
@@ -55,7 +62,6 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 __all__ = [
-    "MAX_FINAL_SPIN",
     "AnalysisConfig",
     "DataConfig",
     "EventConfig",
@@ -83,17 +89,10 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Largest remnant spin accepted in priors: the Kerr QNM fits are validated up to here.
-MAX_FINAL_SPIN = 0.99
-
 #: Largest light-travel delay between a detector and the geocentre, s (Earth radius / c).
 _MAX_DELAY = 0.0213
 
-_MODE_PATTERN = re.compile(r"^[2-9]\d\d$")
 _NOISE_METHODS = ("welch", "acf_file", "psd_file")
-_AVERAGES = ("mean", "median")
-_POLARIZATIONS = ("kerr", "free")
-_QUADRATURE_PRIORS = ("flat", "gaussian")
 _BAD_DATA_ACTIONS = ("refuse", "warn")
 
 #: Names of the GPS windows of the data an analysis uses (:func:`analysis_windows`).
@@ -294,7 +293,7 @@ class PriorConfig:
     """
 
     final_mass: tuple[float, float] = (20.0, 200.0)
-    final_spin: tuple[float, float] = (0.0, MAX_FINAL_SPIN)
+    final_spin: tuple[float, float] = (0.0, CHI_MAX)
     amplitude_max: float = 5e-20
     cos_inclination: float | tuple[float, float] = -1.0
     quadrature: str = "flat"
@@ -643,7 +642,7 @@ def _parse_noise(
     if "welch_segment" in table:
         values["welch_segment"] = _positive("noise", "welch_segment", table["welch_segment"])
     if "average" in table:
-        values["average"] = _string("noise", "average", table["average"], _AVERAGES)
+        values["average"] = _string("noise", "average", table["average"], WELCH_AVERAGES)
     for key in ("acf_files", "psd_files"):
         if key in table:
             values[key] = _detector_paths("noise", key, table[key], base_dir)
@@ -691,12 +690,13 @@ def _parse_modes(section: str, key: str, value: Any) -> tuple[str, ...]:
         raise _fail(section, key, f"expected a non-empty list like [\"220\", \"221\"], got {value!r}")
     modes = tuple(_string(section, key, m) for m in value)
     for mode in modes:
-        if not _MODE_PATTERN.match(mode):
+        match = COMPACT_LABEL.match(mode)
+        if match is None:
             raise _fail(section, key, f"{mode!r} is not a mode 'lmn' (e.g. '220', '221', '330')")
-        ell, m = int(mode[0]), int(mode[1:-1])
+        ell, m, _ = (int(index) for index in match.groups())
         if abs(m) > ell:
             raise _fail(section, key, f"{mode!r} has |m| > l")
-        available = [f"{q.l}{q.m}{q.n}" for q in tabulated_modes()]
+        available = [str(q) for q in tabulated_modes()]
         if mode not in available:
             raise _fail(
                 section, key, f"{mode!r} is not in the QNM table (available: {', '.join(available)})"
@@ -713,7 +713,7 @@ def _parse_model(raw: Mapping[str, Any]) -> ModelConfig:
         values["modes"] = _parse_modes("model", "modes", table["modes"])
     if "polarization" in table:
         values["polarization"] = _string(
-            "model", "polarization", table["polarization"], _POLARIZATIONS
+            "model", "polarization", table["polarization"], POLARIZATION_MODELS
         )
     return ModelConfig(**values)
 
@@ -727,7 +727,7 @@ def _parse_prior(raw: Mapping[str, Any]) -> PriorConfig:
             raise _fail("prior", "final_mass", "lower bound must be > 0 solar masses")
     if "final_spin" in table:
         values["final_spin"] = _interval(
-            "prior", "final_spin", table["final_spin"], lower=0.0, upper=MAX_FINAL_SPIN
+            "prior", "final_spin", table["final_spin"], lower=0.0, upper=CHI_MAX
         )
     if "amplitude_max" in table:
         values["amplitude_max"] = _positive("prior", "amplitude_max", table["amplitude_max"])
@@ -744,7 +744,7 @@ def _parse_prior(raw: Mapping[str, Any]) -> PriorConfig:
             values["cos_inclination"] = number
     if "quadrature" in table:
         values["quadrature"] = _string(
-            "prior", "quadrature", table["quadrature"], _QUADRATURE_PRIORS
+            "prior", "quadrature", table["quadrature"], QUADRATURE_PRIORS
         )
     if "quadrature_scale" in table:
         values["quadrature_scale"] = _positive(
@@ -757,9 +757,6 @@ def _parse_prior(raw: Mapping[str, Any]) -> PriorConfig:
         raise _fail("prior", "quadrature_scale", "required with quadrature = \"gaussian\"")
     return prior
 
-
-#: Period of the antenna patterns in the polarization angle, rad: psi and psi + pi are one polarization.
-PSI_PERIOD = math.pi
 
 #: A psi range this close to the period (rad) is the whole period (e.g. [0, 3.1416]).
 _PSI_PERIOD_TOLERANCE = 1e-4

@@ -44,6 +44,7 @@ import jax.scipy.linalg as jsl
 import numpy as np
 from scipy.special import logsumexp
 
+from gwtools.ringdown.constants import QUADRATURE_PRIORS
 from gwtools.ringdown.likelihood import (
     AnalysisData,
     VectorizedLikelihood,
@@ -67,8 +68,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-QUADRATURE_PRIORS = ("flat", "gaussian")
 
 #: Effective sample size of the physical-prior importance weights that :func:`reconstruct`
 #: aims for; below it the physical-prior results are flagged as unreliable.

@@ -45,7 +45,6 @@ from gwtools.io.checksums import file_sha256
 from gwtools.io.strain import TimeSeries, read_raw_strain
 from gwtools.ringdown import conditioning, detectors, noise, noise_diagnostics
 from gwtools.ringdown.config import (
-    PSI_PERIOD,
     RingdownConfig,
     analysis_windows,
     check_inputs,
@@ -55,6 +54,7 @@ from gwtools.ringdown.config import (
     start_offset_seconds,
     start_window_seconds,
 )
+from gwtools.ringdown.constants import PSI_PERIOD
 from gwtools.ringdown.direct import build_direct_analysis_data
 from gwtools.ringdown.firefly import (
     FireflyLikelihood,
