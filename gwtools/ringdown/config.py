@@ -21,10 +21,9 @@ by the same shift.
 
 Checks against the files
 ------------------------
-:func:`parse_config` reads no file.  :func:`check_inputs` checks a configuration against the
-files it names, reading only their metadata: the output directory, the strain files' GPS
-spans, sample rates and metadata, the other input files.  ``run_pipeline`` and ``run_scan``
-(for every point) call it before anything runs.
+:func:`parse_config` reads no file except, with ``[data] directory``, that directory's listing
+and manifest.  :func:`gwtools.ringdown.input_checks.check_inputs` checks a configuration
+against the files it names.
 
 Examples
 --------
@@ -36,7 +35,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import logging
 import math
 import os
 import sys
@@ -72,6 +70,7 @@ __all__ = [
     "RingdownConfig",
     "SCAN_STARTS",
     "ScanConfig",
+    "config_error",
     "config_to_dict",
     "load_config",
     "load_scan_config",
@@ -79,26 +78,13 @@ __all__ = [
     "parse_config",
     "start_offset_seconds",
     "start_window_seconds",
-    "peak_geocenter",
-    "analysis_windows",
-    "check_inputs",
-    "read_config_psd",
-    "ON_SOURCE",
-    "OFF_SOURCE",
 ]
-
-logger = logging.getLogger(__name__)
 
 #: Largest light-travel delay between a detector and the geocentre, s (Earth radius / c).
 _MAX_DELAY = 0.0213
 
 _NOISE_METHODS = ("welch", "acf_file", "psd_file")
 _BAD_DATA_ACTIONS = ("refuse", "warn")
-
-#: Names of the GPS windows of the data an analysis uses (:func:`analysis_windows`).
-ON_SOURCE = "on-source segment"
-OFF_SOURCE = "off-source noise window"
-
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -376,38 +362,39 @@ class ScanConfig:
 # Small validators: each names the offending key in the message.
 
 
-def _fail(section: str, key: str, message: str) -> ValueError:
+def config_error(section: str, key: str, message: str) -> ValueError:
+    """The error of a bad configuration value: ``"[section] key: message"``."""
     return ValueError(f"[{section}] {key}: {message}")
 
 
 def _number(section: str, key: str, value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _fail(section, key, f"expected a number, got {value!r}")
+        raise config_error(section, key, f"expected a number, got {value!r}")
     if not math.isfinite(value):
-        raise _fail(section, key, f"must be finite, got {value!r}")
+        raise config_error(section, key, f"must be finite, got {value!r}")
     return float(value)
 
 
 def _positive(section: str, key: str, value: Any) -> float:
     number = _number(section, key, value)
     if number <= 0:
-        raise _fail(section, key, f"must be > 0, got {number!r}")
+        raise config_error(section, key, f"must be > 0, got {number!r}")
     return number
 
 
 def _integer(section: str, key: str, value: Any, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail(section, key, f"expected an integer, got {value!r}")
+        raise config_error(section, key, f"expected an integer, got {value!r}")
     if value < minimum:
-        raise _fail(section, key, f"must be >= {minimum}, got {value}")
+        raise config_error(section, key, f"must be >= {minimum}, got {value}")
     return int(value)
 
 
 def _string(section: str, key: str, value: Any, choices: tuple[str, ...] | None = None) -> str:
     if not isinstance(value, str) or not value:
-        raise _fail(section, key, f"expected a non-empty string, got {value!r}")
+        raise config_error(section, key, f"expected a non-empty string, got {value!r}")
     if choices is not None and value not in choices:
-        raise _fail(section, key, f"{value!r} is not one of {', '.join(choices)}")
+        raise config_error(section, key, f"{value!r} is not one of {', '.join(choices)}")
     return value
 
 
@@ -415,27 +402,27 @@ def _interval(
     section: str, key: str, value: Any, lower: float | None = None, upper: float | None = None
 ) -> tuple[float, float]:
     if not isinstance(value, (list, tuple)) or len(value) != 2:
-        raise _fail(section, key, f"expected [lower, upper], got {value!r}")
+        raise config_error(section, key, f"expected [lower, upper], got {value!r}")
     lo, hi = (_number(section, key, v) for v in value)
     if lo >= hi:
-        raise _fail(section, key, f"lower bound {lo} >= upper bound {hi}")
+        raise config_error(section, key, f"lower bound {lo} >= upper bound {hi}")
     if lower is not None and lo < lower:
-        raise _fail(section, key, f"lower bound {lo} < {lower}")
+        raise config_error(section, key, f"lower bound {lo} < {lower}")
     if upper is not None and hi > upper:
-        raise _fail(section, key, f"upper bound {hi} > {upper}")
+        raise config_error(section, key, f"upper bound {hi} > {upper}")
     return lo, hi
 
 
 def _path(section: str, key: str, value: Any, base_dir: Path) -> Path:
     if not isinstance(value, (str, os.PathLike)) or not str(value):
-        raise _fail(section, key, f"expected a file path, got {value!r}")
+        raise config_error(section, key, f"expected a file path, got {value!r}")
     path = Path(value).expanduser()
     return path if path.is_absolute() else (base_dir / path).resolve()
 
 
 def _detector_paths(section: str, key: str, value: Any, base_dir: Path) -> dict[str, Path]:
     if not isinstance(value, Mapping):
-        raise _fail(section, key, f"expected a table {{H1 = \"file\", ...}}, got {value!r}")
+        raise config_error(section, key, f"expected a table {{H1 = \"file\", ...}}, got {value!r}")
     return {
         _string(section, f"{key}.{det}", det): _path(section, f"{key}.{det}", path, base_dir)
         for det, path in value.items()
@@ -453,7 +440,7 @@ def _table(raw: Mapping[str, Any], section: str, allowed: set[str], required: bo
         raise ValueError(f"[{section}]: expected a table, got {table!r}")
     unknown = sorted(set(table) - allowed)
     if unknown:
-        raise _fail(section, unknown[0], f"unknown key (allowed: {', '.join(sorted(allowed))})")
+        raise config_error(section, unknown[0], f"unknown key (allowed: {', '.join(sorted(allowed))})")
     return dict(table)
 
 
@@ -468,7 +455,7 @@ def _field_names(cls: type) -> set[str]:
 def _parse_data(raw: Mapping[str, Any], base_dir: Path) -> DataConfig:
     table = _table(raw, "data", _field_names(DataConfig), required=True)
     if ("files" in table) == ("directory" in table):
-        raise _fail(
+        raise config_error(
             "data", "files", "give either files (one strain file per detector) or directory (a "
             "folder of GWOSC files from `gwtools fetch`), not both" if "files" in table else
             "missing: give one strain file per detector, or a directory of GWOSC files from "
@@ -476,18 +463,18 @@ def _parse_data(raw: Mapping[str, Any], base_dir: Path) -> DataConfig:
         )
     files = _detector_paths("data", "files", table.get("files", {}), base_dir)
     if "directory" in table and "detectors" not in table:
-        raise _fail("data", "detectors", "required with directory, e.g. [\"H1\", \"L1\", \"V1\"]")
+        raise config_error("data", "detectors", "required with directory, e.g. [\"H1\", \"L1\", \"V1\"]")
     detectors = table.get("detectors", list(files))
     if not isinstance(detectors, (list, tuple)) or not detectors:
-        raise _fail("data", "detectors", f"expected a non-empty list, got {detectors!r}")
+        raise config_error("data", "detectors", f"expected a non-empty list, got {detectors!r}")
     detectors = tuple(_string("data", "detectors", d) for d in detectors)
     if len(set(detectors)) != len(detectors):
-        raise _fail("data", "detectors", f"repeated detector in {list(detectors)}")
+        raise config_error("data", "detectors", f"repeated detector in {list(detectors)}")
     missing = [d for d in detectors if d not in files]
     if missing and "files" in table:
-        raise _fail("data", "files", f"no strain file for detector(s) {', '.join(missing)}")
+        raise config_error("data", "files", f"no strain file for detector(s) {', '.join(missing)}")
     if "event" in table and "directory" not in table:
-        raise _fail("data", "event", "names the event of a [data] directory; give directory too")
+        raise config_error("data", "event", "names the event of a [data] directory; give directory too")
     optional = {
         key: _path("data", key, table[key], base_dir)
         for key in ("imr_samples", "imr_remnant", "directory")
@@ -529,7 +516,7 @@ def _files_from_directory(config: RingdownConfig) -> RingdownConfig:
     except FileNotFoundError as err:
         raise FileNotFoundError(f"[data] directory: {err}") from None
     except ValueError as err:
-        raise _fail("data", "directory", str(err)) from None
+        raise config_error("data", "directory", str(err)) from None
     return dataclasses.replace(config, data=dataclasses.replace(data, files=files))
 
 
@@ -537,19 +524,19 @@ def _parse_event(raw: Mapping[str, Any], detectors: tuple[str, ...]) -> EventCon
     table = _table(raw, "event", _field_names(EventConfig), required=True)
     for key in ("time", "ra", "dec", "psi"):
         if key not in table:
-            raise _fail("event", key, "missing")
+            raise config_error("event", key, "missing")
     ra = _number("event", "ra", table["ra"])
     if not 0.0 <= ra <= 2 * math.pi:
-        raise _fail("event", "ra", f"{ra} is outside [0, 2 pi] rad")
+        raise config_error("event", "ra", f"{ra} is outside [0, 2 pi] rad")
     dec = _number("event", "dec", table["dec"])
     if abs(dec) > math.pi / 2:
-        raise _fail("event", "dec", f"{dec} is outside [-pi/2, pi/2] rad")
+        raise config_error("event", "dec", f"{dec} is outside [-pi/2, pi/2] rad")
     time = _positive("event", "time", table["time"])
     reference = _string(
         "event", "reference_detector", table.get("reference_detector", "geocenter")
     )
     if reference != "geocenter" and reference not in detectors:
-        raise _fail(
+        raise config_error(
             "event",
             "reference_detector",
             f"{reference!r} is neither 'geocenter' nor one of the analysed detectors "
@@ -569,30 +556,30 @@ def _parse_analysis(raw: Mapping[str, Any]) -> AnalysisConfig:
     table = _table(raw, "analysis", _field_names(AnalysisConfig), required=False)
     starts = [k for k in ("start_time", "start_offset_ms", "start_offset_m") if k in table]
     if len(starts) > 1:
-        raise _fail("analysis", starts[1], f"give only one of {', '.join(starts)}")
+        raise config_error("analysis", starts[1], f"give only one of {', '.join(starts)}")
     values: dict[str, Any] = {}
     for key in ("start_time", "start_offset_ms", "start_offset_m"):
         if key in table:
             values[key] = _number("analysis", key, table[key])
     if "start_time" in values and values["start_time"] <= 0:
-        raise _fail("analysis", "start_time", "must be a GPS time > 0")
+        raise config_error("analysis", "start_time", "must be a GPS time > 0")
     if "reference_mass" in table:
         values["reference_mass"] = _positive("analysis", "reference_mass", table["reference_mass"])
     if "start_offset_m" in values and "reference_mass" not in values:
-        raise _fail("analysis", "reference_mass", "required with start_offset_m (solar masses)")
+        raise config_error("analysis", "reference_mass", "required with start_offset_m (solar masses)")
     for key in ("duration", "sample_rate"):
         if key in table:
             values[key] = _positive("analysis", key, table[key])
     if "f_low" in table:
         values["f_low"] = _number("analysis", "f_low", table["f_low"])
         if values["f_low"] < 0:
-            raise _fail("analysis", "f_low", f"must be >= 0, got {values['f_low']}")
+            raise config_error("analysis", "f_low", f"must be >= 0, got {values['f_low']}")
     if "f_high" in table:
         values["f_high"] = _positive("analysis", "f_high", table["f_high"])
     if "start_window_ms" in table:
         window = _interval("analysis", "start_window_ms", table["start_window_ms"])
         if not window[0] <= 0.0 <= window[1]:
-            raise _fail(
+            raise config_error(
                 "analysis", "start_window_ms",
                 f"{list(window)} ms does not contain the configured start (0): give the window "
                 "relative to the start, e.g. move start_offset_ms into it and use [-1.0, 1.0]",
@@ -601,16 +588,16 @@ def _parse_analysis(raw: Mapping[str, Any]) -> AnalysisConfig:
     analysis = AnalysisConfig(**values)
     nyquist = analysis.sample_rate / 2
     if analysis.f_low >= nyquist:
-        raise _fail("analysis", "f_low", f"{analysis.f_low} Hz >= Nyquist frequency {nyquist} Hz")
+        raise config_error("analysis", "f_low", f"{analysis.f_low} Hz >= Nyquist frequency {nyquist} Hz")
     if analysis.f_high is not None:
         if analysis.f_high > nyquist:
-            raise _fail(
+            raise config_error(
                 "analysis", "f_high", f"{analysis.f_high} Hz > Nyquist frequency {nyquist} Hz"
             )
         if analysis.f_high <= analysis.f_low:
-            raise _fail("analysis", "f_high", f"{analysis.f_high} Hz <= f_low {analysis.f_low} Hz")
+            raise config_error("analysis", "f_high", f"{analysis.f_high} Hz <= f_low {analysis.f_low} Hz")
     if analysis.duration * analysis.sample_rate < 4:
-        raise _fail("analysis", "duration", "segment holds fewer than 4 samples")
+        raise config_error("analysis", "duration", "segment holds fewer than 4 samples")
     return analysis
 
 
@@ -623,7 +610,7 @@ def _offsource_windows(value: Any) -> tuple[tuple[float, float], ...]:
     windows.sort()
     for (a0, b0), (a1, b1) in itertools.pairwise(windows):
         if a1 < b0:
-            raise _fail(
+            raise config_error(
                 "noise", "offsource",
                 f"windows {[a0, b0]} and {[a1, b1]} overlap: merge them into one, or separate them",
             )
@@ -652,7 +639,7 @@ def _parse_noise(
             (isinstance(c, str) and c) or (isinstance(c, int) and not isinstance(c, bool) and c >= 1)
             for c in columns.values()
         ):
-            raise _fail(
+            raise config_error(
                 "noise", "psd_columns",
                 f"expected a table {{H1 = \"H1\", L1 = 2}} of header names or column indices >= 1 "
                 f"(column 0 is the frequency), got {columns!r}",
@@ -660,7 +647,7 @@ def _parse_noise(
         values["psd_columns"] = dict(columns)
     if "asd" in table:
         if not isinstance(table["asd"], bool):
-            raise _fail("noise", "asd", f"expected true or false, got {table['asd']!r}")
+            raise config_error("noise", "asd", f"expected true or false, got {table['asd']!r}")
         values["asd"] = table["asd"]
     noise = NoiseConfig(**values)
     files = {"acf_file": ("acf_files", noise.acf_files), "psd_file": ("psd_files", noise.psd_files)}
@@ -669,14 +656,14 @@ def _parse_noise(
         missing = [d for d in detectors if d not in given]
         if missing:
             kind = "ACF" if key == "acf_files" else "PSD"
-            raise _fail("noise", key, f"no {kind} file for detector(s) {', '.join(missing)}")
+            raise config_error("noise", key, f"no {kind} file for detector(s) {', '.join(missing)}")
     unknown = sorted(set(noise.psd_columns) - set(detectors))
     if unknown:
-        raise _fail("noise", "psd_columns", f"names detector(s) {', '.join(unknown)}, which are not analysed")
+        raise config_error("noise", "psd_columns", f"names detector(s) {', '.join(unknown)}, which are not analysed")
     if noise.method == "welch":
         for begin, end in noise.offsource:
             if noise.welch_segment > end - begin:
-                raise _fail(
+                raise config_error(
                     "noise",
                     "welch_segment",
                     f"{noise.welch_segment} s is longer than the off-source window {[begin, end]}: "
@@ -687,22 +674,22 @@ def _parse_noise(
 
 def _parse_modes(section: str, key: str, value: Any) -> tuple[str, ...]:
     if not isinstance(value, (list, tuple)) or not value:
-        raise _fail(section, key, f"expected a non-empty list like [\"220\", \"221\"], got {value!r}")
+        raise config_error(section, key, f"expected a non-empty list like [\"220\", \"221\"], got {value!r}")
     modes = tuple(_string(section, key, m) for m in value)
     for mode in modes:
         match = COMPACT_LABEL.match(mode)
         if match is None:
-            raise _fail(section, key, f"{mode!r} is not a mode 'lmn' (e.g. '220', '221', '330')")
+            raise config_error(section, key, f"{mode!r} is not a mode 'lmn' (e.g. '220', '221', '330')")
         ell, m, _ = (int(index) for index in match.groups())
         if abs(m) > ell:
-            raise _fail(section, key, f"{mode!r} has |m| > l")
+            raise config_error(section, key, f"{mode!r} has |m| > l")
         available = [str(q) for q in tabulated_modes()]
         if mode not in available:
-            raise _fail(
+            raise config_error(
                 section, key, f"{mode!r} is not in the QNM table (available: {', '.join(available)})"
             )
     if len(set(modes)) != len(modes):
-        raise _fail(section, key, f"repeated mode in {list(modes)}")
+        raise config_error(section, key, f"repeated mode in {list(modes)}")
     return modes
 
 
@@ -724,7 +711,7 @@ def _parse_prior(raw: Mapping[str, Any]) -> PriorConfig:
     if "final_mass" in table:
         values["final_mass"] = _interval("prior", "final_mass", table["final_mass"], lower=0.0)
         if values["final_mass"][0] <= 0:
-            raise _fail("prior", "final_mass", "lower bound must be > 0 solar masses")
+            raise config_error("prior", "final_mass", "lower bound must be > 0 solar masses")
     if "final_spin" in table:
         values["final_spin"] = _interval(
             "prior", "final_spin", table["final_spin"], lower=0.0, upper=CHI_MAX
@@ -740,7 +727,7 @@ def _parse_prior(raw: Mapping[str, Any]) -> PriorConfig:
         else:
             number = _number("prior", "cos_inclination", value)
             if abs(number) > 1:
-                raise _fail("prior", "cos_inclination", f"{number} is outside [-1, 1]")
+                raise config_error("prior", "cos_inclination", f"{number} is outside [-1, 1]")
             values["cos_inclination"] = number
     if "quadrature" in table:
         values["quadrature"] = _string(
@@ -754,7 +741,7 @@ def _parse_prior(raw: Mapping[str, Any]) -> PriorConfig:
         values["psi"] = _polarization_range(table["psi"])
     prior = PriorConfig(**values)
     if prior.quadrature == "gaussian" and prior.quadrature_scale is None:
-        raise _fail("prior", "quadrature_scale", "required with quadrature = \"gaussian\"")
+        raise config_error("prior", "quadrature_scale", "required with quadrature = \"gaussian\"")
     return prior
 
 
@@ -766,7 +753,7 @@ def _polarization_range(value: Any) -> tuple[float, float]:
     """``[prior] psi``: a range of at most one period; one of (about) a period is exactly one."""
     lo, hi = _interval("prior", "psi", value)
     if hi - lo > PSI_PERIOD + _PSI_PERIOD_TOLERANCE:
-        raise _fail(
+        raise config_error(
             "prior", "psi",
             f"[{lo}, {hi}] is {hi - lo:.4g} rad long, more than the period pi of the antenna "
             "patterns (psi and psi + pi are the same polarization): give at most pi, e.g. "
@@ -799,7 +786,7 @@ def _parse_output(raw: Mapping[str, Any], base_dir: Path, default_label: str) ->
     table = _table(raw, "output", _field_names(OutputConfig), required=False)
     label = _string("output", "label", table.get("label", default_label))
     if "/" in label or label in (".", ".."):
-        raise _fail("output", "label", f"{label!r} must be a plain file-name stem")
+        raise config_error("output", "label", f"{label!r} must be a plain file-name stem")
     return OutputConfig(
         directory=_path("output", "directory", table.get("directory", "results"), base_dir),
         label=label,
@@ -859,7 +846,7 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: str | os.PathLike = ".") -
         first, last = (start_offset_seconds(config) + shift for shift in start_window_seconds(config))
         for begin, end in config.noise.offsource:
             if begin < last + config.analysis.duration + _MAX_DELAY and end > first - _MAX_DELAY:
-                raise _fail(
+                raise config_error(
                     "noise",
                     "offsource",
                     f"window {[begin, end]} s overlaps the analysis segment "
@@ -867,7 +854,7 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: str | os.PathLike = ".") -
                     f"(with the {1e3 * _MAX_DELAY:.1f} ms light-travel margin between detectors)",
                 )
     if config.prior.psi is not None and config.model.polarization == "free":
-        raise _fail(
+        raise config_error(
             "prior", "psi",
             "the 'free' polarization model absorbs psi into its independent plus and cross "
             "amplitudes, so psi cannot be measured: remove [prior] psi or use polarization = 'kerr'",
@@ -928,25 +915,25 @@ def load_scan_config(
         run = override(run, run_updates)
     keys = [k for k in SCAN_STARTS if k in table]
     if len(keys) != 1:
-        raise _fail("scan", "start_offsets_ms", f"give exactly one of {', '.join(SCAN_STARTS)}")
+        raise config_error("scan", "start_offsets_ms", f"give exactly one of {', '.join(SCAN_STARTS)}")
     starts = table[keys[0]]
     if not isinstance(starts, (list, tuple)) or not starts:
-        raise _fail("scan", keys[0], f"expected a non-empty list of numbers, got {starts!r}")
+        raise config_error("scan", keys[0], f"expected a non-empty list of numbers, got {starts!r}")
     starts = tuple(_number("scan", keys[0], v) for v in starts)
     if keys[0] == "start_offsets_m" and run.analysis.reference_mass is None:
-        raise _fail("analysis", "reference_mass", "required with [scan] start_offsets_m")
+        raise config_error("analysis", "reference_mass", "required with [scan] start_offsets_m")
     if keys[0] == "start_times" and min(starts) <= 0:
-        raise _fail("scan", "start_times", f"GPS times must be > 0, got {min(starts)}")
+        raise config_error("scan", "start_times", f"GPS times must be > 0, got {min(starts)}")
     if len(set(starts)) != len(starts):
         repeated = sorted({v for v in starts if starts.count(v) > 1})
-        raise _fail("scan", keys[0], f"repeated start time(s) {repeated}")
+        raise config_error("scan", keys[0], f"repeated start time(s) {repeated}")
     mode_sets = table.get("mode_sets", [["220"], ["220", "221"]])
     if not isinstance(mode_sets, (list, tuple)) or len(mode_sets) < 2:
-        raise _fail("scan", "mode_sets", "expected at least two mode lists to compare")
+        raise config_error("scan", "mode_sets", "expected at least two mode lists to compare")
     mode_sets = tuple(_parse_modes("scan", "mode_sets", modes) for modes in mode_sets)
     distinct = {frozenset(modes) for modes in mode_sets}
     if len(distinct) != len(mode_sets):
-        raise _fail("scan", "mode_sets", f"repeated mode set in {[list(m) for m in mode_sets]}")
+        raise config_error("scan", "mode_sets", f"repeated mode set in {[list(m) for m in mode_sets]}")
     batch_size = table.get("batch_size")
     return ScanConfig(
         run=run,
@@ -1028,185 +1015,3 @@ def start_window_seconds(config: RingdownConfig) -> tuple[float, float]:
     """``[analysis] start_window_ms`` in seconds, (0, 0) for a fixed start."""
     window = config.analysis.start_window_ms
     return (0.0, 0.0) if window is None else (1e-3 * window[0], 1e-3 * window[1])
-
-
-def peak_geocenter(config: RingdownConfig) -> float:
-    """GPS time of the signal peak at the geocentre, s (``[event] time`` moved from its
-    reference detector with the light-travel delay of the sky position)."""
-    from gwtools.ringdown import detectors
-
-    event = config.event
-    if event.reference_detector == "geocenter":
-        return event.time
-    delay = detectors.time_delay_from_geocenter(
-        event.reference_detector, event.ra, event.dec, event.time
-    )
-    return event.time - delay
-
-
-def analysis_windows(config: RingdownConfig) -> dict[str, dict[str, tuple[float, float]]]:
-    """The GPS spans of each detector's data that the analysis uses, s.
-
-    Returns
-    -------
-    dict of str to dict of str to (float, float)
-        Per detector: ``"on-source segment"``, ``[start + lo, start + hi + duration)`` at that
-        detector's start time (lo = hi = 0 without a start window), and for Welch noise
-        estimates ``"off-source noise window"``, ``[peak + begin, peak + end)`` with the
-        geocentric peak; with several off-source windows, ``"off-source noise window 1"``,
-        ``... 2`` and so on.
-    """
-    from gwtools.ringdown import detectors
-
-    peak = peak_geocenter(config)
-    start = peak + start_offset_seconds(config)
-    starts = detectors.detector_start_times(
-        start, config.event.ra, config.event.dec, config.data.detectors
-    )
-    lo, hi = start_window_seconds(config)
-    windows = {}
-    for detector in config.data.detectors:
-        first = starts[detector]
-        windows[detector] = {ON_SOURCE: (first + lo, first + hi + config.analysis.duration)}
-        if config.noise.method == "welch":
-            for name, (begin, end) in zip(_offsource_names(config), config.noise.offsource):
-                windows[detector][name] = (peak + begin, peak + end)
-    return windows
-
-
-def _offsource_names(config: RingdownConfig) -> list[str]:
-    count = len(config.noise.offsource)
-    return [OFF_SOURCE] if count == 1 else [f"{OFF_SOURCE} {i + 1}" for i in range(count)]
-
-
-def _start_key(config: RingdownConfig) -> str:
-    analysis = config.analysis
-    keys = ("start_window_ms", "start_time", "start_offset_m")
-    given = [k for k in keys if getattr(analysis, k) is not None]
-    return given[0] if given else "start_offset_ms"
-
-
-def _check_strain_file(config: RingdownConfig, detector: str, windows) -> None:
-    """Metadata, rate and GPS-span checks of one detector's strain file."""
-    from gwtools.io.strain import read_strain_info
-
-    key = f"files.{detector}"
-    path = config.data.files[detector]
-    if not path.is_file():
-        raise FileNotFoundError(f"[data] {key}: strain file {path} does not exist")
-    info = read_strain_info(path, detector)
-    if info.problems:
-        message = (
-            f"{path}: the metadata disagree with the data: {'; '.join(info.problems)}"
-        )
-        if config.data.on_bad_data == "refuse":
-            raise _fail("data", key, message + '; set [data] on_bad_data = "warn" to analyse '
-                        "it with its start time and sample spacing as they are")
-        logger.warning("[data] %s: %s (on_bad_data = warn: going on)", key, message)
-    analysis = config.analysis
-    if info.sample_rate < analysis.sample_rate:
-        raise _fail(
-            "analysis", "sample_rate",
-            f"{analysis.sample_rate:g} Hz is above the {detector} data's rate of "
-            f"{info.sample_rate:g} Hz ({path.name}): choose at most {info.sample_rate:g} Hz",
-        )
-    ratio = info.sample_rate / analysis.sample_rate
-    if abs(ratio - round(ratio)) > 1e-9 * ratio:
-        raise _fail(
-            "analysis", "sample_rate",
-            f"{analysis.sample_rate:g} Hz does not divide the {detector} data's rate of "
-            f"{info.sample_rate:g} Hz ({path.name}): choose e.g. {info.sample_rate / 2:g} or "
-            f"{info.sample_rate / 4:g} Hz",
-        )
-    if analysis.duration > info.duration:
-        raise _fail(
-            "analysis", "duration",
-            f"{analysis.duration:g} s is longer than the {detector} data, {info.span()}",
-        )
-    begin, end = windows[ON_SOURCE]
-    if begin < info.t0 or end > info.end_time:
-        raise _fail(
-            "analysis", _start_key(config),
-            f"the {detector} segment GPS [{begin:.4f}, {end:.4f}) is not inside the {detector} "
-            f"data, {info.span()}: choose a start time{' and window' if analysis.start_window_ms else ''} "
-            "within the data",
-        )
-    for name, relative in zip(_offsource_names(config), config.noise.offsource):
-        if name not in windows:
-            continue
-        begin, end = windows[name]
-        if begin < info.t0 or end > info.end_time:
-            raise _fail(
-                "noise", "offsource",
-                f"window {list(relative)} s around the peak, GPS "
-                f"[{begin:.4f}, {end:.4f}), does not fit in the {detector} data, {info.span()}",
-            )
-
-
-def read_config_psd(config: RingdownConfig, detector: str):
-    """(freqs, psd) of ``detector``'s ``[noise] psd_files`` entry, errors naming the key."""
-    from gwtools.ringdown.noise import read_psd
-
-    key = f"psd_files.{detector}"
-    try:
-        return read_psd(
-            config.noise.psd_files[detector], config.noise.asd, detector=detector,
-            column=config.noise.psd_columns.get(detector),
-        )
-    except FileNotFoundError as err:
-        raise FileNotFoundError(f"[noise] {key}: {err}") from None
-    except ValueError as err:
-        raise _fail("noise", key, str(err)) from None
-
-
-def _check_psd_file(config: RingdownConfig, detector: str) -> None:
-    freqs, _ = read_config_psd(config, detector)
-    nyquist = config.analysis.sample_rate / 2
-    if freqs[-1] < nyquist * (1 - 1e-9):
-        raise _fail(
-            "noise", f"psd_files.{detector}",
-            f"the PSD in {config.noise.psd_files[detector].name} stops at {freqs[-1]:g} Hz, below the "
-            f"Nyquist frequency {nyquist:g} Hz of [analysis] sample_rate: lower the sample rate "
-            "or provide a PSD up to the Nyquist frequency",
-        )
-
-
-def check_inputs(config: RingdownConfig) -> None:
-    """Check a configuration against the files it names, before anything runs.
-
-    Reads only metadata: nothing is created, no strain sample is read from HDF5 files.
-
-    * ``[output] directory`` can be created and written (it is not a file, nor under one);
-    * ``[data] imr_samples`` and ``[noise] acf_files`` exist;
-    * ``[noise] psd_files`` (with ``method = "psd_file"``) are read: each holds a valid PSD
-      for its detector (:func:`gwtools.ringdown.noise.read_psd`; the column or dataset of
-      ``[noise] psd_columns``) reaching the Nyquist frequency of ``[analysis] sample_rate``;
-    * each strain file exists and its metadata agree with each other and with its sample count
-      (otherwise refused, or with ``[data] on_bad_data = "warn"`` logged);
-    * its rate is at least ``[analysis] sample_rate`` and a whole multiple of it;
-    * ``[analysis] duration`` fits in it, and the analysis segment and every off-source window
-      (:func:`analysis_windows`) lie within its GPS span.
-
-    Raises
-    ------
-    ValueError, FileNotFoundError
-        One line naming the configuration key.
-    """
-    from gwtools.io.outputs import check_output_directory
-
-    try:
-        check_output_directory(config.output.directory)
-    except ValueError as err:
-        raise _fail("output", "directory", str(err)) from None
-    inputs = [("data", "imr_samples", config.data.imr_samples)]
-    if config.noise.method == "acf_file":
-        inputs += [("noise", f"acf_files.{d}", p) for d, p in config.noise.acf_files.items()]
-    for section, key, path in inputs:
-        if path is not None and not path.is_file():
-            raise FileNotFoundError(f"[{section}] {key}: {path} does not exist")
-    if config.noise.method == "psd_file":
-        for detector in config.data.detectors:
-            _check_psd_file(config, detector)
-    windows = analysis_windows(config)
-    for detector in config.data.detectors:
-        _check_strain_file(config, detector, windows[detector])
