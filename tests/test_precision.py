@@ -81,12 +81,14 @@ def _jax_without_precision_first(path: Path) -> list[int]:
 
 def test_every_package_import_of_jax_comes_after_the_precision_module():
     modules = [p for p in sorted(PACKAGE.rglob("*.py")) if p != PACKAGE / "ringdown" / "precision.py"]
-    offending = {str(p.relative_to(ROOT)): lines for p in modules if (lines := _jax_without_precision_first(p))}
+    offending = {str(p.relative_to(ROOT)): lines
+                 for p in modules if (lines := _jax_without_precision_first(p))}
     assert offending == {}
     # the check sees the imports it is about: the engine's JAX modules and the lazy ones
     importing = {p.stem for p in modules for scope in _scopes(ast.parse(p.read_text()))
                  for _, names in _direct_imports(scope) if any(name.split(".")[0] == "jax" for name in names)}
-    assert {"qnm", "harmonics", "likelihood", "firefly", "blackjax_engine", "pipeline", "sampling", "priors"} <= importing
+    engine = {"qnm", "harmonics", "likelihood", "firefly", "blackjax_engine", "pipeline", "sampling", "priors"}
+    assert engine <= importing
 
 
 def test_the_check_finds_a_jax_import_before_the_precision_module(tmp_path):
@@ -99,7 +101,7 @@ def test_the_check_finds_a_jax_import_before_the_precision_module(tmp_path):
 
 
 def test_jax_x64_is_switched_in_one_place_only():
-    switching = [str(p.relative_to(ROOT)) for p in sorted([*PACKAGE.rglob("*.py"), *(ROOT / "tests").rglob("*.py"),
-                                                           *(ROOT / "benchmarks").rglob("*.py")])
+    sources = sorted(path for folder in ("gwtools", "tests", "benchmarks") for path in (ROOT / folder).rglob("*.py"))
+    switching = [str(p.relative_to(ROOT)) for p in sources
                  if '"jax_enable_x64"' in p.read_text() and p.name != Path(__file__).name]
     assert switching == ["gwtools/ringdown/precision.py"]
