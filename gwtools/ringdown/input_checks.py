@@ -13,12 +13,8 @@ from __future__ import annotations
 
 import logging
 
-from gwtools.ringdown.config import (
-    RingdownConfig,
-    config_error,
-    start_offset_seconds,
-    start_window_seconds,
-)
+from gwtools.ringdown.config import RingdownConfig, start_offset_seconds, start_window_seconds
+from gwtools.ringdown.config_values import config_error
 
 __all__ = [
     "OFF_SOURCE",
