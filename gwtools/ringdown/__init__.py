@@ -2,6 +2,9 @@
 
 Modules
 -------
+constants, modes, precision
+    Constants and mode labels (with the QNM table's modes) shared with the configuration, without
+    JAX; JAX in float64.
 qnm, harmonics
     Kerr quasinormal-mode frequencies/damping times and spin-weighted spherical harmonics (JAX).
 model
@@ -17,8 +20,9 @@ priors, sampling, blackjax_engine, dynesty_engine
     compiled blackjax nested-slice sampler (also over batches of analyses) or dynesty.
 conditioning, noise, detectors
     Filtering, decimation, segment extraction; ACF/PSD noise model; detector geometry (bilby).
-config, pipeline, results, plots, scan
-    Configured runs on real data, results files, figures and start-time scans (Dask).
+config, config_values, input_checks, pipeline, results, plots, scan
+    Configured runs on real data (the TOML read without JAX, then checked against its files),
+    results files, figures and start-time scans (Dask).
 injection, validation, reference
     Simulated data, FIREFLY-versus-full comparisons and a plain numpy/scipy likelihood.
 
