@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import astropy.constants as const
@@ -111,6 +113,10 @@ def test_relative_paths_resolve_against_the_config_directory(tmp_path):
         (with_change("sampler", "num_delete", 100), r"\[sampler\] num_delete: must lie in \[1, nlive - 1"),
         (with_change("sampler", "num_inner_steps", 0), r"\[sampler\] num_inner_steps: must be >= 1"),
         (with_change("sampler", "checkpoint_every", -1.0), r"\[sampler\] checkpoint_every: must be >= 0"),
+        (with_change("sampler", "seed", -1), r"\[sampler\] seed: must be >= 0"),
+        (with_change("sampler", "nlive", 5), r"\[sampler\] nlive: must be >= 10"),
+        (with_change("event", "ra", 7.0), r"\[event\] ra: 7.0 is outside \[0, 2 pi\] rad"),
+        (with_change("noise", "asd", "yes"), r"\[noise\] asd: expected true or false"),
         (with_change("noise", "method", "acf_file"), r"\[noise\] acf_files: no ACF file"),
         (with_change("noise", "welch_segment", 30.0), r"\[noise\] welch_segment"),
         (with_change("noise", "offsource", [-5.0, 0.1]), r"\[noise\] offsource: window \[-5.0, 0.1\] s overlaps"),
@@ -134,6 +140,18 @@ def test_sampler_section_is_the_sampler_settings():
     blackjax = parse_config(with_change("sampler", "num_delete", 10, num_inner_steps=4, maxcall=5000)).sampler
     assert (blackjax.num_delete, blackjax.num_inner_steps, blackjax.maxcall) == (10, 4, 5000)
     assert parse_config(config_to_dict(parse_config(with_change("sampler", "num_delete", 10)))).sampler.num_delete == 10
+
+
+def test_left_out_keys_take_the_dataclass_defaults():
+    from gwtools.ringdown.config import AnalysisConfig, ModelConfig, NoiseConfig, PriorConfig
+    from gwtools.ringdown.sampling import SamplerSettings
+
+    raw = {"data": BASE["data"], "event": {k: BASE["event"][k] for k in ("time", "ra", "dec", "psi")}}
+    config = parse_config(raw, base_dir="/data")
+    assert (config.analysis, config.noise, config.model) == (AnalysisConfig(), NoiseConfig(), ModelConfig())
+    assert (config.prior, config.sampler) == (PriorConfig(), SamplerSettings())
+    assert (config.event.name, config.event.reference_detector) == ("event", "geocenter")
+    assert config.output.directory == Path("/data/results") and config.output.label == "event_220"
 
 
 @pytest.mark.parametrize(
@@ -229,3 +247,18 @@ def test_scan_section(tmp_path):
     with pytest.raises(ValueError, match=r"\[scan\]: section is missing"):
         load_scan_config(PIPELINES / "gw150914.toml")
     assert math.isfinite(config.run.event.time)
+
+
+def test_reading_a_configuration_loads_no_jax_torch_or_matplotlib():
+    # a fresh interpreter: the configuration, the sampler settings and the mode table without JAX
+    code = (
+        "import sys\n"
+        "from gwtools.ringdown.config import load_config\n"
+        f"config = load_config({str(PIPELINES / 'gw150914.toml')!r})\n"
+        "assert config.sampler.engine == 'blackjax' and config.model.modes == ('220', '221')\n"
+        "print(sorted(name for name in ('jax', 'torch', 'matplotlib') if name in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=PIPELINES.parent, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"

@@ -16,7 +16,8 @@ from gwtools.cli import main
 from gwtools.io.data_quality import find_defects
 from gwtools.io.strain import from_array, read_raw_strain, read_strain, read_strain_info, write_gwosc_hdf5
 from gwtools.ringdown import conditioning
-from gwtools.ringdown.config import check_inputs, load_config, override
+from gwtools.ringdown.config import load_config, override
+from gwtools.ringdown.input_checks import check_inputs
 
 PIPELINE = Path(__file__).resolve().parents[1] / "pipelines" / "gw150914.toml"
 SHIPPED = {

@@ -21,7 +21,8 @@ from gwtools.ringdown.firefly import (
 )
 from gwtools.ringdown.likelihood import build_analysis_data, projections
 from gwtools.ringdown.model import AMPLITUDE_UNIT, RingdownModel
-from gwtools.ringdown.qnm import frequency_damping_time, parse_modes
+from gwtools.ringdown.modes import parse_modes
+from gwtools.ringdown.qnm import frequency_damping_time
 from gwtools.ringdown.reference import ReferenceLikelihood, reference_template
 
 from test_likelihood import damped_cosine_acf

@@ -69,7 +69,7 @@ def _network_peak(config, strain, geocentre):
 def test_peak_time_is_where_the_whitened_strain_peaks():
     """GW170814's peak is the network peak of its whitened strain, 9.3 ms before PyCBC's tc; the
     same estimate lands within 2.5 ms of the published peak of GW150914 (Isi et al. 2019)."""
-    from gwtools.ringdown.config import peak_geocenter
+    from gwtools.ringdown.input_checks import peak_geocenter
     from gwtools.ringdown.pipeline import load_strain
 
     pipelines = Path(__file__).resolve().parents[1] / "pipelines"

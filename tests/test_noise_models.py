@@ -14,16 +14,9 @@ from scipy import signal
 
 from gwtools.io.strain import from_array, read_strain
 from gwtools.ringdown import conditioning
-from gwtools.ringdown.config import (
-    OFF_SOURCE,
-    analysis_windows,
-    check_inputs,
-    config_to_dict,
-    load_config,
-    override,
-    parse_config,
-)
-from gwtools.ringdown.config import ON_SOURCE as ON_SOURCE_NAME
+from gwtools.ringdown.config import config_to_dict, load_config, override, parse_config
+from gwtools.ringdown.input_checks import OFF_SOURCE, analysis_windows, check_inputs
+from gwtools.ringdown.input_checks import ON_SOURCE as ON_SOURCE_NAME
 from gwtools.ringdown.noise import (
     PYCBC_DYN_RANGE_FAC,
     ToeplitzNoise,

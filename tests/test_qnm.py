@@ -11,15 +11,11 @@ import pytest
 import qnm
 
 from gwtools.ringdown import qnm_table
+from gwtools.ringdown.constants import CHI_MAX, MTSUN_S
+from gwtools.ringdown.modes import TABLE_PATH, Mode, parse_modes, tabulated_modes
 from gwtools.ringdown.qnm import (
-    CHI_MAX,
-    MTSUN_S,
-    TABLE_PATH,
-    Mode,
     frequency_damping_time,
     kerr_omega,
-    parse_modes,
-    tabulated_modes,
     validate_remnant,
 )
 
@@ -302,15 +298,15 @@ def test_chebyshev_variable_inverse():
 @pytest.fixture
 def swapped_table(monkeypatch):
     """Point the loader at another file; the cached shipped table is restored afterwards."""
-    from gwtools.ringdown import qnm as qnm_module
+    from gwtools.ringdown import modes
 
     def swap(path):
-        monkeypatch.setattr(qnm_module, "TABLE_PATH", path)
-        qnm_module._table.cache_clear()
+        monkeypatch.setattr(modes, "TABLE_PATH", path)
+        modes.read_table.cache_clear()
 
     yield swap
     monkeypatch.undo()
-    qnm_module._table.cache_clear()
+    modes.read_table.cache_clear()
 
 
 def test_missing_or_foreign_table_is_a_clear_error(tmp_path, swapped_table):

@@ -7,7 +7,7 @@ boundary (ln Z from the Bessel function I0).
 
 from __future__ import annotations
 
-import jax
+import gwtools.ringdown.precision  # noqa: F401  (float64 before the likelihoods' data are made)
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -22,8 +22,6 @@ from gwtools.ringdown.sampling import (
     run_nested,
     run_nested_batch,
 )
-
-jax.config.update("jax_enable_x64", True)  # before the likelihoods' data are made
 
 ENGINES = ("blackjax", "dynesty")
 SIGMA = np.array([0.3, 0.5])

@@ -17,7 +17,8 @@ from gwtools.ringdown.firefly import FireflyLikelihood, QuadraturePrior, margina
 from gwtools.ringdown.likelihood import build_analysis_data, log_noise_evidence, projections
 from gwtools.ringdown.model import AMPLITUDE_UNIT, RingdownModel
 from gwtools.ringdown.pipeline import cut_segments
-from gwtools.ringdown.qnm import frequency_damping_time, parse_modes
+from gwtools.ringdown.modes import parse_modes
+from gwtools.ringdown.qnm import frequency_damping_time
 from gwtools.ringdown.reference import reference_log_likelihood, reference_template
 
 RATE = 2048.0
@@ -293,7 +294,8 @@ def test_bad_sky_and_window_settings_are_clear_errors(section, key, value, messa
 
 
 def test_windows_beyond_the_data_and_psi_with_free_polarizations_are_refused(tmp_path):
-    from gwtools.ringdown.config import check_inputs, load_config, override
+    from gwtools.ringdown.config import load_config, override
+    from gwtools.ringdown.input_checks import check_inputs
 
     base = override(load_config(MAIN_JOB), {"output": {"directory": str(tmp_path)}})
     # a range within 1e-4 rad of pi is the period typed with few digits: sampled as exactly [0, pi]

@@ -2,6 +2,9 @@
 
 Modules
 -------
+constants, modes, precision
+    Constants and mode labels (with the QNM table's modes) shared with the configuration, without
+    JAX; JAX in float64.
 qnm, harmonics
     Kerr quasinormal-mode frequencies/damping times and spin-weighted spherical harmonics (JAX).
 model
@@ -17,12 +20,13 @@ priors, sampling, blackjax_engine, dynesty_engine
     compiled blackjax nested-slice sampler (also over batches of analyses) or dynesty.
 conditioning, noise, detectors
     Filtering, decimation, segment extraction; ACF/PSD noise model; detector geometry (bilby).
-config, pipeline, results, plots, scan
-    Configured runs on real data, results files, figures and start-time scans (Dask).
+config, config_values, input_checks, pipeline, results, plots, scan
+    Configured runs on real data (the TOML read without JAX, then checked against its files),
+    results files, figures and start-time scans (Dask).
 injection, validation, reference
     Simulated data, FIREFLY-versus-full comparisons and a plain numpy/scipy likelihood.
 
-The JAX modules (qnm, harmonics and everything built on them) switch JAX to 64-bit floats when
-imported: ringdown likelihoods difference numbers of order 1e4 and need double precision.
+Every JAX module of the engine imports :mod:`~gwtools.ringdown.precision` first, which switches
+JAX to 64-bit floats: ringdown likelihoods difference numbers of order 1e4 and need double precision.
 Importing this package itself is cheap (no JAX), so the command line starts quickly.
 """

@@ -9,6 +9,7 @@ against it.
 
 from __future__ import annotations
 
+import gwtools.ringdown.precision  # noqa: F401  (float64 before JAX makes any array)
 import jax.numpy as jnp
 import numpy as np
 

@@ -42,6 +42,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import NamedTuple
 
+import gwtools.ringdown.precision  # noqa: F401  (float64 before JAX makes any array)
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -54,7 +55,6 @@ from gwtools.ringdown.likelihood import static_key
 from gwtools.ringdown.priors import ParameterSpace
 from gwtools.ringdown.sampling import NestedSamplingResult, SamplerSettings, make_result, warn_failed
 
-jax.config.update("jax_enable_x64", True)
 
 __all__ = ["CHECKPOINT_FORMAT", "lockstep_slice_update", "run", "run_batch", "warm_up"]
 

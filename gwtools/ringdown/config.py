@@ -2,10 +2,17 @@
 
 A configuration file has the sections ``[data]``, ``[event]``, ``[analysis]``, ``[noise]``,
 ``[model]``, ``[prior]``, ``[sampler]`` and ``[output]`` (all keys are listed on the dataclasses
-below, with units).  Unknown sections or keys and impossible values raise :class:`ValueError`
-naming the key, e.g. ``"[prior] final_spin: upper bound 1.2 > 0.99"``.  Relative paths are
-resolved against the directory of the configuration file.  A scan configuration
-(:func:`load_scan_config`) is a run configuration plus a ``[scan]`` section.
+below, with units; ``[sampler]`` is :class:`~gwtools.ringdown.sampling.SamplerSettings`).
+Unknown sections or keys and impossible values raise :class:`ValueError` naming the key, e.g.
+``"[prior] final_spin: upper bound 1.2 > 0.99"``.  Relative paths are resolved against the
+directory of the configuration file.  A scan configuration (:func:`load_scan_config`) is a run
+configuration plus a ``[scan]`` section.
+
+Each field of the section dataclasses says once how its key is read: its default, and the kind
+and limits of its value; ``[sampler]`` keys are read by the type of their
+:class:`~gwtools.ringdown.sampling.SamplerSettings` field, whose defaults and checks are the only
+ones.  What involves several keys is checked by the section's parser.  Reading a configuration
+loads no JAX.
 
 Times
 -----
@@ -21,10 +28,9 @@ by the same shift.
 
 Checks against the files
 ------------------------
-:func:`parse_config` reads no file.  :func:`check_inputs` checks a configuration against the
-files it names, reading only their metadata: the output directory, the strain files' GPS
-spans, sample rates and metadata, the other input files.  ``run_pipeline`` and ``run_scan``
-(for every point) call it before anything runs.
+:func:`parse_config` reads no file except, with ``[data] directory``, that directory's listing
+and manifest.  :func:`gwtools.ringdown.input_checks.check_inputs` checks a configuration
+against the files it names.
 
 Examples
 --------
@@ -35,19 +41,45 @@ Examples
 from __future__ import annotations
 
 import dataclasses
-import itertools
-import logging
+import functools
 import math
 import os
-import re
 import sys
-from collections.abc import Mapping
+import typing
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from gwtools.ringdown.qnm import MTSUN_S, tabulated_modes
-from gwtools.ringdown.sampling import ENGINES, SamplerSettings
+from gwtools.ringdown.config_values import (
+    Key,
+    config_error,
+    read_cos_inclination,
+    read_detector_paths,
+    read_detectors,
+    read_file_stem,
+    read_flag,
+    read_integer,
+    read_interval,
+    read_modes,
+    read_number,
+    read_offsource_windows,
+    read_path,
+    read_polarization_range,
+    read_psd_columns,
+    read_start_window,
+    read_text,
+    section_table,
+    setting,
+)
+from gwtools.ringdown.constants import (
+    CHI_MAX,
+    MTSUN_S,
+    POLARIZATION_MODELS,
+    QUADRATURE_PRIORS,
+    WELCH_AVERAGES,
+)
+from gwtools.ringdown.sampling import SamplerSettings
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -55,7 +87,6 @@ else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
 __all__ = [
-    "MAX_FINAL_SPIN",
     "AnalysisConfig",
     "DataConfig",
     "EventConfig",
@@ -73,35 +104,20 @@ __all__ = [
     "parse_config",
     "start_offset_seconds",
     "start_window_seconds",
-    "peak_geocenter",
-    "analysis_windows",
-    "check_inputs",
-    "read_config_psd",
-    "ON_SOURCE",
-    "OFF_SOURCE",
 ]
-
-logger = logging.getLogger(__name__)
-
-#: Largest remnant spin accepted in priors: the Kerr QNM fits are validated up to here.
-MAX_FINAL_SPIN = 0.99
 
 #: Largest light-travel delay between a detector and the geocentre, s (Earth radius / c).
 _MAX_DELAY = 0.0213
 
-_MODE_PATTERN = re.compile(r"^[2-9]\d\d$")
-_NOISE_METHODS = ("welch", "acf_file", "psd_file")
-_AVERAGES = ("mean", "median")
-_POLARIZATIONS = ("kerr", "free")
-_QUADRATURE_PRIORS = ("flat", "gaussian")
-_BAD_DATA_ACTIONS = ("refuse", "warn")
-
-#: Names of the GPS windows of the data an analysis uses (:func:`analysis_windows`).
-ON_SOURCE = "on-source segment"
-OFF_SOURCE = "off-source noise window"
+#: ``[analysis]`` keys that place the start; at most one is given.
+_START_KEYS = ("start_time", "start_offset_ms", "start_offset_m")
 
 
-@dataclass(frozen=True)
+# --------------------------------------------------------------------------------------------
+# Sections.
+
+
+@dataclass(frozen=True, kw_only=True)
 class DataConfig:
     """Strain input.
 
@@ -113,7 +129,7 @@ class DataConfig:
     Attributes
     ----------
     detectors : tuple of str
-        Detector names in analysis order, e.g. ``("H1", "L1")``.
+        Detector names in analysis order, e.g. ``("H1", "L1")``; by default those of ``files``.
     files : dict of str to Path
         Strain file per detector (GWOSC HDF5 or text), absolute paths; with ``directory``,
         the files found there.
@@ -135,16 +151,16 @@ class DataConfig:
         Folder of GWOSC strain files, instead of ``files``.
     """
 
-    detectors: tuple[str, ...]
-    files: Mapping[str, Path]
-    imr_samples: Path | None = None
-    on_bad_data: str = "refuse"
-    imr_remnant: Path | None = None
-    event: str | None = None
-    directory: Path | None = None
+    detectors: tuple[str, ...] = setting(read_detectors)
+    files: Mapping[str, Path] = setting(read_detector_paths)
+    imr_samples: Path | None = setting(read_path, default=None)
+    on_bad_data: str = setting(read_text, default="refuse", choices=("refuse", "warn"))
+    imr_remnant: Path | None = setting(read_path, default=None)
+    event: str | None = setting(read_text, default=None)
+    directory: Path | None = setting(read_path, default=None)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class EventConfig:
     """The event: peak time and the fixed sky position and polarization.
 
@@ -162,15 +178,17 @@ class EventConfig:
         Polarization angle, rad.
     """
 
-    name: str
-    time: float
-    reference_detector: str
-    ra: float
-    dec: float
-    psi: float
+    name: str = setting(read_text, default="event")
+    time: float = setting(read_number, above=0.0, unit="s")
+    reference_detector: str = setting(read_text, default="geocenter")
+    ra: float = setting(read_number, lower=0.0, upper=2 * math.pi, shown="[0, 2 pi]", unit="rad")
+    dec: float = setting(
+        read_number, lower=-math.pi / 2, upper=math.pi / 2, shown="[-pi/2, pi/2]", unit="rad"
+    )
+    psi: float = setting(read_number)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class AnalysisConfig:
     """Analysis segment.
 
@@ -197,18 +215,18 @@ class AnalysisConfig:
         (lo <= 0 <= hi); ``None`` fixes it.
     """
 
-    start_time: float | None = None
-    start_offset_ms: float | None = None
-    start_offset_m: float | None = None
-    reference_mass: float | None = None
-    duration: float = 0.2
-    sample_rate: float = 2048.0
-    f_low: float = 20.0
-    f_high: float | None = None
-    start_window_ms: tuple[float, float] | None = None
+    start_time: float | None = setting(read_number, default=None, above=0.0, unit="s (GPS)")
+    start_offset_ms: float | None = setting(read_number, default=None)
+    start_offset_m: float | None = setting(read_number, default=None)
+    reference_mass: float | None = setting(read_number, default=None, above=0.0, unit="solar masses")
+    duration: float = setting(read_number, default=0.2, above=0.0, unit="s")
+    sample_rate: float = setting(read_number, default=2048.0, above=0.0, unit="Hz")
+    f_low: float = setting(read_number, default=20.0, lower=0.0, unit="Hz")
+    f_high: float | None = setting(read_number, default=None, above=0.0, unit="Hz")
+    start_window_ms: tuple[float, float] | None = setting(read_start_window, default=None)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class NoiseConfig:
     """Noise autocovariance estimation (:func:`gwtools.ringdown.pipeline.estimate_noise`).
 
@@ -241,17 +259,17 @@ class NoiseConfig:
         The PSD files hold amplitude spectral densities (Hz^-1/2), squared when read.
     """
 
-    method: str = "welch"
-    offsource: tuple[tuple[float, float], ...] = ((-14.0, -1.0),)
-    welch_segment: float = 4.0
-    average: str = "mean"
-    acf_files: Mapping[str, Path] = dataclasses.field(default_factory=dict)
-    psd_files: Mapping[str, Path] = dataclasses.field(default_factory=dict)
-    psd_columns: Mapping[str, str | int] = dataclasses.field(default_factory=dict)
-    asd: bool = False
+    method: str = setting(read_text, default="welch", choices=("welch", "acf_file", "psd_file"))
+    offsource: tuple[tuple[float, float], ...] = setting(read_offsource_windows, default=((-14.0, -1.0),))
+    welch_segment: float = setting(read_number, default=4.0, above=0.0, unit="s")
+    average: str = setting(read_text, default="mean", choices=WELCH_AVERAGES)
+    acf_files: Mapping[str, Path] = setting(read_detector_paths, factory=dict)
+    psd_files: Mapping[str, Path] = setting(read_detector_paths, factory=dict)
+    psd_columns: Mapping[str, str | int] = setting(read_psd_columns, factory=dict)
+    asd: bool = setting(read_flag, default=False)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class ModelConfig:
     """Ringdown template.
 
@@ -264,11 +282,11 @@ class ModelConfig:
         inclination, or independent plus/cross amplitudes (four quadratures per mode).
     """
 
-    modes: tuple[str, ...] = ("220",)
-    polarization: str = "kerr"
+    modes: tuple[str, ...] = setting(read_modes, default=("220",))
+    polarization: str = setting(read_text, default="kerr", choices=POLARIZATION_MODELS)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class PriorConfig:
     """Priors.
 
@@ -293,29 +311,32 @@ class PriorConfig:
         Standard deviation of the Gaussian quadrature prior (strain), required for ``"gaussian"``.
     """
 
-    final_mass: tuple[float, float] = (20.0, 200.0)
-    final_spin: tuple[float, float] = (0.0, MAX_FINAL_SPIN)
-    amplitude_max: float = 5e-20
-    cos_inclination: float | tuple[float, float] = -1.0
-    quadrature: str = "flat"
-    quadrature_scale: float | None = None
-    psi: tuple[float, float] | None = None
+    final_mass: tuple[float, float] = setting(
+        read_interval, default=(20.0, 200.0), above=0.0, unit="solar masses"
+    )
+    final_spin: tuple[float, float] = setting(read_interval, default=(0.0, CHI_MAX), lower=0.0, upper=CHI_MAX)
+    amplitude_max: float = setting(read_number, default=5e-20, above=0.0)
+    cos_inclination: float | tuple[float, float] = setting(read_cos_inclination, default=-1.0)
+    quadrature: str = setting(read_text, default="flat", choices=QUADRATURE_PRIORS)
+    quadrature_scale: float | None = setting(read_number, default=None, above=0.0)
+    psi: tuple[float, float] | None = setting(read_polarization_range, default=None)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class OutputConfig:
     """Where results go.
 
     Attributes
     ----------
     directory : Path
-        Output directory (absolute).
+        Output directory (absolute); by default ``results`` next to the configuration file.
     label : str
-        File-name stem of the results.
+        File-name stem of the results; by default the event name and the modes, e.g.
+        ``GW150914_220+221``.
     """
 
-    directory: Path
-    label: str
+    directory: Path = setting(read_path)
+    label: str = setting(read_file_stem)
 
 
 @dataclass(frozen=True)
@@ -373,136 +394,64 @@ class ScanConfig:
             raise ValueError(f"start_key {self.start_key!r} is not one of {', '.join(SCAN_STARTS.values())}")
 
 
-# --------------------------------------------------------------------------------------------
-# Small validators: each names the offending key in the message.
+_SECTIONS = {"data": DataConfig, "event": EventConfig, "analysis": AnalysisConfig, "noise": NoiseConfig,
+             "model": ModelConfig, "prior": PriorConfig, "sampler": SamplerSettings, "output": OutputConfig}
+
+#: Reader of a ``[sampler]`` key by the type of its SamplerSettings field (without ``None``).
+_READ_BY_TYPE = {int: read_integer, float: read_number, str: read_text}
 
 
-def _fail(section: str, key: str, message: str) -> ValueError:
-    return ValueError(f"[{section}] {key}: {message}")
+def _reader(cls: type, field: dataclasses.Field) -> Callable[[Key, Any], Any]:
+    """How the key of ``field`` is read: as its :func:`setting` says, or else (the
+    :class:`SamplerSettings` fields, checked by that class) by the field's type."""
+    if "read" in field.metadata:
+        return field.metadata["read"]
+    hint = typing.get_type_hints(cls)[field.name]
+    kinds = [kind for kind in typing.get_args(hint) if kind is not type(None)] or [hint]
+    return _READ_BY_TYPE[kinds[0]]
 
 
-def _number(section: str, key: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _fail(section, key, f"expected a number, got {value!r}")
-    if not math.isfinite(value):
-        raise _fail(section, key, f"must be finite, got {value!r}")
-    return float(value)
+def _read_section(raw: Mapping[str, Any], section: str, base_dir: Path, *, required: bool = False,
+                  derived: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The keys given in ``[section]``, each read as its field says.
 
-
-def _positive(section: str, key: str, value: Any) -> float:
-    number = _number(section, key, value)
-    if number <= 0:
-        raise _fail(section, key, f"must be > 0, got {number!r}")
-    return number
-
-
-def _integer(section: str, key: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _fail(section, key, f"expected an integer, got {value!r}")
-    if value < minimum:
-        raise _fail(section, key, f"must be >= {minimum}, got {value}")
-    return int(value)
-
-
-def _string(section: str, key: str, value: Any, choices: tuple[str, ...] | None = None) -> str:
-    if not isinstance(value, str) or not value:
-        raise _fail(section, key, f"expected a non-empty string, got {value!r}")
-    if choices is not None and value not in choices:
-        raise _fail(section, key, f"{value!r} is not one of {', '.join(choices)}")
-    return value
-
-
-def _interval(
-    section: str, key: str, value: Any, lower: float | None = None, upper: float | None = None
-) -> tuple[float, float]:
-    if not isinstance(value, (list, tuple)) or len(value) != 2:
-        raise _fail(section, key, f"expected [lower, upper], got {value!r}")
-    lo, hi = (_number(section, key, v) for v in value)
-    if lo >= hi:
-        raise _fail(section, key, f"lower bound {lo} >= upper bound {hi}")
-    if lower is not None and lo < lower:
-        raise _fail(section, key, f"lower bound {lo} < {lower}")
-    if upper is not None and hi > upper:
-        raise _fail(section, key, f"upper bound {hi} > {upper}")
-    return lo, hi
-
-
-def _path(section: str, key: str, value: Any, base_dir: Path) -> Path:
-    if not isinstance(value, (str, os.PathLike)) or not str(value):
-        raise _fail(section, key, f"expected a file path, got {value!r}")
-    path = Path(value).expanduser()
-    return path if path.is_absolute() else (base_dir / path).resolve()
-
-
-def _detector_paths(section: str, key: str, value: Any, base_dir: Path) -> dict[str, Path]:
-    if not isinstance(value, Mapping):
-        raise _fail(section, key, f"expected a table {{H1 = \"file\", ...}}, got {value!r}")
-    return {
-        _string(section, f"{key}.{det}", det): _path(section, f"{key}.{det}", path, base_dir)
-        for det, path in value.items()
-    }
-
-
-def _table(raw: Mapping[str, Any], section: str, allowed: set[str], required: bool) -> dict:
-    """Return ``raw[section]`` as a dict, rejecting unknown keys."""
-    if section not in raw:
-        if required:
-            raise ValueError(f"[{section}]: section is missing from the configuration")
-        return {}
-    table = raw[section]
-    if not isinstance(table, Mapping):
-        raise ValueError(f"[{section}]: expected a table, got {table!r}")
-    unknown = sorted(set(table) - allowed)
-    if unknown:
-        raise _fail(section, unknown[0], f"unknown key (allowed: {', '.join(sorted(allowed))})")
-    return dict(table)
-
-
-def _field_names(cls: type) -> set[str]:
-    return {f.name for f in dataclasses.fields(cls)}
-
-
-# --------------------------------------------------------------------------------------------
-# Sections.
+    A field without a default must be given, unless it is one of ``derived``, which the
+    section's parser fills in from other keys.
+    """
+    cls = _SECTIONS[section]
+    fields = dataclasses.fields(cls)
+    table = section_table(raw, section, [f.name for f in fields], required)
+    values = {}
+    for field in fields:
+        key = Key(section, field.name, base_dir)
+        if field.name in table:
+            values[field.name] = _reader(cls, field)(key, table[field.name])
+        elif (field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
+              and field.name not in derived):
+            raise key.error("missing")
+    return values
 
 
 def _parse_data(raw: Mapping[str, Any], base_dir: Path) -> DataConfig:
-    table = _table(raw, "data", _field_names(DataConfig), required=True)
-    if ("files" in table) == ("directory" in table):
-        raise _fail(
+    values = _read_section(raw, "data", base_dir, required=True, derived=("detectors", "files"))
+    if ("files" in values) == ("directory" in values):
+        raise config_error(
             "data", "files", "give either files (one strain file per detector) or directory (a "
-            "folder of GWOSC files from `gwtools fetch`), not both" if "files" in table else
+            "folder of GWOSC files from `gwtools fetch`), not both" if "files" in values else
             "missing: give one strain file per detector, or a directory of GWOSC files from "
             "`gwtools fetch`",
         )
-    files = _detector_paths("data", "files", table.get("files", {}), base_dir)
-    if "directory" in table and "detectors" not in table:
-        raise _fail("data", "detectors", "required with directory, e.g. [\"H1\", \"L1\", \"V1\"]")
-    detectors = table.get("detectors", list(files))
-    if not isinstance(detectors, (list, tuple)) or not detectors:
-        raise _fail("data", "detectors", f"expected a non-empty list, got {detectors!r}")
-    detectors = tuple(_string("data", "detectors", d) for d in detectors)
-    if len(set(detectors)) != len(detectors):
-        raise _fail("data", "detectors", f"repeated detector in {list(detectors)}")
+    if "directory" in values and "detectors" not in values:
+        raise config_error("data", "detectors", "required with directory, e.g. [\"H1\", \"L1\", \"V1\"]")
+    if "event" in values and "directory" not in values:
+        raise config_error("data", "event", "names the event of a [data] directory; give directory too")
+    files = values.get("files", {})
+    detectors = values.setdefault("detectors", tuple(files))
     missing = [d for d in detectors if d not in files]
-    if missing and "files" in table:
-        raise _fail("data", "files", f"no strain file for detector(s) {', '.join(missing)}")
-    if "event" in table and "directory" not in table:
-        raise _fail("data", "event", "names the event of a [data] directory; give directory too")
-    optional = {
-        key: _path("data", key, table[key], base_dir)
-        for key in ("imr_samples", "imr_remnant", "directory")
-        if key in table
-    }
-    return DataConfig(
-        detectors=detectors,
-        files={d: files[d] for d in detectors if d in files},
-        event=_string("data", "event", table["event"]) if "event" in table else None,
-        on_bad_data=_string(
-            "data", "on_bad_data", table.get("on_bad_data", "refuse"), _BAD_DATA_ACTIONS
-        ),
-        **optional,
-    )
+    if missing and "directory" not in values:
+        raise config_error("data", "files", f"no strain file for detector(s) {', '.join(missing)}")
+    values["files"] = {d: files[d] for d in detectors if d in files}
+    return DataConfig(**values)
 
 
 def _data_span(config: RingdownConfig) -> tuple[float, float]:
@@ -530,268 +479,77 @@ def _files_from_directory(config: RingdownConfig) -> RingdownConfig:
     except FileNotFoundError as err:
         raise FileNotFoundError(f"[data] directory: {err}") from None
     except ValueError as err:
-        raise _fail("data", "directory", str(err)) from None
+        raise config_error("data", "directory", str(err)) from None
     return dataclasses.replace(config, data=dataclasses.replace(data, files=files))
 
 
 def _parse_event(raw: Mapping[str, Any], detectors: tuple[str, ...]) -> EventConfig:
-    table = _table(raw, "event", _field_names(EventConfig), required=True)
-    for key in ("time", "ra", "dec", "psi"):
-        if key not in table:
-            raise _fail("event", key, "missing")
-    ra = _number("event", "ra", table["ra"])
-    if not 0.0 <= ra <= 2 * math.pi:
-        raise _fail("event", "ra", f"{ra} is outside [0, 2 pi] rad")
-    dec = _number("event", "dec", table["dec"])
-    if abs(dec) > math.pi / 2:
-        raise _fail("event", "dec", f"{dec} is outside [-pi/2, pi/2] rad")
-    time = _positive("event", "time", table["time"])
-    reference = _string(
-        "event", "reference_detector", table.get("reference_detector", "geocenter")
-    )
-    if reference != "geocenter" and reference not in detectors:
-        raise _fail(
-            "event",
-            "reference_detector",
-            f"{reference!r} is neither 'geocenter' nor one of the analysed detectors "
+    event = EventConfig(**_read_section(raw, "event", Path("."), required=True))
+    if event.reference_detector != "geocenter" and event.reference_detector not in detectors:
+        raise config_error(
+            "event", "reference_detector",
+            f"{event.reference_detector!r} is neither 'geocenter' nor one of the analysed detectors "
             f"{list(detectors)}",
         )
-    return EventConfig(
-        name=_string("event", "name", table.get("name", "event")),
-        time=time,
-        reference_detector=reference,
-        ra=ra,
-        dec=dec,
-        psi=_number("event", "psi", table["psi"]),
-    )
+    return event
 
 
 def _parse_analysis(raw: Mapping[str, Any]) -> AnalysisConfig:
-    table = _table(raw, "analysis", _field_names(AnalysisConfig), required=False)
-    starts = [k for k in ("start_time", "start_offset_ms", "start_offset_m") if k in table]
+    values = _read_section(raw, "analysis", Path("."))
+    starts = [k for k in _START_KEYS if k in values]
     if len(starts) > 1:
-        raise _fail("analysis", starts[1], f"give only one of {', '.join(starts)}")
-    values: dict[str, Any] = {}
-    for key in ("start_time", "start_offset_ms", "start_offset_m"):
-        if key in table:
-            values[key] = _number("analysis", key, table[key])
-    if "start_time" in values and values["start_time"] <= 0:
-        raise _fail("analysis", "start_time", "must be a GPS time > 0")
-    if "reference_mass" in table:
-        values["reference_mass"] = _positive("analysis", "reference_mass", table["reference_mass"])
+        raise config_error("analysis", starts[1], f"give only one of {', '.join(starts)}")
     if "start_offset_m" in values and "reference_mass" not in values:
-        raise _fail("analysis", "reference_mass", "required with start_offset_m (solar masses)")
-    for key in ("duration", "sample_rate"):
-        if key in table:
-            values[key] = _positive("analysis", key, table[key])
-    if "f_low" in table:
-        values["f_low"] = _number("analysis", "f_low", table["f_low"])
-        if values["f_low"] < 0:
-            raise _fail("analysis", "f_low", f"must be >= 0, got {values['f_low']}")
-    if "f_high" in table:
-        values["f_high"] = _positive("analysis", "f_high", table["f_high"])
-    if "start_window_ms" in table:
-        window = _interval("analysis", "start_window_ms", table["start_window_ms"])
-        if not window[0] <= 0.0 <= window[1]:
-            raise _fail(
-                "analysis", "start_window_ms",
-                f"{list(window)} ms does not contain the configured start (0): give the window "
-                "relative to the start, e.g. move start_offset_ms into it and use [-1.0, 1.0]",
-            )
-        values["start_window_ms"] = window
+        raise config_error("analysis", "reference_mass", "required with start_offset_m (solar masses)")
     analysis = AnalysisConfig(**values)
     nyquist = analysis.sample_rate / 2
     if analysis.f_low >= nyquist:
-        raise _fail("analysis", "f_low", f"{analysis.f_low} Hz >= Nyquist frequency {nyquist} Hz")
+        raise config_error("analysis", "f_low", f"{analysis.f_low} Hz >= Nyquist frequency {nyquist} Hz")
     if analysis.f_high is not None:
         if analysis.f_high > nyquist:
-            raise _fail(
-                "analysis", "f_high", f"{analysis.f_high} Hz > Nyquist frequency {nyquist} Hz"
-            )
+            raise config_error("analysis", "f_high", f"{analysis.f_high} Hz > Nyquist frequency {nyquist} Hz")
         if analysis.f_high <= analysis.f_low:
-            raise _fail("analysis", "f_high", f"{analysis.f_high} Hz <= f_low {analysis.f_low} Hz")
+            raise config_error("analysis", "f_high", f"{analysis.f_high} Hz <= f_low {analysis.f_low} Hz")
     if analysis.duration * analysis.sample_rate < 4:
-        raise _fail("analysis", "duration", "segment holds fewer than 4 samples")
+        raise config_error("analysis", "duration", "segment holds fewer than 4 samples")
     return analysis
 
 
-def _offsource_windows(value: Any) -> tuple[tuple[float, float], ...]:
-    """``[begin, end]`` or a list of them -> sorted, non-overlapping windows."""
-    if isinstance(value, (list, tuple)) and value and all(isinstance(v, (list, tuple)) for v in value):
-        windows = [_interval("noise", "offsource", v) for v in value]
-    else:
-        windows = [_interval("noise", "offsource", value)]
-    windows.sort()
-    for (a0, b0), (a1, b1) in itertools.pairwise(windows):
-        if a1 < b0:
-            raise _fail(
-                "noise", "offsource",
-                f"windows {[a0, b0]} and {[a1, b1]} overlap: merge them into one, or separate them",
-            )
-    return tuple(windows)
-
-
-def _parse_noise(
-    raw: Mapping[str, Any], base_dir: Path, detectors: tuple[str, ...]
-) -> NoiseConfig:
-    table = _table(raw, "noise", _field_names(NoiseConfig), required=False)
-    values: dict[str, Any] = {}
-    if "method" in table:
-        values["method"] = _string("noise", "method", table["method"], _NOISE_METHODS)
-    if "offsource" in table:
-        values["offsource"] = _offsource_windows(table["offsource"])
-    if "welch_segment" in table:
-        values["welch_segment"] = _positive("noise", "welch_segment", table["welch_segment"])
-    if "average" in table:
-        values["average"] = _string("noise", "average", table["average"], _AVERAGES)
-    for key in ("acf_files", "psd_files"):
-        if key in table:
-            values[key] = _detector_paths("noise", key, table[key], base_dir)
-    if "psd_columns" in table:
-        columns = table["psd_columns"]
-        if not isinstance(columns, Mapping) or not all(
-            (isinstance(c, str) and c) or (isinstance(c, int) and not isinstance(c, bool) and c >= 1)
-            for c in columns.values()
-        ):
-            raise _fail(
-                "noise", "psd_columns",
-                f"expected a table {{H1 = \"H1\", L1 = 2}} of header names or column indices >= 1 "
-                f"(column 0 is the frequency), got {columns!r}",
-            )
-        values["psd_columns"] = dict(columns)
-    if "asd" in table:
-        if not isinstance(table["asd"], bool):
-            raise _fail("noise", "asd", f"expected true or false, got {table['asd']!r}")
-        values["asd"] = table["asd"]
-    noise = NoiseConfig(**values)
+def _parse_noise(raw: Mapping[str, Any], base_dir: Path, detectors: tuple[str, ...]) -> NoiseConfig:
+    noise = NoiseConfig(**_read_section(raw, "noise", base_dir))
     files = {"acf_file": ("acf_files", noise.acf_files), "psd_file": ("psd_files", noise.psd_files)}
     if noise.method in files:
         key, given = files[noise.method]
         missing = [d for d in detectors if d not in given]
         if missing:
             kind = "ACF" if key == "acf_files" else "PSD"
-            raise _fail("noise", key, f"no {kind} file for detector(s) {', '.join(missing)}")
+            raise config_error("noise", key, f"no {kind} file for detector(s) {', '.join(missing)}")
     unknown = sorted(set(noise.psd_columns) - set(detectors))
     if unknown:
-        raise _fail("noise", "psd_columns", f"names detector(s) {', '.join(unknown)}, which are not analysed")
+        raise config_error(
+            "noise", "psd_columns", f"names detector(s) {', '.join(unknown)}, which are not analysed"
+        )
     if noise.method == "welch":
         for begin, end in noise.offsource:
             if noise.welch_segment > end - begin:
-                raise _fail(
-                    "noise",
-                    "welch_segment",
+                raise config_error(
+                    "noise", "welch_segment",
                     f"{noise.welch_segment} s is longer than the off-source window {[begin, end]}: "
                     "widen the window, drop it or use shorter segments",
                 )
     return noise
 
 
-def _parse_modes(section: str, key: str, value: Any) -> tuple[str, ...]:
-    if not isinstance(value, (list, tuple)) or not value:
-        raise _fail(section, key, f"expected a non-empty list like [\"220\", \"221\"], got {value!r}")
-    modes = tuple(_string(section, key, m) for m in value)
-    for mode in modes:
-        if not _MODE_PATTERN.match(mode):
-            raise _fail(section, key, f"{mode!r} is not a mode 'lmn' (e.g. '220', '221', '330')")
-        ell, m = int(mode[0]), int(mode[1:-1])
-        if abs(m) > ell:
-            raise _fail(section, key, f"{mode!r} has |m| > l")
-        available = [f"{q.l}{q.m}{q.n}" for q in tabulated_modes()]
-        if mode not in available:
-            raise _fail(
-                section, key, f"{mode!r} is not in the QNM table (available: {', '.join(available)})"
-            )
-    if len(set(modes)) != len(modes):
-        raise _fail(section, key, f"repeated mode in {list(modes)}")
-    return modes
-
-
-def _parse_model(raw: Mapping[str, Any]) -> ModelConfig:
-    table = _table(raw, "model", _field_names(ModelConfig), required=False)
-    values: dict[str, Any] = {}
-    if "modes" in table:
-        values["modes"] = _parse_modes("model", "modes", table["modes"])
-    if "polarization" in table:
-        values["polarization"] = _string(
-            "model", "polarization", table["polarization"], _POLARIZATIONS
-        )
-    return ModelConfig(**values)
-
-
 def _parse_prior(raw: Mapping[str, Any]) -> PriorConfig:
-    table = _table(raw, "prior", _field_names(PriorConfig), required=False)
-    values: dict[str, Any] = {}
-    if "final_mass" in table:
-        values["final_mass"] = _interval("prior", "final_mass", table["final_mass"], lower=0.0)
-        if values["final_mass"][0] <= 0:
-            raise _fail("prior", "final_mass", "lower bound must be > 0 solar masses")
-    if "final_spin" in table:
-        values["final_spin"] = _interval(
-            "prior", "final_spin", table["final_spin"], lower=0.0, upper=MAX_FINAL_SPIN
-        )
-    if "amplitude_max" in table:
-        values["amplitude_max"] = _positive("prior", "amplitude_max", table["amplitude_max"])
-    if "cos_inclination" in table:
-        value = table["cos_inclination"]
-        if isinstance(value, (list, tuple)):
-            values["cos_inclination"] = _interval(
-                "prior", "cos_inclination", value, lower=-1.0, upper=1.0
-            )
-        else:
-            number = _number("prior", "cos_inclination", value)
-            if abs(number) > 1:
-                raise _fail("prior", "cos_inclination", f"{number} is outside [-1, 1]")
-            values["cos_inclination"] = number
-    if "quadrature" in table:
-        values["quadrature"] = _string(
-            "prior", "quadrature", table["quadrature"], _QUADRATURE_PRIORS
-        )
-    if "quadrature_scale" in table:
-        values["quadrature_scale"] = _positive(
-            "prior", "quadrature_scale", table["quadrature_scale"]
-        )
-    if "psi" in table:
-        values["psi"] = _polarization_range(table["psi"])
-    prior = PriorConfig(**values)
+    prior = PriorConfig(**_read_section(raw, "prior", Path(".")))
     if prior.quadrature == "gaussian" and prior.quadrature_scale is None:
-        raise _fail("prior", "quadrature_scale", "required with quadrature = \"gaussian\"")
+        raise config_error("prior", "quadrature_scale", "required with quadrature = \"gaussian\"")
     return prior
-
-
-#: Period of the antenna patterns in the polarization angle, rad: psi and psi + pi are one polarization.
-PSI_PERIOD = math.pi
-
-#: A psi range this close to the period (rad) is the whole period (e.g. [0, 3.1416]).
-_PSI_PERIOD_TOLERANCE = 1e-4
-
-
-def _polarization_range(value: Any) -> tuple[float, float]:
-    """``[prior] psi``: a range of at most one period; one of (about) a period is exactly one."""
-    lo, hi = _interval("prior", "psi", value)
-    if hi - lo > PSI_PERIOD + _PSI_PERIOD_TOLERANCE:
-        raise _fail(
-            "prior", "psi",
-            f"[{lo}, {hi}] is {hi - lo:.4g} rad long, more than the period pi of the antenna "
-            "patterns (psi and psi + pi are the same polarization): give at most pi, e.g. "
-            f"[0.0, {math.pi!r}]",
-        )
-    if hi - lo >= PSI_PERIOD - _PSI_PERIOD_TOLERANCE:
-        hi = lo + PSI_PERIOD
-    return lo, hi
 
 
 def _parse_sampler(raw: Mapping[str, Any]) -> SamplerSettings:
     """``[sampler]`` straight into :class:`~gwtools.ringdown.sampling.SamplerSettings`."""
-    table = _table(raw, "sampler", _field_names(SamplerSettings), required=False)
-    values: dict[str, Any] = {}
-    for key, value in table.items():
-        if key in ("engine", "sample", "bound"):
-            values[key] = _string("sampler", key, value, ENGINES if key == "engine" else None)
-        elif key in ("dlogz", "checkpoint_every"):
-            values[key] = _number("sampler", key, value)
-        else:
-            minimum = {"nlive": 10, "seed": 0}.get(key, 1)
-            values[key] = _integer("sampler", key, value, minimum=minimum)
+    values = _read_section(raw, "sampler", Path("."))
     try:
         return SamplerSettings(**values)
     except ValueError as err:
@@ -799,21 +557,16 @@ def _parse_sampler(raw: Mapping[str, Any]) -> SamplerSettings:
 
 
 def _parse_output(raw: Mapping[str, Any], base_dir: Path, default_label: str) -> OutputConfig:
-    table = _table(raw, "output", _field_names(OutputConfig), required=False)
-    label = _string("output", "label", table.get("label", default_label))
-    if "/" in label or label in (".", ".."):
-        raise _fail("output", "label", f"{label!r} must be a plain file-name stem")
-    return OutputConfig(
-        directory=_path("output", "directory", table.get("directory", "results"), base_dir),
-        label=label,
-    )
+    values = _read_section(raw, "output", base_dir, derived=("directory", "label"))
+    if "directory" not in values:
+        values["directory"] = read_path(Key("output", "directory", base_dir), "results")
+    if "label" not in values:
+        values["label"] = read_file_stem(Key("output", "label"), default_label)
+    return OutputConfig(**values)
 
 
 def _default_label(name: str, modes: tuple[str, ...]) -> str:
     return f"{name}_{'+'.join(modes)}"
-
-
-_SECTIONS = ("data", "event", "analysis", "noise", "model", "prior", "sampler", "output")
 
 
 def parse_config(raw: Mapping[str, Any], *, base_dir: str | os.PathLike = ".") -> RingdownConfig:
@@ -837,14 +590,11 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: str | os.PathLike = ".") -
     """
     unknown = sorted(set(raw) - set(_SECTIONS))
     if unknown:
-        raise ValueError(
-            f"[{unknown[0]}]: unknown section (allowed: {', '.join(_SECTIONS)})"
-        )
+        raise ValueError(f"[{unknown[0]}]: unknown section (allowed: {', '.join(_SECTIONS)})")
     base = Path(base_dir).resolve()
     data = _parse_data(raw, base)
     event = _parse_event(raw, data.detectors)
-    model = _parse_model(raw)
-    default_label = _default_label(event.name, model.modes)
+    model = ModelConfig(**_read_section(raw, "model", base))
     config = RingdownConfig(
         data=data,
         event=event,
@@ -853,7 +603,7 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: str | os.PathLike = ".") -
         model=model,
         prior=_parse_prior(raw),
         sampler=_parse_sampler(raw),
-        output=_parse_output(raw, base, default_label),
+        output=_parse_output(raw, base, _default_label(event.name, model.modes)),
     )
     if config.data.directory is not None:
         config = _files_from_directory(config)
@@ -862,7 +612,7 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: str | os.PathLike = ".") -
         first, last = (start_offset_seconds(config) + shift for shift in start_window_seconds(config))
         for begin, end in config.noise.offsource:
             if begin < last + config.analysis.duration + _MAX_DELAY and end > first - _MAX_DELAY:
-                raise _fail(
+                raise config_error(
                     "noise",
                     "offsource",
                     f"window {[begin, end]} s overlaps the analysis segment "
@@ -870,7 +620,7 @@ def parse_config(raw: Mapping[str, Any], *, base_dir: str | os.PathLike = ".") -
                     f"(with the {1e3 * _MAX_DELAY:.1f} ms light-travel margin between detectors)",
                 )
     if config.prior.psi is not None and config.model.polarization == "free":
-        raise _fail(
+        raise config_error(
             "prior", "psi",
             "the 'free' polarization model absorbs psi into its independent plus and cross "
             "amplitudes, so psi cannot be measured: remove [prior] psi or use polarization = 'kerr'",
@@ -895,6 +645,34 @@ def load_config(path: str | os.PathLike) -> RingdownConfig:
     return parse_config(_read_toml(path), base_dir=path.parent)
 
 
+def _scan_starts(table: Mapping[str, Any], run: RingdownConfig) -> tuple[str, tuple[float, ...]]:
+    """The ``[scan]`` start list: its key and its distinct start times."""
+    keys = [k for k in SCAN_STARTS if k in table]
+    if len(keys) != 1:
+        raise config_error("scan", "start_offsets_ms", f"give exactly one of {', '.join(SCAN_STARTS)}")
+    key = Key("scan", keys[0])
+    starts = table[key.name]
+    if not isinstance(starts, (list, tuple)) or not starts:
+        raise key.error(f"expected a non-empty list of numbers, got {starts!r}")
+    starts = tuple(read_number(key, v) for v in starts)
+    if key.name == "start_offsets_m" and run.analysis.reference_mass is None:
+        raise config_error("analysis", "reference_mass", "required with [scan] start_offsets_m")
+    if key.name == "start_times" and min(starts) <= 0:
+        raise key.error(f"GPS times must be > 0, got {min(starts)}")
+    if len(set(starts)) != len(starts):
+        raise key.error(f"repeated start time(s) {sorted({v for v in starts if starts.count(v) > 1})}")
+    return key.name, starts
+
+
+def _mode_sets(key: Key, value: Any) -> tuple[tuple[str, ...], ...]:
+    if not isinstance(value, (list, tuple)) or len(value) < 2:
+        raise key.error("expected at least two mode lists to compare")
+    mode_sets = tuple(read_modes(key, modes) for modes in value)
+    if len({frozenset(modes) for modes in mode_sets}) != len(mode_sets):
+        raise key.error(f"repeated mode set in {[list(m) for m in mode_sets]}")
+    return mode_sets
+
+
 def load_scan_config(
     path: str | os.PathLike, updates: Mapping[str, Mapping[str, Any]] | None = None
 ) -> ScanConfig:
@@ -904,7 +682,7 @@ def load_scan_config(
     ``start_offsets_m`` (list, in G ``[analysis] reference_mass`` / c^3) and ``start_times``
     (list, GPS s in ``[event] reference_detector``); ``mode_sets`` (list of mode lists; the
     first is the reference of the Bayes factors), ``retries`` (int) and ``batch_size`` (int,
-    most start times per compiled batch).
+    most start times per compiled batch).  Defaults are those of :class:`ScanConfig`.
 
     Parameters
     ----------
@@ -918,9 +696,11 @@ def load_scan_config(
     path = Path(path)
     raw = _read_toml(path)
     updates = updates or {}
-    allowed = {*SCAN_STARTS, "mode_sets", "retries", "batch_size"}
-    table = _table(raw, "scan", allowed, required=True)
-    scan_updates = _table(updates, "scan", allowed, required=False)
+    readers = {"mode_sets": _mode_sets, "retries": functools.partial(read_integer, minimum=0),
+               "batch_size": functools.partial(read_integer, minimum=1)}
+    allowed = {*SCAN_STARTS, *readers}
+    table = section_table(raw, "scan", allowed, required=True)
+    scan_updates = section_table(updates, "scan", allowed, required=False)
     if set(scan_updates) & set(SCAN_STARTS):
         for key in SCAN_STARTS:
             table.pop(key, None)
@@ -929,36 +709,9 @@ def load_scan_config(
     run_updates = {section: values for section, values in updates.items() if section != "scan"}
     if run_updates:
         run = override(run, run_updates)
-    keys = [k for k in SCAN_STARTS if k in table]
-    if len(keys) != 1:
-        raise _fail("scan", "start_offsets_ms", f"give exactly one of {', '.join(SCAN_STARTS)}")
-    starts = table[keys[0]]
-    if not isinstance(starts, (list, tuple)) or not starts:
-        raise _fail("scan", keys[0], f"expected a non-empty list of numbers, got {starts!r}")
-    starts = tuple(_number("scan", keys[0], v) for v in starts)
-    if keys[0] == "start_offsets_m" and run.analysis.reference_mass is None:
-        raise _fail("analysis", "reference_mass", "required with [scan] start_offsets_m")
-    if keys[0] == "start_times" and min(starts) <= 0:
-        raise _fail("scan", "start_times", f"GPS times must be > 0, got {min(starts)}")
-    if len(set(starts)) != len(starts):
-        repeated = sorted({v for v in starts if starts.count(v) > 1})
-        raise _fail("scan", keys[0], f"repeated start time(s) {repeated}")
-    mode_sets = table.get("mode_sets", [["220"], ["220", "221"]])
-    if not isinstance(mode_sets, (list, tuple)) or len(mode_sets) < 2:
-        raise _fail("scan", "mode_sets", "expected at least two mode lists to compare")
-    mode_sets = tuple(_parse_modes("scan", "mode_sets", modes) for modes in mode_sets)
-    distinct = {frozenset(modes) for modes in mode_sets}
-    if len(distinct) != len(mode_sets):
-        raise _fail("scan", "mode_sets", f"repeated mode set in {[list(m) for m in mode_sets]}")
-    batch_size = table.get("batch_size")
-    return ScanConfig(
-        run=run,
-        start_key=SCAN_STARTS[keys[0]],
-        starts=starts,
-        mode_sets=mode_sets,
-        retries=_integer("scan", "retries", table.get("retries", 1), minimum=0),
-        batch_size=None if batch_size is None else _integer("scan", "batch_size", batch_size, minimum=1),
-    )
+    start_list, starts = _scan_starts(table, run)
+    given = {key: read(Key("scan", key), table[key]) for key, read in readers.items() if key in table}
+    return ScanConfig(run=run, start_key=SCAN_STARTS[start_list], starts=starts, **given)
 
 
 def _plain(value: Any) -> Any:
@@ -1006,10 +759,8 @@ def override(config: RingdownConfig, updates: Mapping[str, Mapping[str, Any]]) -
     for section, values in updates.items():
         if section not in raw:
             raise ValueError(f"[{section}]: unknown section (allowed: {', '.join(_SECTIONS)})")
-        if section == "analysis" and {"start_time", "start_offset_ms", "start_offset_m"} & set(
-            values
-        ):
-            for key in ("start_time", "start_offset_ms", "start_offset_m"):
+        if section == "analysis" and set(_START_KEYS) & set(values):
+            for key in _START_KEYS:
                 raw["analysis"].pop(key, None)
         raw[section].update(values)
     return parse_config(raw)
@@ -1031,185 +782,3 @@ def start_window_seconds(config: RingdownConfig) -> tuple[float, float]:
     """``[analysis] start_window_ms`` in seconds, (0, 0) for a fixed start."""
     window = config.analysis.start_window_ms
     return (0.0, 0.0) if window is None else (1e-3 * window[0], 1e-3 * window[1])
-
-
-def peak_geocenter(config: RingdownConfig) -> float:
-    """GPS time of the signal peak at the geocentre, s (``[event] time`` moved from its
-    reference detector with the light-travel delay of the sky position)."""
-    from gwtools.ringdown import detectors
-
-    event = config.event
-    if event.reference_detector == "geocenter":
-        return event.time
-    delay = detectors.time_delay_from_geocenter(
-        event.reference_detector, event.ra, event.dec, event.time
-    )
-    return event.time - delay
-
-
-def analysis_windows(config: RingdownConfig) -> dict[str, dict[str, tuple[float, float]]]:
-    """The GPS spans of each detector's data that the analysis uses, s.
-
-    Returns
-    -------
-    dict of str to dict of str to (float, float)
-        Per detector: ``"on-source segment"``, ``[start + lo, start + hi + duration)`` at that
-        detector's start time (lo = hi = 0 without a start window), and for Welch noise
-        estimates ``"off-source noise window"``, ``[peak + begin, peak + end)`` with the
-        geocentric peak; with several off-source windows, ``"off-source noise window 1"``,
-        ``... 2`` and so on.
-    """
-    from gwtools.ringdown import detectors
-
-    peak = peak_geocenter(config)
-    start = peak + start_offset_seconds(config)
-    starts = detectors.detector_start_times(
-        start, config.event.ra, config.event.dec, config.data.detectors
-    )
-    lo, hi = start_window_seconds(config)
-    windows = {}
-    for detector in config.data.detectors:
-        first = starts[detector]
-        windows[detector] = {ON_SOURCE: (first + lo, first + hi + config.analysis.duration)}
-        if config.noise.method == "welch":
-            for name, (begin, end) in zip(_offsource_names(config), config.noise.offsource):
-                windows[detector][name] = (peak + begin, peak + end)
-    return windows
-
-
-def _offsource_names(config: RingdownConfig) -> list[str]:
-    count = len(config.noise.offsource)
-    return [OFF_SOURCE] if count == 1 else [f"{OFF_SOURCE} {i + 1}" for i in range(count)]
-
-
-def _start_key(config: RingdownConfig) -> str:
-    analysis = config.analysis
-    keys = ("start_window_ms", "start_time", "start_offset_m")
-    given = [k for k in keys if getattr(analysis, k) is not None]
-    return given[0] if given else "start_offset_ms"
-
-
-def _check_strain_file(config: RingdownConfig, detector: str, windows) -> None:
-    """Metadata, rate and GPS-span checks of one detector's strain file."""
-    from gwtools.io.strain import read_strain_info
-
-    key = f"files.{detector}"
-    path = config.data.files[detector]
-    if not path.is_file():
-        raise FileNotFoundError(f"[data] {key}: strain file {path} does not exist")
-    info = read_strain_info(path, detector)
-    if info.problems:
-        message = (
-            f"{path}: the metadata disagree with the data: {'; '.join(info.problems)}"
-        )
-        if config.data.on_bad_data == "refuse":
-            raise _fail("data", key, message + '; set [data] on_bad_data = "warn" to analyse '
-                        "it with its start time and sample spacing as they are")
-        logger.warning("[data] %s: %s (on_bad_data = warn: going on)", key, message)
-    analysis = config.analysis
-    if info.sample_rate < analysis.sample_rate:
-        raise _fail(
-            "analysis", "sample_rate",
-            f"{analysis.sample_rate:g} Hz is above the {detector} data's rate of "
-            f"{info.sample_rate:g} Hz ({path.name}): choose at most {info.sample_rate:g} Hz",
-        )
-    ratio = info.sample_rate / analysis.sample_rate
-    if abs(ratio - round(ratio)) > 1e-9 * ratio:
-        raise _fail(
-            "analysis", "sample_rate",
-            f"{analysis.sample_rate:g} Hz does not divide the {detector} data's rate of "
-            f"{info.sample_rate:g} Hz ({path.name}): choose e.g. {info.sample_rate / 2:g} or "
-            f"{info.sample_rate / 4:g} Hz",
-        )
-    if analysis.duration > info.duration:
-        raise _fail(
-            "analysis", "duration",
-            f"{analysis.duration:g} s is longer than the {detector} data, {info.span()}",
-        )
-    begin, end = windows[ON_SOURCE]
-    if begin < info.t0 or end > info.end_time:
-        raise _fail(
-            "analysis", _start_key(config),
-            f"the {detector} segment GPS [{begin:.4f}, {end:.4f}) is not inside the {detector} "
-            f"data, {info.span()}: choose a start time{' and window' if analysis.start_window_ms else ''} "
-            "within the data",
-        )
-    for name, relative in zip(_offsource_names(config), config.noise.offsource):
-        if name not in windows:
-            continue
-        begin, end = windows[name]
-        if begin < info.t0 or end > info.end_time:
-            raise _fail(
-                "noise", "offsource",
-                f"window {list(relative)} s around the peak, GPS "
-                f"[{begin:.4f}, {end:.4f}), does not fit in the {detector} data, {info.span()}",
-            )
-
-
-def read_config_psd(config: RingdownConfig, detector: str):
-    """(freqs, psd) of ``detector``'s ``[noise] psd_files`` entry, errors naming the key."""
-    from gwtools.ringdown.noise import read_psd
-
-    key = f"psd_files.{detector}"
-    try:
-        return read_psd(
-            config.noise.psd_files[detector], config.noise.asd, detector=detector,
-            column=config.noise.psd_columns.get(detector),
-        )
-    except FileNotFoundError as err:
-        raise FileNotFoundError(f"[noise] {key}: {err}") from None
-    except ValueError as err:
-        raise _fail("noise", key, str(err)) from None
-
-
-def _check_psd_file(config: RingdownConfig, detector: str) -> None:
-    freqs, _ = read_config_psd(config, detector)
-    nyquist = config.analysis.sample_rate / 2
-    if freqs[-1] < nyquist * (1 - 1e-9):
-        raise _fail(
-            "noise", f"psd_files.{detector}",
-            f"the PSD in {config.noise.psd_files[detector].name} stops at {freqs[-1]:g} Hz, below the "
-            f"Nyquist frequency {nyquist:g} Hz of [analysis] sample_rate: lower the sample rate "
-            "or provide a PSD up to the Nyquist frequency",
-        )
-
-
-def check_inputs(config: RingdownConfig) -> None:
-    """Check a configuration against the files it names, before anything runs.
-
-    Reads only metadata: nothing is created, no strain sample is read from HDF5 files.
-
-    * ``[output] directory`` can be created and written (it is not a file, nor under one);
-    * ``[data] imr_samples`` and ``[noise] acf_files`` exist;
-    * ``[noise] psd_files`` (with ``method = "psd_file"``) are read: each holds a valid PSD
-      for its detector (:func:`gwtools.ringdown.noise.read_psd`; the column or dataset of
-      ``[noise] psd_columns``) reaching the Nyquist frequency of ``[analysis] sample_rate``;
-    * each strain file exists and its metadata agree with each other and with its sample count
-      (otherwise refused, or with ``[data] on_bad_data = "warn"`` logged);
-    * its rate is at least ``[analysis] sample_rate`` and a whole multiple of it;
-    * ``[analysis] duration`` fits in it, and the analysis segment and every off-source window
-      (:func:`analysis_windows`) lie within its GPS span.
-
-    Raises
-    ------
-    ValueError, FileNotFoundError
-        One line naming the configuration key.
-    """
-    from gwtools.io.outputs import check_output_directory
-
-    try:
-        check_output_directory(config.output.directory)
-    except ValueError as err:
-        raise _fail("output", "directory", str(err)) from None
-    inputs = [("data", "imr_samples", config.data.imr_samples)]
-    if config.noise.method == "acf_file":
-        inputs += [("noise", f"acf_files.{d}", p) for d, p in config.noise.acf_files.items()]
-    for section, key, path in inputs:
-        if path is not None and not path.is_file():
-            raise FileNotFoundError(f"[{section}] {key}: {path} does not exist")
-    if config.noise.method == "psd_file":
-        for detector in config.data.detectors:
-            _check_psd_file(config, detector)
-    windows = analysis_windows(config)
-    for detector in config.data.detectors:
-        _check_strain_file(config, detector, windows[detector])

@@ -37,12 +37,14 @@ import functools
 import logging
 from dataclasses import dataclass
 
+import gwtools.ringdown.precision  # noqa: F401  (float64 before JAX makes any array)
 import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl
 import numpy as np
 from scipy.special import logsumexp
 
+from gwtools.ringdown.constants import QUADRATURE_PRIORS
 from gwtools.ringdown.likelihood import (
     AnalysisData,
     VectorizedLikelihood,
@@ -66,8 +68,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-QUADRATURE_PRIORS = ("flat", "gaussian")
 
 #: Effective sample size of the physical-prior importance weights that :func:`reconstruct`
 #: aims for; below it the physical-prior results are flagged as unreliable.

@@ -27,10 +27,10 @@ from __future__ import annotations
 
 import math
 
+import gwtools.ringdown.precision  # noqa: F401  (float64 before JAX makes any array)
 import jax
 import jax.numpy as jnp
 
-jax.config.update("jax_enable_x64", True)
 
 __all__ = ["spin_weighted_spherical_harmonic", "wigner_small_d"]
 

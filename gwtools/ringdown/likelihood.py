@@ -61,6 +61,7 @@ import time
 from dataclasses import dataclass, fields
 from typing import NamedTuple
 
+import gwtools.ringdown.precision  # noqa: F401  (float64 before JAX makes any array)
 import jax
 import jax.numpy as jnp
 import numpy as np

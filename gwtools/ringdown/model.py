@@ -36,14 +36,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import gwtools.ringdown.precision  # noqa: F401  (float64 before JAX makes any array)
 import jax.numpy as jnp
 
+from gwtools.ringdown.constants import POLARIZATION_MODELS
 from gwtools.ringdown.harmonics import spin_weighted_spherical_harmonic
-from gwtools.ringdown.qnm import Mode, frequency_damping_time, parse_modes
+from gwtools.ringdown.modes import Mode, parse_modes
+from gwtools.ringdown.qnm import frequency_damping_time
 
 __all__ = [
     "AMPLITUDE_UNIT",
-    "POLARIZATION_MODELS",
     "RingdownModel",
     "decay_rates",
     "design_matrix",
@@ -55,8 +57,6 @@ __all__ = [
 
 AMPLITUDE_UNIT = 1e-21
 """Strain unit of the quadratures B and amplitudes A."""
-
-POLARIZATION_MODELS = ("kerr", "free")
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from scipy import signal
 
 from gwtools.io.strain import TimeSeries
 from gwtools.ringdown.conditioning import conditioned_psd
+from gwtools.ringdown.constants import WELCH_AVERAGES
 
 __all__ = [
     "MAX_PSD_SCATTER",
@@ -71,9 +72,6 @@ MAX_PSD_SCATTER = 0.2
 
 #: PyCBC stores PSDs multiplied by the square of its dynamic-range factor (pycbc.DYN_RANGE_FAC).
 PYCBC_DYN_RANGE_FAC = 2.0**69
-
-_AVERAGES = ("mean", "median")
-
 
 def median_bias(n: int) -> float:
     """Expected median of ``n`` independent unit-mean exponential variables.
@@ -218,8 +216,8 @@ def welch_estimate(
     ValueError
         No stretch (outside ``exclude``) holds one full segment, or an unknown ``average``.
     """
-    if average not in _AVERAGES:
-        raise ValueError(f"average must be one of {', '.join(_AVERAGES)}, got {average!r}")
+    if average not in WELCH_AVERAGES:
+        raise ValueError(f"average must be one of {', '.join(WELCH_AVERAGES)}, got {average!r}")
     stretches = _stretches(data, exclude)
     sample_rate = stretches[0].sample_rate
     nperseg = round(segment_duration * sample_rate)

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
+import gwtools.ringdown.precision  # noqa: F401  (float64 before JAX makes any array)
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -44,17 +45,8 @@ from gwtools.io.outputs import MANIFEST_SUFFIX, lock_directory, new_run_id, stag
 from gwtools.io.checksums import file_sha256
 from gwtools.io.strain import TimeSeries, read_raw_strain
 from gwtools.ringdown import conditioning, detectors, noise, noise_diagnostics
-from gwtools.ringdown.config import (
-    PSI_PERIOD,
-    RingdownConfig,
-    analysis_windows,
-    check_inputs,
-    config_to_dict,
-    peak_geocenter,
-    read_config_psd,
-    start_offset_seconds,
-    start_window_seconds,
-)
+from gwtools.ringdown.config import RingdownConfig, config_to_dict, start_offset_seconds, start_window_seconds
+from gwtools.ringdown.constants import PSI_PERIOD
 from gwtools.ringdown.direct import build_direct_analysis_data
 from gwtools.ringdown.firefly import (
     FireflyLikelihood,
@@ -62,6 +54,7 @@ from gwtools.ringdown.firefly import (
     amplitudes_and_phases,
     reconstruct,
 )
+from gwtools.ringdown.input_checks import analysis_windows, check_inputs, peak_geocenter, read_config_psd
 from gwtools.ringdown.likelihood import (
     START_SHIFT,
     AnalysisData,
@@ -167,7 +160,7 @@ def usable_strain(config: RingdownConfig) -> dict[str, TimeSeries]:
 
     The defects of the samples (:mod:`gwtools.io.data_quality`: NaN gaps, flat stretches,
     exactly repeated blocks) are judged against the windows the analysis uses
-    (:func:`~gwtools.ringdown.config.analysis_windows`: the on-source segment and the off-source
+    (:func:`~gwtools.ringdown.input_checks.analysis_windows`: the on-source segment and the off-source
     noise window), each widened by the reach of the filters' transients
     (:func:`~gwtools.ringdown.conditioning.filter_padding`).  A defect that reaches a window
     refuses the run, or with ``[data] on_bad_data = "warn"`` is logged as a warning; one away
@@ -175,7 +168,7 @@ def usable_strain(config: RingdownConfig) -> dict[str, TimeSeries]:
     of the file that holds all its windows, starting on a sample of the decimated grid (so the
     analysis samples are those of the whole file); NaN inside a window, or a gap between two
     windows, is always refused.  The metadata are checked by
-    :func:`~gwtools.ringdown.config.check_inputs`.
+    :func:`~gwtools.ringdown.input_checks.check_inputs`.
 
     Returns
     -------
@@ -948,7 +941,7 @@ def run_pipeline(
     """Run the whole analysis of ``config`` and write its outputs.
 
     The configuration is checked against its input files first
-    (:func:`~gwtools.ringdown.config.check_inputs`).  The output directory is locked for the
+    (:func:`~gwtools.ringdown.input_checks.check_inputs`).  The output directory is locked for the
     whole run (a second run into it refuses, naming
     this one; a lock left by a killed run is taken over), and the outputs are published as one
     result set with a manifest, so a kill at any instant never leaves a mix of two runs'

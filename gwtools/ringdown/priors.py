@@ -14,6 +14,7 @@ import numpy as np
 
 __all__ = ["PRIOR_KINDS", "ParameterSpace", "PriorRange"]
 
+#: Prior shapes of sampled parameters: flat, or proportional to sin(x) (flat in cos x).
 PRIOR_KINDS = ("uniform", "sine")
 
 
@@ -24,6 +25,7 @@ def _namespace(x):
     """
     if isinstance(x, (np.ndarray, np.generic, float, int)):
         return np
+    import gwtools.ringdown.precision  # noqa: F401  (float64 before JAX makes any array)
     import jax.numpy as jnp
 
     return jnp

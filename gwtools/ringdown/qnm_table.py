@@ -29,14 +29,9 @@ import numpy as np
 from numpy.polynomial import chebyshev
 
 from gwtools.io.atomic import atomic_path
-from gwtools.ringdown.qnm import (
-    CHI_MAX,
-    TABLE_FORMAT_VERSION,
-    TABLE_PATH,
-    Mode,
-    parse_modes,
-    spin_to_chebyshev_variable,
-)
+from gwtools.ringdown.constants import CHI_MAX
+from gwtools.ringdown.modes import TABLE_FORMAT_VERSION, TABLE_PATH, Mode, parse_modes
+from gwtools.ringdown.qnm import spin_to_chebyshev_variable
 
 __all__ = [
     "DEFAULT_MODES",

@@ -39,10 +39,10 @@ import numpy as np
 
 from gwtools.io.atomic import atomic_path
 from gwtools.io.outputs import verify_member
+from gwtools.ringdown.priors import PRIOR_KINDS
 
 __all__ = [
     "FORMAT_VERSION",
-    "PRIOR_KINDS",
     "RingdownResult",
     "bilby_priors",
     "credible_interval",
@@ -54,9 +54,6 @@ __all__ = [
 ]
 
 FORMAT_VERSION = 1
-
-#: Prior shapes of search parameters: flat, or proportional to sin(x) (flat in cos x).
-PRIOR_KINDS = ("uniform", "sine")
 
 # LaTeX labels of the search parameters in bilby's plots.
 _LATEX = {

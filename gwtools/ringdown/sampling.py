@@ -43,6 +43,11 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ENGINES = ("blackjax", "dynesty")
+
+#: Fewest live points of a run: with fewer the prior volume shrinks by more than 10% per dead
+#: point and ln Z and its error are too coarse to use.
+MIN_NLIVE = 10
+
 SAMPLE_METHODS = ("auto", "unif", "rwalk", "slice", "rslice")
 BOUNDS = ("none", "single", "multi", "balls", "cubes")
 
@@ -92,12 +97,12 @@ class SamplerSettings:
     engine : {"blackjax", "dynesty"}
         Sampler (see the module docstring).
     nlive : int
-        Live points.
+        Live points, at least :data:`MIN_NLIVE`.
     dlogz : float
         Stop when the evidence the live points can still add, ln(Z + L_max X) - ln Z, falls
         below this.
     seed : int
-        Seed of the run: same seed, same samples.
+        Seed of the run (>= 0): same seed, same samples.
     checkpoint_every : float or None
         Wall-clock seconds between checkpoints (when a checkpoint path is given); ``None``:
         :data:`CHECKPOINT_EVERY` of the engine (blackjax 1 s, dynesty 5 s).  The blackjax
@@ -129,8 +134,10 @@ class SamplerSettings:
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
             raise ValueError(f"engine: {self.engine!r} is not one of {', '.join(ENGINES)}")
-        if self.nlive < 2:
-            raise ValueError(f"nlive: must be >= 2, got {self.nlive}")
+        if self.nlive < MIN_NLIVE:
+            raise ValueError(f"nlive: must be >= {MIN_NLIVE}, got {self.nlive}")
+        if self.seed < 0:
+            raise ValueError(f"seed: must be >= 0, got {self.seed}")
         if not self.dlogz > 0:
             raise ValueError(f"dlogz: must be positive, got {self.dlogz}")
         if self.checkpoint_every is not None and not self.checkpoint_every >= 0:
@@ -363,6 +370,7 @@ def _batch_seed(seed: int, index: int) -> int:
 
 def _stack(datas):
     """One pytree with a leading batch axis from a sequence of pytrees (or the stacked one)."""
+    import gwtools.ringdown.precision  # noqa: F401  (float64 before JAX makes any array)
     import jax
     import jax.numpy as jnp
 
@@ -377,6 +385,7 @@ def _stack(datas):
 
 
 def _unstack(datas) -> list:
+    import gwtools.ringdown.precision  # noqa: F401  (float64 before JAX makes any array)
     import jax
 
     if isinstance(datas, (list, tuple)):

@@ -61,17 +61,9 @@ import numpy as np
 
 from gwtools.io.atomic import atomic_path
 from gwtools.io.outputs import lock_directory, new_run_id, staged_result_set, verify_member
-from gwtools.ringdown.config import (
-    ON_SOURCE,
-    ScanConfig,
-    analysis_windows,
-    check_inputs,
-    config_to_dict,
-    override,
-    parse_config,
-    start_offset_seconds,
-)
+from gwtools.ringdown.config import ScanConfig, config_to_dict, override, parse_config, start_offset_seconds
 from gwtools.ringdown.firefly import MIN_ESS
+from gwtools.ringdown.input_checks import ON_SOURCE, analysis_windows, check_inputs
 from gwtools.ringdown.results import credible_interval
 
 __all__ = [
@@ -280,7 +272,7 @@ class _SharedInputs:
     Points whose usable raw stretches (:func:`~gwtools.ringdown.pipeline.usable_strain`) are the
     same share the conditioned strain; points that share it and have the same windows besides
     their on-source segment (the off-source noise windows of
-    :func:`~gwtools.ringdown.config.analysis_windows`) share the ACFs.  The rest of
+    :func:`~gwtools.ringdown.input_checks.analysis_windows`) share the ACFs.  The rest of
     their configurations (rate, filters, noise settings) is that of the scan's base, equal for
     all.
     """
@@ -430,7 +422,7 @@ def _where(point: ScanPoint) -> str:
 def check_scan_points(points: Sequence[ScanPoint]) -> None:
     """Check every point against its input files and its data, before anything runs.
 
-    Each point's configuration goes through :func:`~gwtools.ringdown.config.check_inputs`,
+    Each point's configuration goes through :func:`~gwtools.ringdown.input_checks.check_inputs`,
     and the data-quality checks of its windows
     (:func:`~gwtools.ringdown.pipeline.usable_strain`) run once per start time.
 
