@@ -11,15 +11,11 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-import matplotlib
+import corner
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")
-
-import corner  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from gwtools.io.atomic import atomic_path  # noqa: E402
+from gwtools.io.atomic import atomic_path
 
 __all__ = [
     "plot_corner",

@@ -565,9 +565,6 @@ def plot_scan(
     run_id : str, optional
         Identifier of the scan, printed on the figure.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     from gwtools.ringdown.plots import save_figure
