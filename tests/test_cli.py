@@ -54,3 +54,22 @@ def test_the_command_line_draws_with_agg_unless_a_backend_was_chosen(tmp_path):
     assert _backend_after(run, None) == "agg"
     assert _backend_after(run, "svg") == "svg"
     assert _backend_after(f"import matplotlib; matplotlib.use('template')\n{run}", None) == "template"
+
+
+def test_the_ringdown_package_is_jax_free_and_exports_its_front_lazily():
+    code = (
+        "import sys, gwtools.ringdown as rd\n"
+        "print('JAX', 'jax' in sys.modules)\n"
+        "from gwtools.ringdown import firefly, noise, config, pipeline\n"
+        "expected = {'marginal_log_likelihood': firefly, 'FireflyLikelihood': firefly,\n"
+        "            'reweight_to_physical_prior': firefly, 'ToeplitzNoise': noise,\n"
+        "            'load_config': config, 'run_pipeline': pipeline}\n"
+        "print('SAME', all(getattr(rd, n) is getattr(m, n) for n, m in expected.items()))\n"
+        "print('ALL', sorted(rd.__all__) == sorted(expected))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert "JAX False" in out and "SAME True" in out and "ALL True" in out
+    import gwtools.ringdown
+
+    with pytest.raises(AttributeError, match="no attribute 'reconstruct'"):
+        gwtools.ringdown.reconstruct  # noqa: B018

@@ -59,7 +59,7 @@ from gwtools.ringdown.firefly import (
     FireflyLikelihood,
     QuadraturePrior,
     amplitudes_and_phases,
-    reconstruct,
+    reweight_to_physical_prior,
 )
 from gwtools.ringdown.likelihood import (
     START_SHIFT,
@@ -657,7 +657,7 @@ def build_result(
     ``noise_model`` holds the arrays of :func:`noise_arrays`.
     """
     model = likelihood.model
-    recon = reconstruct(
+    recon = reweight_to_physical_prior(
         likelihood,
         sampling.samples,
         sampling.log_evidence,

@@ -17,7 +17,7 @@ import numpy as np
 
 from gwtools.compression.metrics import js_divergence_1d
 from gwtools.ringdown.baseline import FullLikelihood, full_parameter_space
-from gwtools.ringdown.firefly import FireflyLikelihood, QuadraturePrior, reconstruct
+from gwtools.ringdown.firefly import FireflyLikelihood, QuadraturePrior, reweight_to_physical_prior
 from gwtools.ringdown.likelihood import AnalysisData
 from gwtools.ringdown.model import RingdownModel
 from gwtools.ringdown.priors import ParameterSpace
@@ -121,12 +121,13 @@ def compare_firefly_with_full(model: RingdownModel, data: AnalysisData, space: P
     draws = [draws_per_sample * 4**k for k in range(4) if draws_per_sample * 4**k <= 64]
     with np.errstate(invalid="ignore"):  # the prior's middle may hold no amplitude inside the prior
         compile_seconds["reconstruction"] = _timed(lambda: [
-            reconstruct(firefly, middle, 0.0, 0.0, seed=0, draws_per_sample=d, min_ess=0.0) for d in draws])[1]
+            reweight_to_physical_prior(firefly, middle, 0.0, 0.0, seed=0, draws_per_sample=d, min_ess=0.0)
+            for d in draws])[1]
     ff_run: NestedSamplingResult
     ff_run, ff_sampling = _timed(lambda: run_nested(firefly, space, settings, progress=progress))
-    rec, ff_reconstruct = _timed(lambda: reconstruct(firefly, ff_run.samples, ff_run.log_evidence,
-                                                    ff_run.log_evidence_err, seed=settings.seed,
-                                                    draws_per_sample=draws_per_sample))
+    rec, ff_reconstruct = _timed(lambda: reweight_to_physical_prior(
+        firefly, ff_run.samples, ff_run.log_evidence, ff_run.log_evidence_err, seed=settings.seed,
+        draws_per_sample=draws_per_sample))
     full_run, full_seconds = _timed(lambda: run_nested(full, full_space, full_settings, progress=progress))
 
     idx = rec.physical_indices
