@@ -10,6 +10,8 @@ import scipy.integrate
 import scipy.stats
 
 import jax
+from helpers import damped_cosine_acf
+
 from gwtools.ringdown.firefly import (
     FireflyLikelihood,
     QuadraturePrior,
@@ -23,8 +25,6 @@ from gwtools.ringdown.likelihood import build_analysis_data, projections
 from gwtools.ringdown.model import AMPLITUDE_UNIT, RingdownModel
 from gwtools.ringdown.qnm import frequency_damping_time, parse_modes
 from gwtools.ringdown.reference import ReferenceLikelihood, reference_template
-
-from test_likelihood import damped_cosine_acf
 
 FS = 2048.0
 N = 128

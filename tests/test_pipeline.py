@@ -18,45 +18,18 @@ import bilby
 import numpy as np
 import pytest
 import qnm
+from helpers import TINY_RUN_TOML
 
 from gwtools.cli import main
 from gwtools.io import outputs
 from gwtools.ringdown.results import credible_interval, read_result, write_result
-
-TINY = """
-[data]
-files = {{ H1 = "{data}/H-H1_GWOSC_4KHZ_R1-1126259447-32.hdf5", L1 = "{data}/L-L1_GWOSC_4KHZ_R1-1126259447-32.hdf5" }}
-imr_samples = "{data}/imr_remnant_samples.h5"
-[event]
-name = "GW150914"
-time = 1126259462.423
-reference_detector = "H1"
-ra = 1.95
-dec = -1.27
-psi = 0.82
-[analysis]
-start_offset_ms = 0.0
-duration = 0.05
-sample_rate = 1024.0
-[model]
-modes = ["220", "221"]
-[prior]
-final_mass = [35.0, 140.0]
-amplitude_max = 2e-20
-[sampler]
-nlive = 400
-dlogz = 1.0
-seed = 7
-[output]
-directory = "{out}"
-"""
 
 
 @pytest.fixture(scope="module")
 def tiny_run(project_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("ringdown")
     config = out / "tiny.toml"
-    config.write_text(TINY.format(data=project_data / "GW150914", out=out / "results"))
+    config.write_text(TINY_RUN_TOML.format(data=project_data / "GW150914", out=out / "results"))
     # the command line lowers nlive (and checks --set reaches the recorded configuration)
     assert main(["ringdown", str(config), "--quiet", "--set", "sampler.nlive=40"]) == 0
     return config, out / "results"
@@ -215,7 +188,7 @@ def test_bilby_file_holds_the_same_posterior(tiny_run):
 
 def test_bad_config_is_one_clear_line(tmp_path, capsys, project_data):
     config = tmp_path / "bad.toml"
-    text = TINY.format(data=project_data / "GW150914", out=tmp_path)
+    text = TINY_RUN_TOML.format(data=project_data / "GW150914", out=tmp_path)
     config.write_text(text.replace("final_mass = [35.0, 140.0]", "final_mass = [35.0, 140.0]\nfinal_spin = [0.0, 1.2]"))
     assert main(["ringdown", str(config)]) == 2
     assert "[prior] final_spin: upper bound 1.2 > 0.99" in capsys.readouterr().err
