@@ -20,7 +20,6 @@ from gwtools.ringdown.qnm import (
     kerr_omega,
     parse_modes,
     tabulated_modes,
-    validate_remnant,
 )
 
 REQUIRED_MODES = parse_modes("220 221 222 330 440 210 320 200 201 331 430 550 211")
@@ -180,18 +179,6 @@ def test_out_of_range_gives_nan_without_poisoning_gradients():
     assert np.all(np.isnan(np.asarray(kerr_omega("330", jnp.array([-0.5, 1.0])))))
     grad = jax.grad(lambda c: jnp.nansum(kerr_omega("220", c).real))(final_spin)
     assert np.isfinite(float(grad[1])) and float(grad[1]) > 0.0
-
-
-def test_validate_remnant():
-    validate_remnant(68.0, [0.0, 0.69, CHI_MAX])
-    with pytest.raises(ValueError, match="final_spin"):
-        validate_remnant(68.0, 0.995)
-    with pytest.raises(ValueError, match="final_spin"):
-        validate_remnant(68.0, -0.1)
-    with pytest.raises(ValueError, match="final_mass"):
-        validate_remnant([68.0, 0.0], 0.5)
-    with pytest.raises(ValueError, match="final_mass"):
-        validate_remnant(np.nan, 0.5)
 
 
 @pytest.mark.parametrize(
