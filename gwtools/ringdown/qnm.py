@@ -5,7 +5,8 @@ coefficients fitted offline to the solutions of the ``qnm`` package (Stein 2019,
 which implements Leaver's continued-fraction method, Leaver 1985, Proc. R. Soc. A 402, 285,
 with the Cook & Zalutskiy 2014 spectral angular solver).  The table is rebuilt by
 ``python -m gwtools.ringdown.qnm_table``; its relative error in frequency and damping time is
-below 1e-6 over the whole spin range (the numbers are recorded in the file itself).
+below 1e-8 over the whole spin range (:data:`gwtools.ringdown.qnm_table.MAX_RELATIVE_ERROR`;
+each mode's largest error at the validation spins is recorded in the file itself).
 
 Conventions
 -----------
