@@ -282,8 +282,9 @@ def plot_whitened_data(
     path : path-like
         PNG to write.
     t_max : float, optional
-        Last time shown, s since the analysis start (the ringdown has died away long before the
-        end of a typical segment).
+        Show the times from the analysis start to ``t_max`` (s since the analysis start; the
+        ringdown has died away long before the end of a typical segment, see
+        :func:`whitened_plot_span`).
     run_id : str, optional
         Run identifier printed on the figure (see :func:`save_figure`).
     """
@@ -305,7 +306,8 @@ def plot_whitened_data(
         ax.set_ylabel(f"{detector} whitened")
         ax.legend(loc="upper right", frameon=False, fontsize="small")
     if t_max is not None:
-        axes[-1, 0].set_xlim(None, 1e3 * t_max)
+        # from the analysis start: autoscaling to the whole segment would pad it on the left
+        axes[-1, 0].set_xlim(0.0, 1e3 * t_max)
     axes[-1, 0].set_xlabel("time since analysis start [ms]")
     return save_figure(fig, path, run_id)
 
