@@ -786,8 +786,8 @@ def make_plots(
 
     ``imr_path`` names IMR remnant samples (:func:`read_imr_samples`), ``imr_remnant_path``
     published IMR values (:func:`read_imr_remnant`); both are drawn in the remnant plot, and the
-    QNMs the IMR samples predict for a Kerr remnant are drawn against the measured ones
-    (:func:`gwtools.ringdown.plots.plot_result` draws).
+    QNMs the IMR samples predict for a Kerr remnant are drawn against the measured ones.  The
+    drawing is :func:`gwtools.ringdown.plots.plot_result`'s.
     """
     from gwtools.ringdown import plots
 
