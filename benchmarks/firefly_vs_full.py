@@ -36,9 +36,8 @@ import jax
 import numpy as np
 import scipy.linalg
 
-from gwtools.ringdown import detectors
 from gwtools.ringdown.baseline import full_parameter_space
-from gwtools.ringdown.injection import Injection, inject, optimal_snr
+from gwtools.ringdown.injection import Injection, detector_grid, inject, optimal_snr
 from gwtools.ringdown.likelihood import rotate_antenna
 from gwtools.ringdown.model import AMPLITUDE_UNIT, RingdownModel
 from gwtools.ringdown.noise import read_acf
@@ -66,11 +65,7 @@ def gw150914_like(modes, sample_rate=2048.0, duration=0.2, seed=150914, inclinat
     n = round(duration * sample_rate)
     acf = read_acf(ACF_FILE, sample_rate, n)
     names = ("H1", "L1")
-    delays = [detectors.time_delay_from_geocenter(d, RA, DEC, GPS) for d in names]
-    # each detector's first sample lies at its own sub-sample offset after its start time
-    offsets = [(-d * sample_rate) % 1.0 / sample_rate for d in delays]
-    times = np.stack([off + np.arange(n) / sample_rate for off in offsets])
-    antenna = np.array([detectors.antenna_pattern(d, RA, DEC, 0.0, GPS) for d in names])
+    times, antenna = detector_grid(names, RA, DEC, GPS, sample_rate, n)
     if inclination is None:
         inclination = np.pi if all(m.l == 2 and m.m == 2 for m in model.modes) else np.pi / 3
     amplitudes = tuple(AMPLITUDES[m.n] if (m.l, m.m) == (2, 2) else HIGHER_HARMONIC_AMPLITUDE

@@ -4,13 +4,13 @@ Injections are drawn from the analysis prior itself: remnant mass and spin unifo
 box, 220 quadratures from the Gaussian quadrature prior N(0, scale^2) (whose marginalization is
 exact, so the analysis prior is the injection prior), face-off, in noise drawn from the real H1
 GW150914 autocovariance (data/GW150914, pyRing's 4096 s estimate) in H1 and L1.  All
-injections are analysed in one vmapped, compiled run (``run_nested_batch``).  For calibrated
+injections are analysed in one vmapped, compiled run (:func:`gwtools.ringdown.validation.pp_test`).  For calibrated
 posteriors the credible level of the true value, P(x < x_true | data), is uniform over
 injections: the script prints the Kolmogorov-Smirnov p-value per parameter and draws the P-P
 plot.
 
 Run:  python benchmarks/pp_test.py [--injections 200] [--nlive 200] [--plot pp.png]
-Prints one JSON line.  ``tests/test_pp.py`` runs it small (100 injections, nlive 100).
+Prints one JSON line.  ``tests/test_pp.py`` runs the same test small (100 injections, nlive 100).
 """
 
 from __future__ import annotations
@@ -18,91 +18,30 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import scipy.stats
 
 from gwtools.io.atomic import atomic_path
-from gwtools.ringdown import detectors
-from gwtools.ringdown.firefly import FireflyLikelihood, QuadraturePrior
-from gwtools.ringdown.injection import Injection, inject
-from gwtools.ringdown.model import RingdownModel
 from gwtools.ringdown.noise import read_acf
 from gwtools.ringdown.priors import ParameterSpace, PriorRange
-from gwtools.ringdown.sampling import SamplerSettings, run_nested_batch
+from gwtools.ringdown.sampling import SamplerSettings
+from gwtools.ringdown.validation import PPSetup, pp_test
 
 ROOT = Path(__file__).resolve().parents[1]
 ACF_FILE = ROOT / "data" / "GW150914" / "ACF_H1_1126257415_4096_4.0_2048.0.txt.gz"
-RA, DEC, PSI, GPS = 1.95, -1.27, 0.82, 1126259462.4083
 SPACE = ParameterSpace((PriorRange("final_mass", 35.0, 140.0), PriorRange("final_spin", 0.0, 0.99)))
-FIXED = {"inclination": np.pi, "polarization": PSI}
+#: GW150914's sky position, polarization and geocentre start; face-off.
+SETUP = PPSetup(ra=1.95, dec=-1.27, gps=1126259462.4083, polarization=0.82, inclination=np.pi)
 
 
-@dataclass(frozen=True)
-class PPSetup:
-    """Injection set-up: segment, detectors and the quadrature prior scale (units of 1e-21)."""
-
-    sample_rate: float = 2048.0
-    duration: float = 0.05
-    scale: float = 4.0
-    detectors: tuple[str, ...] = ("H1", "L1")
-
-
-def draw_injections(n: int, seed: int, setup: PPSetup = PPSetup()):
-    """(likelihood, datas, truths): n injections drawn from the analysis prior.
-
-    ``truths`` is (n, 2): final mass (Msun) and spin of each injection.
-    """
-    model = RingdownModel(("220",))
-    rng = np.random.default_rng(seed)
-    size = round(setup.duration * setup.sample_rate)
-    acf = read_acf(ACF_FILE, setup.sample_rate, size)
-    delays = [detectors.time_delay_from_geocenter(d, RA, DEC, GPS) for d in setup.detectors]
-    offsets = [(-d * setup.sample_rate) % 1.0 / setup.sample_rate for d in delays]
-    times = np.stack([off + np.arange(size) / setup.sample_rate for off in offsets])
-    antenna = np.array([detectors.antenna_pattern(d, RA, DEC, 0.0, GPS) for d in setup.detectors])
-    acfs = np.stack([acf] * len(setup.detectors))
-    truths = SPACE(rng.uniform(size=(n, SPACE.ndim)))
-    quadratures = rng.normal(scale=setup.scale, size=(n, 2))
-    datas = []
-    for i, ((mass, spin), (b1, b2)) in enumerate(zip(truths, quadratures)):
-        injection = Injection(mass, spin, (float(np.hypot(b1, b2)),), (float(np.arctan2(b2, b1)),),
-                              inclination=FIXED["inclination"], polarization=FIXED["polarization"])
-        datas.append(inject(model, injection, times, acfs, antenna, seed=seed + 1 + i,
-                            detectors=setup.detectors))
-    prior = QuadraturePrior("gaussian", amplitude_max=10 * setup.scale, scale=setup.scale)
-    likelihood = FireflyLikelihood(model, datas[0], SPACE.names, FIXED, prior)
-    return likelihood, datas, truths
-
-
-def credible_levels(results, truths) -> np.ndarray:
-    """(n, ndim) posterior probability below the true value, from the weighted samples."""
-    levels = []
-    for result, truth in zip(results, truths):
-        weights = np.exp(result.log_weights)
-        levels.append([np.sum(weights * (result.weighted_samples[:, j] < truth[j])) / np.sum(weights)
-                       for j in range(len(truth))])
-    return np.array(levels)
-
-
-def ks_pvalues(levels) -> dict[str, float]:
-    """Kolmogorov-Smirnov p-value of each parameter's credible levels against U(0, 1)."""
-    return {name: float(scipy.stats.kstest(levels[:, j], "uniform").pvalue)
-            for j, name in enumerate(SPACE.names)}
-
-
-def run(n_injections: int, nlive: int, seed: int, setup: PPSetup = PPSetup(), engine: str = "blackjax"):
+def run(n_injections: int, nlive: int, seed: int, setup: PPSetup = SETUP, engine: str = "blackjax"):
     """(levels, p-values, results, seconds) of a P-P run."""
-    likelihood, datas, truths = draw_injections(n_injections, seed, setup)
+    acf = read_acf(ACF_FILE, setup.sample_rate, round(setup.duration * setup.sample_rate))
     settings = SamplerSettings(engine=engine, nlive=nlive, dlogz=0.1, seed=seed)
-    begin = time.perf_counter()
-    results = run_nested_batch(likelihood, datas, SPACE, settings, progress=False)
-    seconds = time.perf_counter() - begin
-    levels = credible_levels(results, truths)
-    return levels, ks_pvalues(levels), results, seconds
+    outcome = pp_test(SPACE, acf, setup, n_injections, settings)
+    return outcome.levels, outcome.pvalues, outcome.results, outcome.seconds
 
 
 def plot(levels, pvalues, path: Path) -> Path:

@@ -3,6 +3,10 @@
 Each engine registers its own subcommands (``gwtools.ringdown.commands``,
 ``gwtools.compression.commands``, ``gwtools.io.commands``); registering imports only
 :mod:`argparse`, so ``gwtools --help`` is instant and never imports JAX or torch.
+
+The command line only writes figures to files, so it draws them with matplotlib's Agg backend
+unless a backend was chosen (``MPLBACKEND``, a ``backend`` line in matplotlibrc, or
+:func:`matplotlib.use` before :func:`main` is called); the library itself never selects one.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import sys
 
 from gwtools import __version__
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "use_file_backend"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,10 +38,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def use_file_backend() -> None:
+    """Select matplotlib's Agg backend where no backend has been chosen.
+
+    A GUI backend picked automatically would need a display (batch jobs and clusters have
+    none) and draws nothing the command line shows; a backend the user chose is kept.
+    """
+    import matplotlib
+
+    # None while the backend is still to be resolved automatically (no MPLBACKEND, no
+    # matplotlibrc entry, no matplotlib.use); the public rcParams["backend"] would resolve it.
+    if matplotlib.rcParams._get_backend_or_none() is None:
+        matplotlib.use("agg")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; return the process exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    use_file_backend()  # after parsing, so --help and --version stay free of matplotlib
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s: %(message)s",

@@ -4,20 +4,17 @@ brute-force integral, and the configuration route (priors of sampled angles)."""
 from __future__ import annotations
 
 import math
-import sys
 from pathlib import Path
 
 import bilby
 import numpy as np
 import pytest
+from helpers import gw150914_like  # the injection of benchmarks/firefly_vs_full.py
 from scipy.special import logsumexp
 
 from gwtools.ringdown.bilby_likelihood import FireflyBilbyLikelihood, from_config
 from gwtools.ringdown.firefly import FireflyLikelihood, QuadraturePrior
 from gwtools.ringdown.results import bilby_priors
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from firefly_vs_full import gw150914_like  # the benchmark's injection set-up
 
 MASS, SPIN = (40.0, 110.0), (0.0, 0.99)
 

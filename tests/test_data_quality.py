@@ -55,7 +55,6 @@ def _between(times, lo, hi):
     return (times >= lo) & (times < hi)
 
 
-@pytest.mark.shared_data
 def test_real_gwosc_files_have_no_defects(shared_data, project_data):
     paths = sorted((shared_data / "strain").glob("*.hdf5")) + [project_data / p for p in SHIPPED.values()]
     assert len(paths) == 6

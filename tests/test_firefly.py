@@ -10,6 +10,8 @@ import scipy.integrate
 import scipy.stats
 
 import jax
+from helpers import damped_cosine_acf
+
 from gwtools.ringdown.firefly import (
     FireflyLikelihood,
     QuadraturePrior,
@@ -17,15 +19,13 @@ from gwtools.ringdown.firefly import (
     log_physical_prior,
     amplitudes_and_phases,
     marginal_log_likelihood,
-    reconstruct,
+    reweight_to_physical_prior,
 )
 from gwtools.ringdown.likelihood import build_analysis_data, projections
 from gwtools.ringdown.model import AMPLITUDE_UNIT, RingdownModel
 from gwtools.ringdown.modes import parse_modes
 from gwtools.ringdown.qnm import frequency_damping_time
 from gwtools.ringdown.reference import ReferenceLikelihood, reference_template
-
-from test_likelihood import damped_cosine_acf
 
 FS = 2048.0
 N = 128
@@ -143,8 +143,8 @@ def test_physical_prior_evidence_equals_polar_integral(amplitude, caplog):
     like = FireflyLikelihood(model, analysis, ("final_mass", "final_spin"), {"inclination": INCLINATION}, prior)
     theta = np.array([[68.0, 0.69]])
     log_z_flat = float(like(theta)[0])  # delta-function prior on theta: Z = L_marg
-    rec = reconstruct(like, np.repeat(theta, 4000, axis=0), log_z_flat, 0.0, seed=2, draws_per_sample=10,
-                      min_ess=5000)
+    rec = reweight_to_physical_prior(like, np.repeat(theta, 4000, axis=0), log_z_flat, 0.0, seed=2,
+                                     draws_per_sample=10, min_ess=5000)
     peak = ref(68.0, 0.69, np.array([amplitude * AMPLITUDE_UNIT]), np.array([0.7]))
 
     def integrand(phase, amp):
@@ -157,7 +157,7 @@ def test_physical_prior_evidence_equals_polar_integral(amplitude, caplog):
         assert rec.ess > 20000 and rec.log_evidence_physical_err < 0.01
         assert "effective sample size" not in caplog.text
     caplog.clear()
-    reconstruct(like, theta, log_z_flat, 0.0, seed=2, draws_per_sample=10, min_ess=1e9)
+    reweight_to_physical_prior(like, theta, log_z_flat, 0.0, seed=2, draws_per_sample=10, min_ess=1e9)
     assert "effective sample size" in caplog.text
 
 
@@ -221,9 +221,10 @@ def test_reconstruction_compiles_once_for_likelihoods_that_differ_only_in_data()
     likelihoods = [FireflyLikelihood(model, data, fixed={"inclination": INCLINATION}, prior=prior)
                    for data in (first, second)]
     _conditional_draws.clear_cache()
-    shared = [reconstruct(like, theta, 0.0, 0.0, seed=3, min_ess=0).quadratures for like in likelihoods]
+    shared = [reweight_to_physical_prior(like, theta, 0.0, 0.0, seed=3, min_ess=0).quadratures
+              for like in likelihoods]
     assert _conditional_draws._cache_size() == 1
     _conditional_draws.clear_cache()
-    alone = reconstruct(likelihoods[1], theta, 0.0, 0.0, seed=3, min_ess=0).quadratures
+    alone = reweight_to_physical_prior(likelihoods[1], theta, 0.0, 0.0, seed=3, min_ess=0).quadratures
     np.testing.assert_array_equal(shared[1], alone)
     assert not np.allclose(shared[0], shared[1])  # the data differ, so do the draws

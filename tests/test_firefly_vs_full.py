@@ -12,18 +12,13 @@ benchmarks/firefly_vs_full.py).
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import numpy as np
 import pytest
+from helpers import gw150914_like  # the injection of benchmarks/firefly_vs_full.py
 
 from gwtools.ringdown.firefly import FireflyLikelihood, QuadraturePrior
 from gwtools.ringdown.sampling import ParameterSpace, PriorRange, SamplerSettings
 from gwtools.ringdown.validation import compare_firefly_with_full
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from firefly_vs_full import gw150914_like  # noqa: E402  (the benchmark's injection set-up)
 
 SPACE = ParameterSpace((PriorRange("final_mass", 35.0, 140.0), PriorRange("final_spin", 0.0, 0.99)))
 

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import whitening_matrix
 
 from gwtools.io.strain import read_strain
 from gwtools.ringdown.conditioning import condition
 from gwtools.ringdown.config import load_config
-from gwtools.ringdown.noise import estimate_acf, welch_psd, whitening_matrix
+from gwtools.ringdown.noise import estimate_acf, welch_psd
 from gwtools.ringdown.pipeline import read_imr_remnant
 
 PEAK = 1186741861.5333  # geocentric, PyCBC maximum-likelihood tc

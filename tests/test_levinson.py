@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 import scipy.stats
+from helpers import damped_cosine_acf
 
 from gwtools.io.strain import read_strain
 from gwtools.ringdown import noise as noise_module
@@ -93,12 +94,6 @@ def band_limited_acf(sample_rate, n, floor):
     return acf_from_psd(freqs, psd * 1e-46, sample_rate, n)
 
 
-def damped_cosine_acf(sample_rate, n, sigma, tau, f0):
-    lag = np.arange(n) / sample_rate
-    return sigma**2 * np.exp(-lag / tau) * (np.cos(2 * np.pi * f0 * lag)
-                                            + np.sin(2 * np.pi * f0 * lag) / (2 * np.pi * f0 * tau))
-
-
 @pytest.fixture(scope="module")
 def welch_acfs(project_data):
     """Welch ACFs of the conditioned GW150914 strain (H1, L1) at 1024, 2048 and 4096 Hz, 410 lags."""
@@ -119,8 +114,8 @@ def case_acfs(kind, rate, n, n_det, project_data, welch_acfs):
         base = read_acf(project_data / PYRING_ACF[max(rate, 2048)], sample_rate=rate, n_lags=n)
         acfs = [base, 0.6 * base, 2.2 * base]
     elif kind == "synthetic":
-        acfs = [damped_cosine_acf(rate, n, 1.2e-21, 3e-3, 150.0), damped_cosine_acf(rate, n, 0.9e-21, 2e-3, 90.0),
-                damped_cosine_acf(rate, n, 2.0e-21, 1e-3, 300.0)]
+        acfs = [damped_cosine_acf(n, rate, 1.2e-21, 3e-3, 150.0), damped_cosine_acf(n, rate, 0.9e-21, 2e-3, 90.0),
+                damped_cosine_acf(n, rate, 2.0e-21, 1e-3, 300.0)]
     else:  # ill-conditioned
         acfs = [band_limited_acf(rate, n, 1e-9), band_limited_acf(rate, n, 3e-10), band_limited_acf(rate, n, 1e-8)]
     return np.stack(acfs[:n_det])
@@ -235,7 +230,7 @@ def test_exponentials_near_the_unit_circle(project_data, rate, n):
     (tau = 30 s here, f = 0), and beyond it the error follows the bound.
     """
     if rate > 2048:
-        acf = damped_cosine_acf(rate, n, 1.0, 3e-3, 150.0)
+        acf = damped_cosine_acf(n, rate, 1.0, 3e-3, 150.0)
     else:
         acf = read_acf(project_data / PYRING_ACF[2048], n_lags=n) / AMPLITUDE_UNIT**2
     times = 1.3e-3 + np.arange(n) / rate
@@ -298,7 +293,7 @@ def test_levinson_durbin_of_an_ar1_process():
 
 def test_toeplitz_noise_methods_match_dense_linear_algebra():
     rng = np.random.default_rng(2)
-    acf = damped_cosine_acf(2048, 200, 1.0, 4e-3, 120.0)
+    acf = damped_cosine_acf(200, 2048, 1.0, 4e-3, 120.0)
     noise = ToeplitzNoise.from_acf(acf, "H1")
     cov = scipy.linalg.toeplitz(acf)
     x, y = rng.standard_normal((2, 3, 200))
@@ -336,7 +331,7 @@ def test_ill_conditioned_predictor_is_refined_to_float64_accuracy(caplog):
 
 
 def test_levinson_disagreeing_with_cholesky_falls_back_with_a_warning(monkeypatch, caplog):
-    acf = damped_cosine_acf(2048, 100, 1.0, 4e-3, 120.0)
+    acf = damped_cosine_acf(100, 2048, 1.0, 4e-3, 120.0)
     exact = ToeplitzNoise.from_acf(acf, "L1")
 
     def perturbed(values):
@@ -370,8 +365,8 @@ def test_bad_covariances_name_the_detector():
 
 def small_setup(acf_scale=1.0, seed=9):
     rate, n = 2048, 160
-    acfs = acf_scale * np.stack([damped_cosine_acf(rate, n, 1.2e-21, 3e-3, 150.0),
-                                 damped_cosine_acf(rate, n, 0.9e-21, 2e-3, 90.0)])
+    acfs = acf_scale * np.stack([damped_cosine_acf(n, rate, 1.2e-21, 3e-3, 150.0),
+                                 damped_cosine_acf(n, rate, 0.9e-21, 2e-3, 90.0)])
     times = np.arange(n)[None] / rate + STARTS[:2, None]
     rng = np.random.default_rng(seed)
     data = np.stack([np.linalg.cholesky(scipy.linalg.toeplitz(a)) @ rng.standard_normal(n) for a in acfs])

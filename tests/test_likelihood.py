@@ -9,6 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import damped_cosine_acf
 
 from gwtools.ringdown.likelihood import (
     build_analysis_data,
@@ -23,12 +24,6 @@ from gwtools.ringdown.reference import reference_log_likelihood, reference_templ
 
 FS = 2048.0
 N = 160
-
-
-def damped_cosine_acf(n, fs, sigma, tau, f0):
-    """ACF of a damped-oscillator-like process: positive definite for any n."""
-    lag = np.arange(n) / fs
-    return sigma**2 * np.exp(-lag / tau) * (np.cos(2 * np.pi * f0 * lag) + np.sin(2 * np.pi * f0 * lag) / (2 * np.pi * f0 * tau))
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.integrate
 import scipy.stats
+from helpers import whitening_matrix
 from scipy import signal
 
 from gwtools.io.strain import from_array, read_strain
@@ -18,7 +19,6 @@ from gwtools.ringdown.noise import (
     read_psd,
     toeplitz_covariance,
     welch_psd,
-    whitening_matrix,
 )
 
 T0 = 1126259446.0

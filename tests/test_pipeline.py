@@ -18,45 +18,18 @@ import bilby
 import numpy as np
 import pytest
 import qnm
+from helpers import TINY_RUN_TOML
 
 from gwtools.cli import main
 from gwtools.io import outputs
 from gwtools.ringdown.results import credible_interval, read_result, write_result
-
-TINY = """
-[data]
-files = {{ H1 = "{data}/H-H1_GWOSC_4KHZ_R1-1126259447-32.hdf5", L1 = "{data}/L-L1_GWOSC_4KHZ_R1-1126259447-32.hdf5" }}
-imr_samples = "{data}/imr_remnant_samples.h5"
-[event]
-name = "GW150914"
-time = 1126259462.423
-reference_detector = "H1"
-ra = 1.95
-dec = -1.27
-psi = 0.82
-[analysis]
-start_offset_ms = 0.0
-duration = 0.05
-sample_rate = 1024.0
-[model]
-modes = ["220", "221"]
-[prior]
-final_mass = [35.0, 140.0]
-amplitude_max = 2e-20
-[sampler]
-nlive = 400
-dlogz = 1.0
-seed = 7
-[output]
-directory = "{out}"
-"""
 
 
 @pytest.fixture(scope="module")
 def tiny_run(project_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("ringdown")
     config = out / "tiny.toml"
-    config.write_text(TINY.format(data=project_data / "GW150914", out=out / "results"))
+    config.write_text(TINY_RUN_TOML.format(data=project_data / "GW150914", out=out / "results"))
     # the command line lowers nlive (and checks --set reaches the recorded configuration)
     assert main(["ringdown", str(config), "--quiet", "--set", "sampler.nlive=40"]) == 0
     return config, out / "results"
@@ -215,7 +188,7 @@ def test_bilby_file_holds_the_same_posterior(tiny_run):
 
 def test_bad_config_is_one_clear_line(tmp_path, capsys, project_data):
     config = tmp_path / "bad.toml"
-    text = TINY.format(data=project_data / "GW150914", out=tmp_path)
+    text = TINY_RUN_TOML.format(data=project_data / "GW150914", out=tmp_path)
     config.write_text(text.replace("final_mass = [35.0, 140.0]", "final_mass = [35.0, 140.0]\nfinal_spin = [0.0, 1.2]"))
     assert main(["ringdown", str(config)]) == 2
     assert "[prior] final_spin: upper bound 1.2 > 0.99" in capsys.readouterr().err
@@ -248,6 +221,9 @@ def test_resume_from_the_checkpoint_of_a_finished_run(tiny_run, caplog):
     # nothing left to sample: the restored run gives the same evidence and calls
     assert after.log_evidence["flat"] == before.log_evidence["flat"]
     assert after.diagnostics["ncall"] == before.diagnostics["ncall"]
+    # ... because it was restored, not run again: every call was made before it resumed
+    assert after.diagnostics["ncall_resumed"] == before.diagnostics["ncall"] > 0
+    assert before.diagnostics["ncall_resumed"] == 0
 
 
 def test_a_stopped_run_resumes_from_its_checkpoint(tiny_run, tmp_path, capsys):
@@ -264,7 +240,8 @@ def test_a_stopped_run_resumes_from_its_checkpoint(tiny_run, tmp_path, capsys):
     assert main(args + ["--resume"]) == 0
     resumed = read_result(tmp_path / f"{label}.h5")
     # the sampler continued from the checkpoint ...
-    assert resumed.diagnostics["ncall_resumed"] == partial.diagnostics["ncall"]
+    assert resumed.diagnostics["ncall_resumed"] == partial.diagnostics["ncall"] > 0
+    assert resumed.diagnostics["niter"] > partial.diagnostics["niter"] > 0
     # ... and ended where the uninterrupted run with the same seed ended
     assert resumed.diagnostics["ncall"] == full.diagnostics["ncall"]
     assert resumed.log_evidence["flat"] == full.log_evidence["flat"]
@@ -312,3 +289,26 @@ def test_plots_refuse_bad_input(tmp_path):
     with pytest.raises(ValueError, match=r"H1: waveform arrays \['whitened_median'\] are missing"):
         plots.plot_whitened_data({"H1": {"time": good, "whitened_data": good}}, tmp_path / "c.png")
     assert not list(tmp_path.iterdir())
+
+
+def test_whitened_plot_spans_a_few_damping_times_of_the_longest_lived_mode():
+    from gwtools.ringdown import plots
+    from gwtools.ringdown.likelihood import START_SHIFT
+
+    rng = np.random.default_rng(3)
+    posterior = {"damping_time_220": rng.normal(4e-3, 2e-4, 501),
+                 "damping_time_221": rng.normal(1.3e-3, 1e-4, 501)}
+    longest = np.median(posterior["damping_time_220"])
+    assert plots.whitened_plot_span(posterior, ["220", "221"], 0.2) == pytest.approx(10 * longest)
+    assert plots.whitened_plot_span(posterior, ["221"], 0.2) == pytest.approx(
+        10 * np.median(posterior["damping_time_221"]))
+    assert plots.whitened_plot_span(posterior, ["220"], 0.03) == 0.03  # bounded by the segment
+    # a sampled start shift moves the ringdown later (an earlier start shows it all anyway)
+    later = {**posterior, START_SHIFT: np.full(501, 2e-3)}
+    assert plots.whitened_plot_span(later, ["220"], 0.2) == pytest.approx(2e-3 + 10 * longest)
+    earlier = {**posterior, START_SHIFT: np.full(501, -2e-3)}
+    assert plots.whitened_plot_span(earlier, ["220"], 0.2) == pytest.approx(10 * longest)
+    with pytest.raises(ValueError, match=r"missing \['damping_time_330'\]"):
+        plots.whitened_plot_span(posterior, ["220", "330"], 0.2)
+    assert START_SHIFT in plots.CORNER_LABELS
+

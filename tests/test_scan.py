@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import SMALL_SCAN_TOML
 
 from gwtools import cli
 from gwtools.io import outputs
@@ -34,38 +35,11 @@ from gwtools.ringdown.scan import (
 
 PEAK = 1126259462.423
 
-SCAN = """
-[data]
-files = {{ H1 = "{data}/H-H1_GWOSC_4KHZ_R1-1126259447-32.hdf5", L1 = "{data}/L-L1_GWOSC_4KHZ_R1-1126259447-32.hdf5" }}
-[event]
-name = "GW150914"
-time = 1126259462.423
-reference_detector = "H1"
-ra = 1.95
-dec = -1.27
-psi = 0.82
-[analysis]
-duration = 0.04
-sample_rate = 1024.0
-[prior]
-final_mass = [35.0, 140.0]
-amplitude_max = 2e-20
-[sampler]
-nlive = 25
-dlogz = 2.0
-{sampler}
-[output]
-directory = "{out}"
-[scan]
-{starts}
-retries = 1
-"""
-
 
 def write_scan(tmp_path, project_data, starts="start_offsets_ms = [0.0, 3.0, 6.0]", sampler="", name="scan.toml"):
     path = tmp_path / name
-    path.write_text(SCAN.format(data=project_data / "GW150914", out=tmp_path / "scan", starts=starts,
-                                sampler=sampler))
+    path.write_text(SMALL_SCAN_TOML.format(data=project_data / "GW150914", out=tmp_path / "scan",
+                                           starts=starts, sampler=sampler))
     return path
 
 

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 import scipy.linalg
-from test_likelihood import damped_cosine_acf
+from helpers import damped_cosine_acf
 
 from gwtools.io.strain import TimeSeries
 from gwtools.ringdown.baseline import FullLikelihood

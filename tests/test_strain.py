@@ -36,7 +36,6 @@ PYRING_HEADER = (
 )
 
 
-@pytest.mark.shared_data
 @pytest.mark.parametrize("name", sorted(SHARED_FILES))
 def test_reads_every_shared_gwosc_file(shared_data, name):
     detector, gps_start, rate = SHARED_FILES[name]
@@ -51,7 +50,6 @@ def test_reads_every_shared_gwosc_file(shared_data, name):
     assert 1e-20 < np.std(ts.data) < 1e-17
 
 
-@pytest.mark.shared_data
 @pytest.mark.parametrize("detector", ["H1", "L1"])
 def test_shipped_strain_is_the_gwosc_4khz_release(shared_data, project_data, detector):
     shipped = read_strain(project_data / SHIPPED[detector])
@@ -70,7 +68,6 @@ def test_shipped_strain_is_the_gwosc_4khz_release(shared_data, project_data, det
     assert np.max(np.abs(a - b)) < 1e-10 * np.std(b)
 
 
-@pytest.mark.shared_data
 def test_16khz_and_4khz_files_share_a_time_axis(shared_data):
     fast = read_strain(shared_data / "strain" / "H-H1_GWOSC_16KHZ_R1-1126259447-32.hdf5")
     slow = read_strain(shared_data / "strain" / "H-H1_LOSC_4_V2-1126259446-32.hdf5")
@@ -205,3 +202,11 @@ def test_timeseries_is_frozen():
     ts = TimeSeries(np.zeros(3), 0.0, 1.0, "H1")
     with pytest.raises(AttributeError):
         ts.t0 = 5.0
+
+
+def test_tests_of_the_shared_data_are_marked_so_they_can_be_deselected(request, shared_data):
+    assert request.node.get_closest_marker("shared_data") is not None
+
+
+def test_offline_tests_are_not_marked(request, project_data):
+    assert request.node.get_closest_marker("shared_data") is None

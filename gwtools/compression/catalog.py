@@ -57,7 +57,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: The 6-parameter intrinsic set of the issue's size goals (GW150914).
+#: The six intrinsic parameters of a compact binary: chirp mass, mass ratio, spin magnitudes
+#: and tilts.
 DEFAULT_PARAMETERS = ("chirp_mass", "mass_ratio", "a_1", "a_2", "tilt_1", "tilt_2")
 #: Fewest posterior samples :func:`compress_file` accepts.  At the default splits, 100 leave 20
 #: held out for the metrics and 64 to fit the density (16 more decide when to stop).
@@ -109,7 +110,7 @@ class CompressionSettings:
         matched width 12 in held-out density (-0.07 to +0.34 nats, five files) and samples
         about a fifth faster (the output layer's arithmetic scales with the hidden units
         each dimension sees); fitting both and keeping the better also guards against a fit
-        that stopped early (GW170823, O2: C2ST 0.566 at width 12, 0.511 at 10).
+        that stopped early (whose C2ST can be several hundredths worse).
     size_tolerance : float
         The smallest candidate (by ``hidden * n_components``) whose validation loss is within
         this many nats of the best one is kept.
@@ -118,10 +119,9 @@ class CompressionSettings:
         stage turns into formulas, where ``density`` does not set them itself; ``{}``: the
         weights network itself.  By default its output layer has five grid intervals and
         its width is 12: one interval generalises better as splines (the weights file), five
-        give better formulas (the one-interval network's lost 0.02-0.14 nats of held-out
-        density at 6 parameters, and C2ST at 11, e.g. GW151012 0.60 -> 0.64); and formulas
-        from width 10 lost 0.03-0.13 nats on three of four shared posteriors (GW150914 at
-        6 parameters: -4.44 -> -4.57).  The second fit costs 10-30 s.
+        give better formulas (the one-interval network's lose 0.02-0.14 nats of held-out
+        density at 6 parameters, and some C2ST at 11); and formulas from width 10 lose
+        0.03-0.13 nats on most posteriors.  The second fit costs 10-30 s.
     """
 
     density: dict = field(default_factory=dict)

@@ -67,9 +67,9 @@ class KANDensityConfig:
         Spline grid intervals per output-layer edge.  The output layer has most of the
         edges (``hidden * 3 K d / 2``) and, in sampling, most of the arithmetic.  One
         interval (each edge a cubic on the data range, other cubics on pykan's extension
-        cells, plus the SiLU term) generalises better than five: on the shared GW150914
-        and GW170729 posteriors at 11 parameters, held-out log density +0.1 to +0.3 nats
-        and C2ST 0.565 -> 0.537 (GW170729), in a third fewer bytes, and faster sampling.
+        cells, plus the SiLU term) generalises better than five: on 11-parameter
+        posteriors 0.1 to 0.3 nats more held-out log density and a C2ST closer to 0.5, in a
+        third fewer bytes, and faster sampling.
     max_epochs, patience : int
         Training stops after ``patience`` epochs without a better validation loss.
     batch_size : int

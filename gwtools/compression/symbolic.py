@@ -58,17 +58,17 @@ class SymbolicConfig:
         Where the output layer made symbolic (and fine-tuned) has lost more than
         ``fallback_loss`` nats of validation density against the spline network, it is made
         symbolic again with this trade-off, and the better of the two is kept.  Mostly
-        linear output formulas lose little on most posteriors but 0.76 nats on GW151226
-        (2-OGC, 6 parameters), whose formulas then fell below a Gaussian mixture; at 0.6
-        the loss is 0.19 nats, for 50% more formula bytes there.  None: no second try.
+        linear output formulas lose little on most posteriors, but on a few most of a nat,
+        enough to fall below a Gaussian mixture; a weight of 0.6 brings the loss to a
+        fraction of a nat there, for about 50% more formula bytes.  None: no second try.
     fallback_loss : float
     hidden_second_term_r2 : float or None
         A first-layer edge whose chosen function leaves an R^2 below this on the fitting
         samples gets a second library function, fitted to the residual: the edge becomes
         ``c1 f1(a1 x + b1) + c2 f2(a2 x + b2) + d``.  One function misses the shape of
-        some first-layer splines (on GW170104, O2, 11 parameters, a quarter of them have
-        R^2 < 0.99, most on sky-position inputs), and the many output formulas downstream
-        cannot make up for it.  None: one function per edge.
+        some first-layer splines (at 11 parameters up to a quarter of them have R^2 < 0.99,
+        most on sky-position inputs), and the many output formulas downstream cannot make up
+        for it.  None: one function per edge.
     prune_threshold : float
         Edges whose activation standard deviation over the fitting samples is below this are
         replaced by their mean (a constant).
@@ -86,16 +86,15 @@ class SymbolicConfig:
         Initial Adam learning rates of the fine-tuning after the output layer and after the
         first layer is made symbolic.  The output layer starts several nats off and needs
         the larger steps; the first layer, with its second terms, starts close to its
-        splines, and larger steps throw it off for good: on GW170104 (O2, 11 parameters)
-        the validation loss ended at 9.90 nats with 3e-3 and at 9.26 with 1e-3 (spline
-        network: 9.26).
+        splines, and larger steps (3e-3 rather than 1e-3) can throw it off for good, more
+        than half a nat from the spline network's validation loss.
     digits : int
         Significant digits of the constants written to the formulas, at least.
     rounding_tolerance : float
         A term gets more digits where ``digits`` would move its value by more than this on
         the validation samples (:func:`~gwtools.compression.formulas.write_layer_formulas`).
-        Without it, 3 digits of the arguments of ``sin`` edges cost GW170104 (2-OGC, 11
-        parameters) 0.9 nats of held-out density and sent its C2ST from 0.62 to 0.75.
+        Without it, 3 digits of the arguments of ``sin`` edges can cost most of a nat of
+        held-out density: the phase of a sine with a large argument is sensitive to them.
     seed : int
     """
 
@@ -326,9 +325,8 @@ def fit_symbolic(
     # Layer by layer, from the output back: the output layer's many edges are made symbolic
     # (mostly linear) while the first layer is still a spline that can absorb their errors
     # in fine-tuning; then the first layer's few edges, fitted to what it has become, and
-    # everything is fine-tuned again.  On GW150914 (11 parameters) the validation loss
-    # ends at 10.65 nats, against 11.30 with both layers made symbolic at once (the spline
-    # network: 10.67).
+    # everything is fine-tuned again.  This ends at about the spline network's validation
+    # loss, where making both layers symbolic at once can lose more than half a nat.
     spline = copy.deepcopy(fitted.kan)
     pykan_adapter.add_second_terms(spline)
     kan, counts = copy.deepcopy(spline), {}

@@ -4,8 +4,8 @@ Each defect is found from the samples alone and judged against the GPS windows a
 uses (:func:`judge_windows`): a defect near a window would bias it, one far from every window
 does not matter.
 
-Thresholds: in the six GWOSC GW150914 files of the project (4 and 16 kHz, float64) no two
-samples are equal, let alone consecutive ones, as expected of digitised noise.  Runs of
+Thresholds: in GWOSC strain files (4 and 16 kHz, float64) no two samples are equal, let alone
+consecutive ones, as expected of digitised noise.  Runs of
 :data:`FLAT_MIN_SAMPLES` identical consecutive samples (a dropout filled with zeros or with the
 last value) and exact copies of :data:`REPEAT_MIN_SAMPLES` samples or more (a repeated buffer)
 therefore never happen by chance, even in single-precision data, and shorter ones are too short

@@ -11,8 +11,9 @@ bilby priors from a run configuration.
 
 What bilby's sampler returns is the posterior and the evidence under the *quadrature* prior
 of the marginalization (``[prior] quadrature``).  The physical prior (flat in each amplitude)
-and the amplitude posteriors follow from :func:`gwtools.ringdown.firefly.reconstruct` on the
-bilby samples, as in the pipeline.
+and the amplitude posteriors follow from
+:func:`gwtools.ringdown.firefly.reweight_to_physical_prior` on the bilby samples, as in the
+pipeline.
 
 References: bilby, Ashton et al., ApJS 241, 27 (2019); dynesty, Speagle, MNRAS 493, 3132 (2020).
 

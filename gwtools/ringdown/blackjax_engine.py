@@ -203,9 +203,9 @@ def lockstep_slice_update(loglikelihood, periodic: np.ndarray, num_inner_steps: 
     per-chain loops: in each iteration every unfinished chain asks for one likelihood value, all
     of them are evaluated as one batch, and each chain's stepping-out/shrinkage state advances
     on its own value.  A vmapped loop instead runs each stage (left end, right end, shrinkage)
-    until its slowest chain is done, evaluating the finished chains' points too: measured on the
-    GW150914 job this did about three times the evaluations the chains needed, and its compiled
-    program holds five copies of the likelihood where this one holds one.  The random numbers
+    until its slowest chain is done, evaluating the finished chains' points too, about three
+    times the evaluations the chains need, and its compiled program holds five copies of the
+    likelihood where this one holds one.  The random numbers
     of an iteration are drawn for all chains at once (per-chain keys make the program several
     times slower to compile).
 

@@ -63,13 +63,13 @@ __all__ = [
     "amplitudes_and_phases",
     "log_physical_prior",
     "Reconstruction",
-    "reconstruct",
+    "reweight_to_physical_prior",
     "effective_sample_size",
 ]
 
 logger = logging.getLogger(__name__)
 
-#: Effective sample size of the physical-prior importance weights that :func:`reconstruct`
+#: Effective sample size of the physical-prior importance weights that :func:`reweight_to_physical_prior`
 #: aims for; below it the physical-prior results are flagged as unreliable.
 MIN_ESS = 1000.0
 
@@ -335,10 +335,20 @@ def _conditional_draws_all(likelihood: FireflyLikelihood, theta, seed: int, draw
     return np.concatenate(chunks)[:n_theta].reshape(n_theta * draws, -1)
 
 
-def reconstruct(likelihood: FireflyLikelihood, theta, log_evidence: float, log_evidence_err: float,
-                *, seed: int, draws_per_sample: int = 4, min_ess: float = MIN_ESS,
-                max_draws_per_sample: int = 64) -> Reconstruction:
-    """Recover amplitudes and phases and convert the evidence to the physical amplitude prior.
+def reweight_to_physical_prior(likelihood: FireflyLikelihood, theta, log_evidence: float,
+                               log_evidence_err: float, *, seed: int, draws_per_sample: int = 4,
+                               min_ess: float = MIN_ESS,
+                               max_draws_per_sample: int = 64) -> Reconstruction:
+    """Posterior and evidence under the physical prior (flat in amplitude, uniform phase) from a
+    run of the marginal likelihood.
+
+    At each posterior sample of theta the quadratures B are drawn from their conditional
+    Gaussian posterior under the quadrature prior of the marginalization
+    (:func:`conditional_quadratures`), weighted by w = pi_phys(B) / pi_quad(B)
+    (:func:`log_physical_prior`), and resampled with these weights: the result is the joint
+    posterior of (theta, amplitudes, phases) under the physical prior, and
+    Z_phys = Z_quad E[w].  This is the step that turns an amplitude-marginalized run into
+    amplitude and phase posteriors (arXiv:2502.01093, cf. arXiv:2411.13333).
 
     Parameters
     ----------

@@ -12,11 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gwtools.ringdown import detectors as detector_geometry
 from gwtools.ringdown.likelihood import AnalysisData, build_analysis_data, projections, rotate_antenna
 from gwtools.ringdown.model import AMPLITUDE_UNIT, RingdownModel, design_matrix
 from gwtools.ringdown.noise import cholesky_factor, toeplitz_covariance
 
-__all__ = ["Injection", "inject", "optimal_snr", "quadratures_from_amplitudes"]
+__all__ = ["Injection", "detector_grid", "inject", "optimal_snr", "quadratures_from_amplitudes"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,41 @@ class Injection:
     phases: tuple[float, ...]
     inclination: float = 0.0
     polarization: float = 0.0
+
+
+def detector_grid(detectors, ra: float, dec: float, gps: float, sample_rate: float,
+                  n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sample times and antenna patterns of a network seeing a source at (ra, dec).
+
+    The analysis starts at ``gps`` at the geocentre, so in each detector at ``gps`` plus its
+    light travel time from the geocentre.  Every detector samples on the one grid through
+    ``gps`` (as real detectors share GPS-aligned sampling), so a detector's first sample falls
+    up to one sample after its own start: the sub-sample offsets of real data.
+
+    Parameters
+    ----------
+    detectors : sequence of str
+        Detector names, e.g. ``("H1", "L1")``.
+    ra, dec : float
+        Sky position, rad.
+    gps : float
+        Start time at the geocentre, GPS s.
+    sample_rate : float
+        Hz.
+    n : int
+        Samples per segment.
+
+    Returns
+    -------
+    (times, antenna)
+        ``times`` (n_det, n): s since each detector's start; ``antenna`` (n_det, 2):
+        (F_plus, F_cross) at polarization angle 0.
+    """
+    delays = [detector_geometry.time_delay_from_geocenter(d, ra, dec, gps) for d in detectors]
+    offsets = [(-delay * sample_rate) % 1.0 / sample_rate for delay in delays]
+    times = np.stack([offset + np.arange(n) / sample_rate for offset in offsets])
+    antenna = np.array([detector_geometry.antenna_pattern(d, ra, dec, 0.0, gps) for d in detectors])
+    return times, antenna
 
 
 def quadratures_from_amplitudes(amplitudes, phases) -> np.ndarray:

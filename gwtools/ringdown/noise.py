@@ -48,7 +48,6 @@ __all__ = [
     "toeplitz_covariance",
     "welch_estimate",
     "welch_psd",
-    "whitening_matrix",
 ]
 
 logger = logging.getLogger(__name__)
@@ -769,29 +768,6 @@ def cholesky_factor(
     cov = np.asarray(cov, dtype=float)
     _checked_condition(cov, detector, max_condition)
     return scipy.linalg.cholesky(cov, lower=True)
-
-
-def whitening_matrix(acf, detector: str = "", max_condition: float = MAX_CONDITION) -> np.ndarray:
-    """Whitening matrix ``W = L^{-1}`` of the Toeplitz covariance ``C = L L^T`` of ``acf``.
-
-    ``W C W^T`` is the identity, so ``W @ noise`` has independent unit-variance samples.
-
-    Parameters
-    ----------
-    acf : array_like, shape (n,)
-        Autocovariance at lags ``0 .. n - 1`` samples (strain^2).
-    detector : str, optional
-        Name used in error messages.
-    max_condition : float, optional
-        Largest accepted condition number of the covariance.
-
-    Returns
-    -------
-    numpy.ndarray, shape (n, n)
-        Lower-triangular ``W`` (strain^-1).
-    """
-    factor = cholesky_factor(toeplitz_covariance(acf), detector, max_condition)
-    return scipy.linalg.solve_triangular(factor, np.eye(factor.shape[0]), lower=True)
 
 
 def levinson_durbin(acf) -> tuple[np.ndarray, np.ndarray]:

@@ -52,7 +52,7 @@ from gwtools.ringdown.firefly import (
     FireflyLikelihood,
     QuadraturePrior,
     amplitudes_and_phases,
-    reconstruct,
+    reweight_to_physical_prior,
 )
 from gwtools.ringdown.input_checks import analysis_windows, check_inputs, peak_geocenter, read_config_psd
 from gwtools.ringdown.likelihood import (
@@ -69,7 +69,6 @@ from gwtools.ringdown.noise_diagnostics import WhitenessReport, whiteness_report
 from gwtools.ringdown.qnm import frequency_damping_time
 from gwtools.ringdown.results import (
     RingdownResult,
-    credible_interval,
     save_bilby_result,
     software_versions,
     write_result,
@@ -107,9 +106,6 @@ DRAWS_PER_SAMPLE = 4
 
 #: Posterior draws used for the median/90% band of the whitened ringdown in the data plot.
 WAVEFORM_DRAWS = 300
-
-#: Time span of the whitened-data plot, s: about ten 220 damping times for GW150914.
-WHITENED_PLOT_SPAN = 0.05
 
 
 @dataclass(frozen=True)
@@ -651,7 +647,7 @@ def build_result(
     ``noise_model`` holds the arrays of :func:`noise_arrays`.
     """
     model = likelihood.model
-    recon = reconstruct(
+    recon = reweight_to_physical_prior(
         likelihood,
         sampling.samples,
         sampling.log_evidence,
@@ -774,16 +770,6 @@ def read_imr_remnant(path: str | Path) -> dict[str, tuple[float, float, float]]:
     return values
 
 
-#: Axis labels of the sampled parameters in the corner plot (the start shift is drawn in ms).
-_CORNER_LABELS = {
-    "final_mass": r"$M_f\ [M_\odot]$",
-    "final_spin": r"$\chi_f$",
-    "inclination": r"$\iota$ [rad]",
-    "polarization": r"$\psi$ [rad]",
-    START_SHIFT: r"$\delta t_0$ [ms]",
-}
-
-
 def make_plots(
     result: RingdownResult,
     directory: str | Path,
@@ -793,117 +779,23 @@ def make_plots(
     """Draw the figures and the summary page of ``result``; return (PNG paths, summary path).
 
     ``imr_path`` names IMR remnant samples (:func:`read_imr_samples`), ``imr_remnant_path``
-    published IMR values (:func:`read_imr_remnant`); both are drawn in the remnant plot.
+    published IMR values (:func:`read_imr_remnant`); both are drawn in the remnant plot, and the
+    QNMs the IMR samples predict for a Kerr remnant are drawn against the measured ones.  The
+    drawing is :func:`gwtools.ringdown.plots.plot_result`'s.
     """
     from gwtools.ringdown import plots
 
-    directory = Path(directory)
-    label = result.label
-    post = result.posterior
-    modes = result.config["model"]["modes"]
     imr = read_imr_samples(imr_path) if imr_path is not None else None
-    run_id = result.run_id or None
     published = read_imr_remnant(imr_remnant_path) if imr_remnant_path is not None else None
-    paths = [
-        plots.plot_remnant_corner(
-            post["final_mass"], post["final_spin"], directory / f"{label}_remnant.png",
-            imr=imr, imr_published=published, label=f"ringdown {'+'.join(modes)}", run_id=run_id,
-        ),
-        plots.plot_amplitudes(
-            {k.removeprefix("amplitude_"): v for k, v in post.items() if k.startswith("amplitude_")},
-            directory / f"{label}_amplitudes.png",
-            amplitude_max=result.config["prior"]["amplitude_max"] / AMPLITUDE_UNIT, run_id=run_id,
-        ),
-        plots.plot_whitened_data(
-            result.waveforms, directory / f"{label}_whitened.png", t_max=WHITENED_PLOT_SPAN,
-            run_id=run_id,
-        ),
-    ]
-    if len(result.search_parameters) > 2:
-        columns = {name: post[name] * (1e3 if name == START_SHIFT else 1.0)
-                   for name in result.search_parameters}
-        paths.append(plots.plot_corner(columns, directory / f"{label}_corner.png", labels=_CORNER_LABELS,
-                                       run_id=run_id))
-    measured = {m: (post[f"frequency_{m}"], post[f"damping_time_{m}"]) for m in modes}
     kerr = None
     if imr is not None:
+        modes = result.config["model"]["modes"]
         freq, tau = frequency_damping_time(modes, imr[0], imr[1])
         kerr = {m: (np.asarray(freq[:, j]), np.asarray(tau[:, j])) for j, m in enumerate(modes)}
-    paths.append(plots.plot_qnm_posteriors(measured, directory / f"{label}_qnm.png", kerr=kerr,
-                                           run_id=run_id))
-    noise_config = result.config["noise"]
-    for detector, arrays in result.noise.items():
-        scalars = {k.removeprefix(f"noise_{detector}_"): v for k, v in result.diagnostics.items()
-                   if k.startswith(f"noise_{detector}_")}
-        paths.append(plots.plot_noise_diagnostics(
-            detector, arrays, scalars, directory / f"{label}_noise_{detector}.png",
-            method=_noise_description(noise_config, scalars),
-            peak=result.config["resolved"]["peak_geocenter_gps"],
-            loud_pvalue=noise_diagnostics.LOUD_PVALUE, run_id=run_id,
-        ))
-
-    resolved = result.config["resolved"]
-    diag = result.diagnostics
-    facts = [
-        ("run id", result.run_id or "(none)"),
-        ("event", result.config["event"]["name"]),
-        ("modes", ", ".join(modes) + f" ({result.config['model']['polarization']} polarization)"),
-        ("start (geocentre GPS)", f"{resolved['start_geocenter_gps']:.4f}"),
-        ("start after peak", f"{1e3 * resolved['start_offset_s']:.2f} ms"),
-        ("sampled parameters", ", ".join(result.search_parameters)),
-        ("segment", f"{result.config['analysis']['duration']} s at "
-                    f"{result.config['analysis']['sample_rate']:.0f} Hz"),
-        ("live points / dlogz", f"{result.config['sampler']['nlive']} / "
-                                f"{result.config['sampler']['dlogz']}"),
-        ("ln B (ringdown vs noise, physical prior)",
-         f"{result.log_evidence['physical'][0] - diag['log_noise_evidence']:.2f}"),
-        ("likelihood calls", f"{int(diag['ncall'])}"),
-        ("sampling time", f"{diag['sampling_walltime']:.1f} s"),
-        ("importance ESS", f"{diag['importance_ess']:.0f} of {int(diag['importance_draws'])}"),
-    ]
-    for detector in result.noise:
-        scalars = {k.removeprefix(f"noise_{detector}_"): v for k, v in diag.items()
-                   if k.startswith(f"noise_{detector}_")}
-        line = f"{_noise_description(result.config['noise'], scalars)}; {_whiteness_description(scalars)}"
-        facts.append((f"noise {detector}", line))
-    window = result.config["analysis"].get("start_window_ms")
-    if window is not None:
-        facts.insert(5, ("start window (sampled, uniform)", f"[{window[0]:g}, {window[1]:g}] ms around it"))
-    if imr is not None:
-        for name, values in (("final_mass", imr[0]), ("final_spin", imr[1])):
-            median, lo, hi = credible_interval(values)
-            facts.append((f"IMR {name}", f"{median:.4g} (90%: {lo:.4g} to {hi:.4g})"))
-    if published is not None:
-        for name, (median, lo, hi) in published.items():
-            facts.append((f"IMR {name} (published)", f"{median:.4g} (90%: {lo:.4g} to {hi:.4g})"))
-    summary = plots.write_summary(
-        directory / f"{label}_summary.md",
-        title=f"Ringdown of {result.config['event']['name']}: {label}",
-        posterior=post,
-        log_evidence=result.log_evidence,
-        facts=facts,
-        images=paths,
+    return plots.plot_result(
+        result, directory, amplitude_max=result.config["prior"]["amplitude_max"] / AMPLITUDE_UNIT,
+        imr=imr, imr_published=published, kerr=kerr, loud_pvalue=noise_diagnostics.LOUD_PVALUE,
     )
-    return paths, summary
-
-
-def _noise_description(noise_config: Mapping, scalars: Mapping[str, float]) -> str:
-    """One line on how a detector's noise was estimated (for the summary and the figure)."""
-    method = noise_config["method"]
-    if method == "welch":
-        windows = ", ".join(f"[{a:g}, {b:g}]" for a, b in noise_config["offsource"])
-        return (f"Welch {noise_config['average']} of {int(scalars['welch_segments'])} segments of "
-                f"{noise_config['welch_segment']:g} s from {windows} s (PSD scatter "
-                f"{100 * scalars['psd_relative_std']:.0f}%)")
-    return f"{method} ({'ASD' if noise_config.get('asd') else method.removesuffix('_file').upper()} file)"
-
-
-def _whiteness_description(scalars: Mapping[str, float]) -> str:
-    return (f"{int(scalars['stretches'])} whitened off-source stretches: variance "
-            f"{scalars['whitened_variance']:.3f}, KS p {scalars['ks_pvalue']:.2g} "
-            f"(outside the estimate {scalars['ks_pvalue_outside']:.2g}), max |w| "
-            f"{scalars['max_abs_whitened']:.1f}, {int(scalars['loud_stretches'])} loud, lag-1 "
-            f"autocorrelation {scalars['lag1_autocorrelation']:+.3f}")
 
 
 def use_compilation_cache() -> Path | None:

@@ -1,8 +1,14 @@
-"""Plots and the one-page summary of a ringdown run, from plain arrays.
+"""Plots and the one-page summary of a ringdown run, and the plot of a start-time scan.
 
-Every function takes samples or waveforms as arrays (so it can be used on a result read back
-from disk, see :mod:`gwtools.ringdown.results`), writes one PNG with the non-interactive Agg
-backend, and returns its path.  Amplitudes are drawn in units of 1e-21 strain.
+Each ``plot_*`` figure function takes samples or waveforms as arrays (so it can be used on a
+result read back from disk, see :mod:`gwtools.ringdown.results`), writes one PNG and returns
+its path; :func:`plot_result` draws every figure of a run and its summary page, and
+:func:`plot_scan` the table of a scan (:mod:`gwtools.ringdown.scan`).  Amplitudes are drawn in
+units of 1e-21 strain.
+
+Importing this module leaves the matplotlib backend alone (a notebook keeps its inline
+backend); the ``gwtools`` command line selects the file-only Agg backend itself
+(:func:`gwtools.cli.use_file_backend`).
 """
 
 from __future__ import annotations
@@ -10,18 +16,22 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-import matplotlib
+import corner
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")
-
-import corner  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from gwtools.io.atomic import atomic_path  # noqa: E402
+from gwtools.io.atomic import atomic_path
+from gwtools.ringdown.results import credible_interval
 
 __all__ = [
+    "CORNER_LABELS",
+    "WHITENED_PLOT_DAMPING_TIMES",
+    "plot_result",
+    "summary_facts",
+    "whitened_plot_span",
+    "plot_scan",
     "plot_corner",
     "plot_remnant_corner",
     "plot_amplitudes",
@@ -36,6 +46,23 @@ _RINGDOWN_COLOR = "tab:blue"
 _IMR_COLOR = "tab:orange"
 _PUBLISHED_COLOR = "tab:red"
 _LEVELS = (0.5, 0.9)
+
+#: Name of the sampled start shift (:data:`gwtools.ringdown.likelihood.START_SHIFT`), drawn in ms;
+#: spelled out because that module imports JAX and this one draws results read from disk.
+_START_SHIFT = "start_shift"
+
+#: Axis labels of the sampled parameters in the corner plot of a run.
+CORNER_LABELS = {
+    "final_mass": r"$M_f\ [M_\odot]$",
+    "final_spin": r"$\chi_f$",
+    "inclination": r"$\iota$ [rad]",
+    "polarization": r"$\psi$ [rad]",
+    _START_SHIFT: r"$\delta t_0$ [ms]",
+}
+
+#: Damping times of the longest-lived mode shown by the whitened-data plot: after ten the
+#: ringdown has decayed by e^-10 and only noise is left to see.
+WHITENED_PLOT_DAMPING_TIMES = 10.0
 
 
 def _bulk_range(samples: np.ndarray, margin: float = 0.05) -> tuple[float, float]:
@@ -255,8 +282,9 @@ def plot_whitened_data(
     path : path-like
         PNG to write.
     t_max : float, optional
-        Last time shown, s since the analysis start (the ringdown has died away long before the
-        end of a typical segment).
+        Show the times from the analysis start to ``t_max`` (s since the analysis start; the
+        ringdown has died away long before the end of a typical segment, see
+        :func:`whitened_plot_span`).
     run_id : str, optional
         Run identifier printed on the figure (see :func:`save_figure`).
     """
@@ -278,7 +306,8 @@ def plot_whitened_data(
         ax.set_ylabel(f"{detector} whitened")
         ax.legend(loc="upper right", frameon=False, fontsize="small")
     if t_max is not None:
-        axes[-1, 0].set_xlim(None, 1e3 * t_max)
+        # from the analysis start: autoscaling to the whole segment would pad it on the left
+        axes[-1, 0].set_xlim(0.0, 1e3 * t_max)
     axes[-1, 0].set_xlabel("time since analysis start [ms]")
     return save_figure(fig, path, run_id)
 
@@ -495,3 +524,238 @@ def write_summary(
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def whitened_plot_span(
+    posterior: Mapping[str, np.ndarray],
+    modes: Sequence[str],
+    duration: float,
+    damping_times: float = WHITENED_PLOT_DAMPING_TIMES,
+) -> float:
+    """Time span of the whitened-data plot, s since the analysis start.
+
+    ``damping_times`` posterior-median damping times of the longest-lived mode after the
+    posterior-median start (the configured start, or later by a sampled start shift), bounded
+    by the segment ``duration`` (s).  ``posterior`` holds ``damping_time_<mode>`` (s) for each
+    of ``modes``, and optionally the start shift (s).
+    """
+    missing = [f"damping_time_{m}" for m in modes if f"damping_time_{m}" not in posterior]
+    if not modes or missing:
+        raise ValueError(f"the whitened-data plot span needs the damping times of the modes; missing {missing}")
+    longest = max(float(np.median(posterior[f"damping_time_{m}"])) for m in modes)
+    start = max(float(np.median(posterior[_START_SHIFT])), 0.0) if _START_SHIFT in posterior else 0.0
+    return min(start + damping_times * longest, float(duration))
+
+
+def _noise_description(noise_config: Mapping, scalars: Mapping[str, float]) -> str:
+    """One line on how a detector's noise was estimated (for the summary and the figure)."""
+    method = noise_config["method"]
+    if method == "welch":
+        windows = ", ".join(f"[{a:g}, {b:g}]" for a, b in noise_config["offsource"])
+        return (f"Welch {noise_config['average']} of {int(scalars['welch_segments'])} segments of "
+                f"{noise_config['welch_segment']:g} s from {windows} s (PSD scatter "
+                f"{100 * scalars['psd_relative_std']:.0f}%)")
+    return f"{method} ({'ASD' if noise_config.get('asd') else method.removesuffix('_file').upper()} file)"
+
+
+def _whiteness_description(scalars: Mapping[str, float]) -> str:
+    return (f"{int(scalars['stretches'])} whitened off-source stretches: variance "
+            f"{scalars['whitened_variance']:.3f}, KS p {scalars['ks_pvalue']:.2g} "
+            f"(outside the estimate {scalars['ks_pvalue_outside']:.2g}), max |w| "
+            f"{scalars['max_abs_whitened']:.1f}, {int(scalars['loud_stretches'])} loud, lag-1 "
+            f"autocorrelation {scalars['lag1_autocorrelation']:+.3f}")
+
+
+def _detector_scalars(diagnostics: Mapping[str, float], detector: str) -> dict[str, float]:
+    """The ``noise_<detector>_<name>`` diagnostics of one detector, keyed by ``<name>``."""
+    prefix = f"noise_{detector}_"
+    return {k.removeprefix(prefix): v for k, v in diagnostics.items() if k.startswith(prefix)}
+
+
+def summary_facts(
+    result,
+    *,
+    imr: tuple[np.ndarray, np.ndarray] | None = None,
+    imr_published: Mapping[str, tuple[float, float, float]] | None = None,
+) -> list[tuple[str, str]]:
+    """The name/value rows of a run's summary page (:func:`write_summary` ``facts``).
+
+    Parameters
+    ----------
+    result : gwtools.ringdown.results.RingdownResult
+        The run, as returned by the pipeline or read back from its results file.
+    imr, imr_published
+        IMR remnant samples and published values, as :func:`plot_remnant_corner` takes them;
+        their medians and 90% intervals are listed.
+    """
+    config, diag = result.config, result.diagnostics
+    resolved = config["resolved"]
+    facts = [
+        ("run id", result.run_id or "(none)"),
+        ("event", config["event"]["name"]),
+        ("modes", ", ".join(config["model"]["modes"]) + f" ({config['model']['polarization']} polarization)"),
+        ("start (geocentre GPS)", f"{resolved['start_geocenter_gps']:.4f}"),
+        ("start after peak", f"{1e3 * resolved['start_offset_s']:.2f} ms"),
+        ("sampled parameters", ", ".join(result.search_parameters)),
+        ("segment", f"{config['analysis']['duration']} s at {config['analysis']['sample_rate']:.0f} Hz"),
+        ("live points / dlogz", f"{config['sampler']['nlive']} / {config['sampler']['dlogz']}"),
+        ("ln B (ringdown vs noise, physical prior)",
+         f"{result.log_evidence['physical'][0] - diag['log_noise_evidence']:.2f}"),
+        ("likelihood calls", f"{int(diag['ncall'])}"),
+        ("sampling time", f"{diag['sampling_walltime']:.1f} s"),
+        ("importance ESS", f"{diag['importance_ess']:.0f} of {int(diag['importance_draws'])}"),
+    ]
+    for detector in result.noise:
+        scalars = _detector_scalars(diag, detector)
+        line = f"{_noise_description(config['noise'], scalars)}; {_whiteness_description(scalars)}"
+        facts.append((f"noise {detector}", line))
+    window = config["analysis"].get("start_window_ms")
+    if window is not None:
+        facts.insert(5, ("start window (sampled, uniform)", f"[{window[0]:g}, {window[1]:g}] ms around it"))
+    if imr is not None:
+        for name, values in (("final_mass", imr[0]), ("final_spin", imr[1])):
+            median, lo, hi = credible_interval(values)
+            facts.append((f"IMR {name}", f"{median:.4g} (90%: {lo:.4g} to {hi:.4g})"))
+    if imr_published is not None:
+        for name, (median, lo, hi) in imr_published.items():
+            facts.append((f"IMR {name} (published)", f"{median:.4g} (90%: {lo:.4g} to {hi:.4g})"))
+    return facts
+
+
+def plot_result(
+    result,
+    directory: str | os.PathLike,
+    *,
+    amplitude_max: float | None = None,
+    imr: tuple[np.ndarray, np.ndarray] | None = None,
+    imr_published: Mapping[str, tuple[float, float, float]] | None = None,
+    kerr: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+    loud_pvalue: float = 1e-4,
+) -> tuple[list[Path], Path]:
+    """Every figure of a ringdown run and its one-page summary, into ``directory``.
+
+    ``<label>_remnant.png``, ``_amplitudes.png``, ``_whitened.png`` (over
+    :func:`whitened_plot_span`), ``_corner.png`` (with more than two sampled parameters),
+    ``_qnm.png``, ``_noise_<detector>.png`` per detector, and ``<label>_summary.md``
+    (:func:`summary_facts`, :func:`write_summary`).
+
+    Parameters
+    ----------
+    result : gwtools.ringdown.results.RingdownResult
+        The run, as returned by the pipeline or read back from its results file.
+    directory : path-like
+        Where the files go.
+    amplitude_max : float, optional
+        Upper edge of the amplitude prior, 1e-21 strain.
+    imr, imr_published
+        IMR remnant samples and published values (:func:`plot_remnant_corner`).
+    kerr : mapping, optional
+        Mode label to (frequency in Hz, damping time in s) samples predicted for a Kerr remnant
+        (:func:`plot_qnm_posteriors`).
+    loud_pvalue : float
+        Off-source stretches with a p-value below it are drawn as loud.
+
+    Returns
+    -------
+    (list of Path, Path)
+        The PNGs and the summary page.
+    """
+    directory = Path(directory)
+    label, post, run_id = result.label, result.posterior, result.run_id or None
+    modes = result.config["model"]["modes"]
+    span = whitened_plot_span(post, modes, result.config["analysis"]["duration"])
+    paths = [
+        plot_remnant_corner(
+            post["final_mass"], post["final_spin"], directory / f"{label}_remnant.png",
+            imr=imr, imr_published=imr_published, label=f"ringdown {'+'.join(modes)}", run_id=run_id,
+        ),
+        plot_amplitudes(
+            {k.removeprefix("amplitude_"): v for k, v in post.items() if k.startswith("amplitude_")},
+            directory / f"{label}_amplitudes.png", amplitude_max=amplitude_max, run_id=run_id,
+        ),
+        plot_whitened_data(result.waveforms, directory / f"{label}_whitened.png", t_max=span,
+                           run_id=run_id),
+    ]
+    if len(result.search_parameters) > 2:
+        columns = {name: post[name] * (1e3 if name == _START_SHIFT else 1.0)
+                   for name in result.search_parameters}
+        paths.append(plot_corner(columns, directory / f"{label}_corner.png", labels=CORNER_LABELS,
+                                 run_id=run_id))
+    measured = {m: (post[f"frequency_{m}"], post[f"damping_time_{m}"]) for m in modes}
+    paths.append(plot_qnm_posteriors(measured, directory / f"{label}_qnm.png", kerr=kerr, run_id=run_id))
+    noise_config = result.config["noise"]
+    for detector, arrays in result.noise.items():
+        scalars = _detector_scalars(result.diagnostics, detector)
+        paths.append(plot_noise_diagnostics(
+            detector, arrays, scalars, directory / f"{label}_noise_{detector}.png",
+            method=_noise_description(noise_config, scalars),
+            peak=result.config["resolved"]["peak_geocenter_gps"], loud_pvalue=loud_pvalue, run_id=run_id,
+        ))
+    summary = write_summary(
+        directory / f"{label}_summary.md",
+        title=f"Ringdown of {result.config['event']['name']}: {label}",
+        posterior=post,
+        log_evidence=result.log_evidence,
+        facts=summary_facts(result, imr=imr, imr_published=imr_published),
+        images=paths,
+    )
+    return paths, summary
+
+
+def plot_scan(
+    rows: Sequence[Mapping[str, Any]],
+    path: str | os.PathLike,
+    *,
+    imr: tuple[np.ndarray, np.ndarray] | None = None,
+    run_id: str | None = None,
+) -> Path:
+    """ln B and the remnant mass and spin (median, 90%) against start time, per mode set.
+
+    Parameters
+    ----------
+    rows : sequence of mapping
+        Scan table rows (:func:`gwtools.ringdown.scan.tabulate_scan`).
+    path : path-like
+        PNG to write.
+    imr : (array_like, array_like), optional
+        IMR remnant (mass, spin) samples, drawn as 90% bands.
+    run_id : str, optional
+        Identifier of the scan, printed on the figure.
+    """
+    ok = [row for row in rows if row["status"] == "ok"]
+    mode_sets = list(dict.fromkeys(row["modes"] for row in rows))
+    fig, axes = plt.subplots(3, 1, figsize=(7, 8), sharex=True)
+    compared = [row for row in ok if row["ln_b"] != ""]
+    for modes in mode_sets[1:]:
+        sel = [row for row in compared if row["modes"] == modes]
+        axes[0].errorbar(
+            [r["start_offset_ms"] for r in sel], [r["ln_b"] for r in sel],
+            yerr=[r["ln_b_err"] for r in sel], marker="o", capsize=2,
+            label=f"{modes} vs {mode_sets[0]}",
+        )
+    axes[0].axhline(0.0, color="k", lw=0.8)
+    axes[0].set_ylabel(r"$\ln B$ (physical prior)")
+    axes[0].legend(frameon=False)
+    for j, (ax, name, label) in enumerate(((axes[1], "final_mass", r"$M_f\ [M_\odot]$"),
+                                           (axes[2], "final_spin", r"$\chi_f$"))):
+        if imr is not None:
+            _, lower, upper = credible_interval(imr[j])
+            ax.axhspan(lower, upper, color="0.85", label="IMR 90%")
+        for k, modes in enumerate(mode_sets):
+            sel = [row for row in ok if row["modes"] == modes]
+            t = np.array([r["start_offset_ms"] for r in sel]) + 0.08 * (k - (len(mode_sets) - 1) / 2)
+            median = np.array([r[f"{name}_median"] for r in sel], dtype=float)
+            lower = np.array([r[f"{name}_lower"] for r in sel], dtype=float)
+            upper = np.array([r[f"{name}_upper"] for r in sel], dtype=float)
+            ax.errorbar(t, median, yerr=[median - lower, upper - median], marker="o", ls="",
+                        capsize=2, label=modes)
+        ax.set_ylabel(label)
+        ax.legend(frameon=False)
+    failed = [row for row in rows if row["status"] != "ok"]
+    for row in failed:
+        for ax in axes:
+            ax.axvline(row["start_offset_ms"], color="tab:red", lw=0.8, ls=":")
+    axes[-1].set_xlabel("start time after the peak [ms]")
+    axes[0].set_title(r"Start-time scan ($\ln B$: $\pm 1\sigma$; $M_f$, $\chi_f$: 90% intervals;"
+                      " red dotted: failed runs)", fontsize="medium")
+    return save_figure(fig, path, run_id)

@@ -57,8 +57,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from gwtools.io.atomic import atomic_path
 from gwtools.io.outputs import lock_directory, new_run_id, staged_result_set, verify_member
 from gwtools.ringdown.config import ScanConfig, config_to_dict, override, parse_config, start_offset_seconds
@@ -72,7 +70,6 @@ __all__ = [
     "ScanOutputs",
     "ScanPoint",
     "check_scan_points",
-    "plot_scan",
     "point_name",
     "point_seed",
     "read_scan_table",
@@ -537,72 +534,6 @@ def read_scan_table(path: str | os.PathLike) -> list[dict[str, Any]]:
         ]
 
 
-def plot_scan(
-    rows: Sequence[Mapping[str, Any]],
-    path: str | os.PathLike,
-    *,
-    imr: tuple[np.ndarray, np.ndarray] | None = None,
-    run_id: str | None = None,
-) -> Path:
-    """ln B and the remnant mass and spin (median, 90%) against start time, per mode set.
-
-    Parameters
-    ----------
-    rows : sequence of mapping
-        Scan table rows (:func:`tabulate_scan`).
-    path : path-like
-        PNG to write.
-    imr : (array_like, array_like), optional
-        IMR remnant (mass, spin) samples, drawn as 90% bands.
-    run_id : str, optional
-        Identifier of the scan, printed on the figure.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from gwtools.ringdown.plots import save_figure
-
-    ok = [row for row in rows if row["status"] == "ok"]
-    mode_sets = list(dict.fromkeys(row["modes"] for row in rows))
-    fig, axes = plt.subplots(3, 1, figsize=(7, 8), sharex=True)
-    compared = [row for row in ok if row["ln_b"] != ""]
-    for modes in mode_sets[1:]:
-        sel = [row for row in compared if row["modes"] == modes]
-        axes[0].errorbar(
-            [r["start_offset_ms"] for r in sel], [r["ln_b"] for r in sel],
-            yerr=[r["ln_b_err"] for r in sel], marker="o", capsize=2,
-            label=f"{modes} vs {mode_sets[0]}",
-        )
-    axes[0].axhline(0.0, color="k", lw=0.8)
-    axes[0].set_ylabel(r"$\ln B$ (physical prior)")
-    axes[0].legend(frameon=False)
-    for j, (ax, name, label) in enumerate(((axes[1], "final_mass", r"$M_f\ [M_\odot]$"),
-                                           (axes[2], "final_spin", r"$\chi_f$"))):
-        if imr is not None:
-            _, lower, upper = credible_interval(imr[j])
-            ax.axhspan(lower, upper, color="0.85", label="IMR 90%")
-        for k, modes in enumerate(mode_sets):
-            sel = [row for row in ok if row["modes"] == modes]
-            t = np.array([r["start_offset_ms"] for r in sel]) + 0.08 * (k - (len(mode_sets) - 1) / 2)
-            median = np.array([r[f"{name}_median"] for r in sel], dtype=float)
-            lower = np.array([r[f"{name}_lower"] for r in sel], dtype=float)
-            upper = np.array([r[f"{name}_upper"] for r in sel], dtype=float)
-            ax.errorbar(t, median, yerr=[median - lower, upper - median], marker="o", ls="",
-                        capsize=2, label=modes)
-        ax.set_ylabel(label)
-        ax.legend(frameon=False)
-    failed = [row for row in rows if row["status"] != "ok"]
-    for row in failed:
-        for ax in axes:
-            ax.axvline(row["start_offset_ms"], color="tab:red", lw=0.8, ls=":")
-    axes[-1].set_xlabel("start time after the peak [ms]")
-    axes[0].set_title(r"Start-time scan ($\ln B$: $\pm 1\sigma$; $M_f$, $\chi_f$: 90% intervals;"
-                      " red dotted: failed runs)", fontsize="medium")
-    return save_figure(fig, path, run_id)
-
-
 def run_scan(
     scan: ScanConfig, *, scheduler: str | None = None, n_workers: int | None = None
 ) -> ScanOutputs:
@@ -681,6 +612,8 @@ def run_scan(
             from gwtools.ringdown.pipeline import read_imr_samples
 
             imr = read_imr_samples(scan.run.data.imr_samples)
+        from gwtools.ringdown.plots import plot_scan
+
         with staged_result_set(directory, "scan", run_id) as stage:
             write_scan_table(rows, stage / "scan.csv")
             plot_scan(rows, stage / "scan.png", imr=imr, run_id=run_id)

@@ -1,10 +1,17 @@
-"""FIREFLY against the full-parameter baseline on the same data, priors and sampler.
+"""Validation of the analysis on simulated data: FIREFLY against the full-parameter baseline,
+and P-P tests of the sampler.
 
 :func:`compare_firefly_with_full` runs both analyses of one data set and reports what a user
 needs to trust the marginalization: wall time, likelihood calls, the speed-up, ln Z of each
 (FIREFLY's converted to the physical flat-in-amplitude prior by importance reweighting) and the
-Jensen-Shannon divergences of the one-dimensional marginals.  Tests run it small; the
-benchmark ``benchmarks/firefly_vs_full.py`` runs it at full size.
+Jensen-Shannon divergences of the one-dimensional marginals.
+
+:func:`pp_test` analyses injections drawn from the analysis prior itself (:func:`prior_injections`)
+and returns the credible level of each true value (:func:`credible_levels`): for calibrated
+posteriors these are uniform over injections, which :func:`ks_pvalues` tests.
+
+Tests run both small; the benchmarks ``benchmarks/firefly_vs_full.py`` and
+``benchmarks/pp_test.py`` run them at full size.
 """
 
 from __future__ import annotations
@@ -14,16 +21,33 @@ import time
 from dataclasses import dataclass, replace
 
 import numpy as np
+import scipy.stats
 
 from gwtools.compression.metrics import js_divergence_1d
 from gwtools.ringdown.baseline import FullLikelihood, full_parameter_space
-from gwtools.ringdown.firefly import FireflyLikelihood, QuadraturePrior, reconstruct
+from gwtools.ringdown.firefly import FireflyLikelihood, QuadraturePrior, reweight_to_physical_prior
+from gwtools.ringdown.injection import Injection, detector_grid, inject
 from gwtools.ringdown.likelihood import AnalysisData
 from gwtools.ringdown.model import RingdownModel
 from gwtools.ringdown.priors import ParameterSpace
-from gwtools.ringdown.sampling import NestedSamplingResult, SamplerSettings, run_nested, warm_up
+from gwtools.ringdown.sampling import (
+    NestedSamplingResult,
+    SamplerSettings,
+    run_nested,
+    run_nested_batch,
+    warm_up,
+)
 
-__all__ = ["Comparison", "compare_firefly_with_full"]
+__all__ = [
+    "Comparison",
+    "PPOutcome",
+    "PPSetup",
+    "compare_firefly_with_full",
+    "credible_levels",
+    "ks_pvalues",
+    "pp_test",
+    "prior_injections",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -121,12 +145,13 @@ def compare_firefly_with_full(model: RingdownModel, data: AnalysisData, space: P
     draws = [draws_per_sample * 4**k for k in range(4) if draws_per_sample * 4**k <= 64]
     with np.errstate(invalid="ignore"):  # the prior's middle may hold no amplitude inside the prior
         compile_seconds["reconstruction"] = _timed(lambda: [
-            reconstruct(firefly, middle, 0.0, 0.0, seed=0, draws_per_sample=d, min_ess=0.0) for d in draws])[1]
+            reweight_to_physical_prior(firefly, middle, 0.0, 0.0, seed=0, draws_per_sample=d, min_ess=0.0)
+            for d in draws])[1]
     ff_run: NestedSamplingResult
     ff_run, ff_sampling = _timed(lambda: run_nested(firefly, space, settings, progress=progress))
-    rec, ff_reconstruct = _timed(lambda: reconstruct(firefly, ff_run.samples, ff_run.log_evidence,
-                                                    ff_run.log_evidence_err, seed=settings.seed,
-                                                    draws_per_sample=draws_per_sample))
+    rec, ff_reconstruct = _timed(lambda: reweight_to_physical_prior(
+        firefly, ff_run.samples, ff_run.log_evidence, ff_run.log_evidence_err, seed=settings.seed,
+        draws_per_sample=draws_per_sample))
     full_run, full_seconds = _timed(lambda: run_nested(full, full_space, full_settings, progress=progress))
 
     idx = rec.physical_indices
@@ -157,3 +182,153 @@ def compare_firefly_with_full(model: RingdownModel, data: AnalysisData, space: P
         firefly_samples=firefly_samples,
         full_samples=full_samples,
     )
+
+
+@dataclass(frozen=True)
+class PPSetup:
+    """Simulated data of a P-P test: a 220 ringdown in Gaussian noise of a given ACF.
+
+    Attributes
+    ----------
+    ra, dec : float
+        Sky position of the injections, rad.
+    gps : float
+        Geocentre start time of the analysis, GPS s.
+    polarization, inclination : float
+        Fixed angles of the injections and of the analysis, rad.
+    sample_rate : float
+        Hz.
+    duration : float
+        Segment length, s.
+    scale : float
+        sigma of the Gaussian quadrature prior the quadratures are drawn from, 1e-21 strain.
+    detectors : tuple of str
+        Every detector sees noise of the same ACF.
+    """
+
+    ra: float
+    dec: float
+    gps: float
+    polarization: float
+    inclination: float = np.pi
+    sample_rate: float = 2048.0
+    duration: float = 0.05
+    scale: float = 4.0
+    detectors: tuple[str, ...] = ("H1", "L1")
+
+    @property
+    def fixed(self) -> dict[str, float]:
+        """The fixed nonlinear parameters of the analysis."""
+        return {"inclination": self.inclination, "polarization": self.polarization}
+
+
+def prior_injections(space: ParameterSpace, acf, setup: PPSetup, n: int, seed: int):
+    """``n`` injections drawn from the analysis prior, and the likelihood that analyses them.
+
+    The remnant mass and spin are drawn from ``space`` (its first two parameters), the 220
+    quadratures from the Gaussian quadrature prior N(0, ``setup.scale``^2), whose
+    marginalization is exact, so the analysis prior is the injection prior.  Each injection has
+    its own noise draw.
+
+    Parameters
+    ----------
+    space : ParameterSpace
+        Prior of (final_mass, final_spin), Msun and dimensionless.
+    acf : array_like, shape (round(duration * sample_rate),)
+        Noise autocovariance at the analysis rate, strain^2.
+    setup : PPSetup
+    n : int
+        Number of injections.
+    seed : int
+        Seed of the draws; injection i has noise seed ``seed + 1 + i``.
+
+    Returns
+    -------
+    (FireflyLikelihood, list of AnalysisData, ndarray of shape (n, 2))
+        The likelihood (of the first injection's data; the others share its shape), every
+        injection's data, and the true (final_mass, final_spin).
+    """
+    model = RingdownModel(("220",))
+    rng = np.random.default_rng(seed)
+    size = round(setup.duration * setup.sample_rate)
+    acf = np.asarray(acf, dtype=float)
+    if acf.shape != (size,):
+        raise ValueError(f"the ACF must have {size} lags (duration x sample rate), got shape {acf.shape}")
+    times, antenna = detector_grid(setup.detectors, setup.ra, setup.dec, setup.gps, setup.sample_rate, size)
+    acfs = np.stack([acf] * len(setup.detectors))
+    truths = space(rng.uniform(size=(n, space.ndim)))
+    quadratures = rng.normal(scale=setup.scale, size=(n, 2))
+    datas = []
+    for i, ((mass, spin), (b1, b2)) in enumerate(zip(truths, quadratures)):
+        injection = Injection(mass, spin, (float(np.hypot(b1, b2)),), (float(np.arctan2(b2, b1)),),
+                              inclination=setup.inclination, polarization=setup.polarization)
+        datas.append(inject(model, injection, times, acfs, antenna, seed=seed + 1 + i,
+                            detectors=setup.detectors))
+    prior = QuadraturePrior("gaussian", amplitude_max=10 * setup.scale, scale=setup.scale)
+    likelihood = FireflyLikelihood(model, datas[0], space.names, setup.fixed, prior)
+    return likelihood, datas, truths
+
+
+def credible_levels(results, truths) -> np.ndarray:
+    """Posterior probability below the true value, P(x < x_true | data), per parameter.
+
+    Parameters
+    ----------
+    results : sequence of NestedSamplingResult
+        One run per injection; the weighted samples are used.
+    truths : array_like, shape (n, ndim)
+        True values, in the order of the sampled parameters.
+
+    Returns
+    -------
+    ndarray, shape (n, ndim)
+    """
+    levels = []
+    for result, truth in zip(results, truths):
+        weights = np.exp(result.log_weights)
+        levels.append([np.sum(weights * (result.weighted_samples[:, j] < truth[j])) / np.sum(weights)
+                       for j in range(len(truth))])
+    return np.array(levels)
+
+
+def ks_pvalues(levels, names) -> dict[str, float]:
+    """Kolmogorov-Smirnov p-value of each parameter's credible levels (columns of ``levels``)
+    against the uniform distribution on [0, 1]."""
+    levels = np.asarray(levels, dtype=float)
+    return {name: float(scipy.stats.kstest(levels[:, j], "uniform").pvalue) for j, name in enumerate(names)}
+
+
+@dataclass(frozen=True)
+class PPOutcome:
+    """Outcome of :func:`pp_test`.
+
+    Attributes
+    ----------
+    levels : ndarray, shape (n, ndim)
+        Credible level of each true value (:func:`credible_levels`).
+    pvalues : dict of str to float
+        Kolmogorov-Smirnov p-value per parameter (:func:`ks_pvalues`).
+    results : tuple of NestedSamplingResult
+        The runs, one per injection.
+    seconds : float
+        Wall time of the sampling.
+    """
+
+    levels: np.ndarray
+    pvalues: dict
+    results: tuple
+    seconds: float
+
+
+def pp_test(space: ParameterSpace, acf, setup: PPSetup, n_injections: int,
+            settings: SamplerSettings) -> PPOutcome:
+    """P-P test of the sampler: ``n_injections`` prior injections (:func:`prior_injections`,
+    seeded by ``settings.seed``) analysed as one batch
+    (:func:`~gwtools.ringdown.sampling.run_nested_batch`)."""
+    likelihood, datas, truths = prior_injections(space, acf, setup, n_injections, settings.seed)
+    begin = time.perf_counter()
+    results = run_nested_batch(likelihood, datas, space, settings, progress=False)
+    seconds = time.perf_counter() - begin
+    levels = credible_levels(results, truths)
+    return PPOutcome(levels=levels, pvalues=ks_pvalues(levels, space.names), results=tuple(results),
+                     seconds=seconds)
