@@ -15,7 +15,8 @@ from gwtools.cli import main
 from gwtools.io import outputs
 
 NAMES = ("mass_ratio", "a_1")
-TINY = ["--hidden", "4", "--n-components", "2", "--max-epochs", "15", "--metric-samples", "1000"]
+TINY = ["--hidden", "4", "--n-components", "2", "--max-epochs", "15", "--finetune-steps", "300",
+        "--metric-samples", "1000"]
 
 
 def _write_posterior(path, seed, n=1500):
@@ -118,7 +119,8 @@ def test_compress_catalog_on_a_local_dask_cluster(tmp_path, capsys):
     out = tmp_path / "models"
     rc = main(["compress-catalog", str(catalog), "--out", str(out), "--workers", "1",
                "--params", ",".join(NAMES), "--hidden", "3", "--n-components", "2",
-               "--max-epochs", "4", "--metric-samples", "500", "--output-library", "x,sin"])
+               "--max-epochs", "4", "--finetune-steps", "100", "--metric-samples", "500",
+               "--output-library", "x,sin"])
     assert rc == 1  # one file failed, and says so
     with open(out / "summary.csv") as handle:
         rows = {row["file"]: row for row in csv.DictReader(handle)}
@@ -129,6 +131,7 @@ def test_compress_catalog_on_a_local_dask_cluster(tmp_path, capsys):
         assert (out / f"{name}.weights.npz").is_file() and (out / f"{name}.expr.json").is_file()
         fit = load(out / name).metadata["posterior_fit"]
         assert fit["symbolic_config"]["output_library"] == ["x", "sin"]
+        assert fit["symbolic_config"]["finetune_steps"] == 100
     # published as one set, the summaries naming the models where they are now
     manifest = outputs.verify_result_set(out, "catalog")
     assert sorted(manifest["files"]) == ["event_a.expr.json", "event_a.weights.npz", "event_b.expr.json",

@@ -66,6 +66,8 @@ def _settings(args):
     symbolic = {}
     if args.output_library:
         symbolic["output_library"] = args.output_library
+    if args.finetune_steps is not None:
+        symbolic["finetune_steps"] = args.finetune_steps
     sizes = {"size_candidates": _SIZE_LADDER} if args.select_size else {}
     return CompressionSettings(
         density=density,
@@ -168,6 +170,9 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help="spline grid intervals, output layer (default: 1 for the weights, 5 for "
                         "the network the formulas come from)")
     p.add_argument("--max-epochs", dest="max_epochs", type=int, help="training epochs at most")
+    p.add_argument("--finetune-steps", dest="finetune_steps", type=int,
+                   help="Adam steps at most of the symbolic fine-tuning after each layer becomes "
+                        "formulas (default 8000, with early stopping); fewer for a quick look")
     p.add_argument("--seed", type=int, default=0, help="seed of split, fit and metrics")
     p.add_argument("--bounds", type=_bounds, default={},
                    help="support overrides, e.g. 'a_1=0,0.99;a_2=0,0.99' (the analysis prior)")
