@@ -107,7 +107,8 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for name, row in rows.items():
         checks = "; ".join(
-            f"{d} {v.get('whitened_variance_outside', float('nan')):.3f} / {v.get('ks_pvalue_outside', float('nan')):.2g}"
+            f"{d} {v.get('whitened_variance_outside', float('nan')):.3f} / "
+            f"{v.get('ks_pvalue_outside', float('nan')):.2g}"
             for d, v in row["noise"].items()
         )
         print(f"| {VARIANTS[name][0]} | {row['ln_b_noise']:.1f} | {row['ln_b_221']:.2f} ± {row['ln_b_221_err']:.2f} "

@@ -80,7 +80,8 @@ psi = 0.82
 
 #: A tiny run on the shipped GW150914 data (``data`` and ``out`` to format): 220 + 221 from the
 #: peak, 0.05 s at 1024 Hz, with the IMR remnant samples.
-TINY_RUN_TOML = _GW150914_DATA_AND_EVENT.replace("{imr}", 'imr_samples = "{data}/imr_remnant_samples.h5"') + """[analysis]
+TINY_RUN_TOML = _GW150914_DATA_AND_EVENT.replace(
+    "{imr}", 'imr_samples = "{data}/imr_remnant_samples.h5"') + """[analysis]
 start_offset_ms = 0.0
 duration = 0.05
 sample_rate = 1024.0

@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import functools
 
+import jax
 import numpy as np
 import pytest
 import scipy.integrate
 import scipy.stats
-
-import jax
 from helpers import damped_cosine_acf
 
 from gwtools.ringdown.firefly import (
     FireflyLikelihood,
     QuadraturePrior,
+    amplitudes_and_phases,
     conditional_quadratures,
     log_physical_prior,
-    amplitudes_and_phases,
     marginal_log_likelihood,
     reweight_to_physical_prior,
 )
@@ -48,7 +47,7 @@ def _setup(modes, amplitudes, phases, seed=11):
         data.append(signal + np.linalg.cholesky(cov) @ rng.standard_normal(N))
     data = np.stack(data)
 
-    @functools.lru_cache(maxsize=None)
+    @functools.cache
     def qnm(mass, spin):  # cached: the brute-force integrals call it at fixed (mass, spin)
         return tuple(np.asarray(x) for x in frequency_damping_time(modes, mass, spin))
 

@@ -273,7 +273,7 @@ def test_second_terms_in_the_forward_pass_and_the_formulas():
     assert np.abs(single - exact_layers[-1]).max() > 0.1  # the second terms matter here
     inputs = [x, torch.as_tensor(exact_layers[0])]
     formulas = write_formulas(pykan_adapter.symbolic_terms(net), [h.numpy() for h in inputs], 3, 1e-4)
-    for layer, (text, h, exact) in enumerate(zip(formulas, inputs, exact_layers)):
+    for text, h, exact in zip(formulas, inputs, exact_layers):
         got = ExpressionLayer.from_formulas(text, h.shape[1])(h.numpy())
         n_terms = 2 * h.shape[1] + 1
         assert np.abs(got - exact).max() <= n_terms * 1e-4
@@ -290,7 +290,7 @@ def test_poorly_fitted_first_layer_edges_get_second_terms():
         finetune_steps=20, check_every=10, n_fit_samples=200, hidden_second_term_r2=1.0))
     n_second = sum(sym.second_term_counts.values())
     n_live = sum(v for k, v in sym.function_counts.items() if k != "0")
-    assert 0 < n_second
+    assert n_second > 0
     assert int(sym.kan.second_symbolic[0].mask.sum()) == n_second
     assert int(sym.kan.second_symbolic[1].mask.sum()) == 0  # first layer only
     assert n_second <= n_live

@@ -17,8 +17,8 @@ from gwtools.ringdown.likelihood import (
     rotate_antenna,
 )
 from gwtools.ringdown.model import AMPLITUDE_UNIT, RingdownModel
-from gwtools.ringdown.noise import ToeplitzNoise
 from gwtools.ringdown.modes import parse_modes
+from gwtools.ringdown.noise import ToeplitzNoise
 from gwtools.ringdown.qnm import frequency_damping_time
 from gwtools.ringdown.reference import reference_log_likelihood, reference_template
 

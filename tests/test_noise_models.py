@@ -268,7 +268,8 @@ O2_PE = "posteriors/o2-bbh-pe/gw170814_posteriors_thinned.hdf"
 @pytest.mark.parametrize(("noise", "message"), [
     ({"offsource": [[-14.0, -1.0], [-3.0, -0.5]]}, r"offsource: windows \[-14.0, -1.0\] and \[-3.0, -0.5\] overlap"),
     ({"offsource": [[-14.0, -1.0], [0.1, 10.0]]}, r"offsource: window \[0.1, 10.0\] s overlaps the analysis"),
-    ({"offsource": [[-14.0, -1.0], [1.0, 3.0]]}, r"welch_segment: 4.0 s is longer than the off-source window \[1.0, 3.0\]"),
+    ({"offsource": [[-14.0, -1.0], [1.0, 3.0]]},
+     r"welch_segment: 4.0 s is longer than the off-source window \[1.0, 3.0\]"),
     ({"offsource": [[-14.0]]}, r"offsource: expected \[lower, upper\]"),
     ({"average": "mode"}, r"average: 'mode' is not one of mean, median"),
     ({"method": "psd_file"}, r"psd_files: no PSD file for detector\(s\) H1, L1"),

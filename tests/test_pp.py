@@ -1,10 +1,11 @@
 """P-P test of the default sampler: credible levels of injections drawn from the prior are uniform.
 
-CI-sized version of ``benchmarks/pp_test.py`` (:func:`gwtools.ringdown.validation.pp_test`): 100 injections of a 220 ringdown (mass and spin
-uniform on the prior box, quadratures from the Gaussian quadrature prior) in noise drawn from
-the real GW150914 H1 autocovariance, 0.05 s at 2048 Hz in H1 and L1, all analysed as one
-vmapped blackjax batch at nlive 100.  With 100 injections a Kolmogorov-Smirnov p-value below
-0.01 happens by chance once in a hundred runs of a calibrated sampler; the seed is fixed.
+CI-sized version of ``benchmarks/pp_test.py`` (:func:`gwtools.ringdown.validation.pp_test`):
+100 injections of a 220 ringdown (mass and spin uniform on the prior box, quadratures from the
+Gaussian quadrature prior) in noise drawn from the real GW150914 H1 autocovariance, 0.05 s
+at 2048 Hz in H1 and L1, all analysed as one vmapped blackjax batch at nlive 100.  With 100
+injections a Kolmogorov-Smirnov p-value below 0.01 happens by chance once in a hundred runs of
+a calibrated sampler; the seed is fixed.
 """
 
 from __future__ import annotations

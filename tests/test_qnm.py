@@ -110,7 +110,7 @@ def test_berti_fit_220():
 
 def test_mtsun_matches_lal_constant():
     # LAL's LAL_MTSUN_SI.
-    assert MTSUN_S == pytest.approx(4.925490947641267e-06, rel=1e-12)
+    assert pytest.approx(4.925490947641267e-06, rel=1e-12) == MTSUN_S
 
 
 def test_gw150914_like_remnant_units():

@@ -8,6 +8,8 @@ boundary (ln Z from the Bessel function I0).
 from __future__ import annotations
 
 import gwtools.ringdown.precision  # noqa: F401  (float64 before the likelihoods' data are made)
+
+# isort: split
 import jax.numpy as jnp
 import numpy as np
 import pytest

@@ -16,8 +16,8 @@ from gwtools.ringdown.conditioning import extract_segment
 from gwtools.ringdown.firefly import FireflyLikelihood, QuadraturePrior, marginal_log_likelihood
 from gwtools.ringdown.likelihood import build_analysis_data, log_noise_evidence, projections
 from gwtools.ringdown.model import AMPLITUDE_UNIT, RingdownModel
-from gwtools.ringdown.pipeline import cut_segments
 from gwtools.ringdown.modes import parse_modes
+from gwtools.ringdown.pipeline import cut_segments
 from gwtools.ringdown.qnm import frequency_damping_time
 from gwtools.ringdown.reference import reference_log_likelihood, reference_template
 

@@ -47,7 +47,7 @@ def _reader(source: Path):
     """Return ``read(relative_path) -> bytes`` for an sdist tarball or its unpacked folder."""
     if source.is_dir():
         return lambda rel: (source / rel).read_bytes()
-    archive = tarfile.open(source, "r:gz")
+    archive = tarfile.open(source, "r:gz")  # noqa: SIM115 (open for the reader's lifetime)
     return lambda rel: archive.extractfile(f"{SDIST_ROOT}/{rel}").read()
 
 
@@ -104,12 +104,11 @@ def write_remnant(read, out_dir: Path) -> Path:
 def write_acf(read, name: str, out_dir: Path) -> Path:
     """Copy one ACF table (lag s, autocovariance) gzip-compressed, values unchanged."""
     path = out_dir / f"{name}.gz"
-    with atomic_path(path) as tmp:
-        # mtime=0 keeps the archive bytes, and so the README checksum, reproducible.
-        with open(tmp, "wb") as raw, gzip.GzipFile(
-            filename=name, mode="wb", fileobj=raw, compresslevel=9, mtime=0
-        ) as gz:
-            gz.write(read(f"{ACF_DIR}/{name}"))
+    # mtime=0 keeps the archive bytes, and so the README checksum, reproducible.
+    with atomic_path(path) as tmp, open(tmp, "wb") as raw, gzip.GzipFile(
+        filename=name, mode="wb", fileobj=raw, compresslevel=9, mtime=0
+    ) as gz:
+        gz.write(read(f"{ACF_DIR}/{name}"))
     return path
 
 

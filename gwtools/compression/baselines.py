@@ -12,8 +12,8 @@ in the physical parameters with the Jacobian included:
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 from scipy import stats

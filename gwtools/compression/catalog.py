@@ -508,11 +508,10 @@ def compress_catalog(
                 if key in summary:
                     summary[key] = str(out_dir / Path(summary[key]).name)
         rows = [summary_row(s) for s in summaries]
-        with atomic_path(stage / "summary.csv") as tmp:
-            with open(tmp, "w", newline="") as handle:
-                writer = csv.DictWriter(handle, fieldnames=SUMMARY_COLUMNS)
-                writer.writeheader()
-                writer.writerows(rows)
+        with atomic_path(stage / "summary.csv") as tmp, open(tmp, "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=SUMMARY_COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
         with atomic_path(stage / "summary.jsonl") as tmp:
             Path(tmp).write_text("".join(json.dumps(s, default=float) + "\n" for s in summaries))
     return summaries

@@ -16,7 +16,7 @@ numpy, scipy and scikit-learn only; no torch, so it runs wherever regeneration r
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 from scipy import special, stats

@@ -7,7 +7,7 @@ switch), returned to the caller, and written atomically when a path is given.
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure

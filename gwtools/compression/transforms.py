@@ -24,8 +24,9 @@ Only numpy and scipy are used, so that compressed posteriors can be regenerated 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 from scipy.special import expit

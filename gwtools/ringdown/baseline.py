@@ -10,6 +10,8 @@ against it.
 from __future__ import annotations
 
 import gwtools.ringdown.precision  # noqa: F401  (float64 before JAX makes any array)
+
+# isort: split
 import jax.numpy as jnp
 import numpy as np
 

@@ -43,6 +43,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 import gwtools.ringdown.precision  # noqa: F401  (float64 before JAX makes any array)
+
+# isort: split
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -54,7 +56,6 @@ from gwtools.io.atomic import atomic_path
 from gwtools.ringdown.likelihood import static_key
 from gwtools.ringdown.priors import ParameterSpace
 from gwtools.ringdown.sampling import NestedSamplingResult, SamplerSettings, make_result, warn_failed
-
 
 __all__ = ["CHECKPOINT_FORMAT", "lockstep_slice_update", "run", "run_batch", "warm_up"]
 

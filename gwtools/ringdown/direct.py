@@ -14,6 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import gwtools.ringdown.precision  # noqa: F401  (float64 before JAX makes any array)
+
+# isort: split
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -38,6 +38,8 @@ import logging
 from dataclasses import dataclass
 
 import gwtools.ringdown.precision  # noqa: F401  (float64 before JAX makes any array)
+
+# isort: split
 import jax
 import jax.numpy as jnp
 import jax.scipy.linalg as jsl

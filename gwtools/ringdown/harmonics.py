@@ -28,9 +28,10 @@ from __future__ import annotations
 import math
 
 import gwtools.ringdown.precision  # noqa: F401  (float64 before JAX makes any array)
+
+# isort: split
 import jax
 import jax.numpy as jnp
-
 
 __all__ = ["spin_weighted_spherical_harmonic", "wigner_small_d"]
 

@@ -62,6 +62,8 @@ from dataclasses import dataclass, fields
 from typing import NamedTuple
 
 import gwtools.ringdown.precision  # noqa: F401  (float64 before JAX makes any array)
+
+# isort: split
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import numpy as np
 
@@ -83,7 +83,7 @@ class Mode:
             raise ValueError(f"Mode n={self.n} must be >= 0")
 
     @classmethod
-    def parse(cls, spec: "Mode | str | Sequence[int]") -> "Mode":
+    def parse(cls, spec: Mode | str | Sequence[int]) -> Mode:
         """Build a mode from a label.
 
         Parameters
@@ -119,12 +119,12 @@ class Mode:
         )
 
     def __str__(self) -> str:
-        if 0 <= self.m and max(self.l, self.n) < 10:
+        if self.m >= 0 and max(self.l, self.n) < 10:
             return f"{self.l}{self.m}{self.n}"
         return f"{self.l},{self.m},{self.n}"
 
 
-def parse_modes(specs: "str | Mode | Iterable[Mode | str | Sequence[int]]") -> tuple[Mode, ...]:
+def parse_modes(specs: str | Mode | Iterable[Mode | str | Sequence[int]]) -> tuple[Mode, ...]:
     """Parse a list of mode labels, keeping their order.
 
     Parameters
@@ -159,7 +159,7 @@ def parse_modes(specs: "str | Mode | Iterable[Mode | str | Sequence[int]]") -> t
         try:
             items = list(specs)
         except TypeError:
-            raise ValueError(f"modes must be a string or a list of mode labels, got {specs!r}")
+            raise ValueError(f"modes must be a string or a list of mode labels, got {specs!r}") from None
     modes = tuple(Mode.parse(item) for item in items)
     if not modes:
         raise ValueError("no modes given: list at least one, e.g. '220'")

@@ -34,15 +34,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import h5py
+
 import gwtools.ringdown.precision  # noqa: F401  (float64 before JAX makes any array)
+
+# isort: split
 import jax
 import jax.numpy as jnp
 import numpy as np
 from threadpoolctl import threadpool_limits
 
 from gwtools.io import data_quality
-from gwtools.io.outputs import MANIFEST_SUFFIX, lock_directory, new_run_id, staged_result_set
 from gwtools.io.checksums import file_sha256
+from gwtools.io.outputs import MANIFEST_SUFFIX, lock_directory, new_run_id, staged_result_set
 from gwtools.io.strain import TimeSeries, read_raw_strain
 from gwtools.ringdown import conditioning, detectors, noise, noise_diagnostics
 from gwtools.ringdown.config import RingdownConfig, config_to_dict, start_offset_seconds, start_window_seconds
@@ -64,8 +67,8 @@ from gwtools.ringdown.likelihood import (
     window_steps,
 )
 from gwtools.ringdown.model import AMPLITUDE_UNIT, RingdownModel, design_matrix
-from gwtools.ringdown.priors import ParameterSpace, PriorRange
 from gwtools.ringdown.noise_diagnostics import WhitenessReport, whiteness_report
+from gwtools.ringdown.priors import ParameterSpace, PriorRange
 from gwtools.ringdown.qnm import frequency_damping_time
 from gwtools.ringdown.results import (
     RingdownResult,

@@ -26,6 +26,7 @@ def _namespace(x):
     if isinstance(x, (np.ndarray, np.generic, float, int)):
         return np
     import gwtools.ringdown.precision  # noqa: F401  (float64 before JAX makes any array)
+    # isort: split
     import jax.numpy as jnp
 
     return jnp
@@ -54,7 +55,7 @@ class PriorRange:
             raise ValueError(
                 f"prior of {self.name}: need finite lower < upper, got [{self.lower}, {self.upper}]"
             )
-        if self.kind == "sine" and not (0.0 <= self.lower and self.upper <= np.pi):
+        if self.kind == "sine" and not (self.lower >= 0.0 and self.upper <= np.pi):
             raise ValueError(f"prior of {self.name}: a sine prior must lie within [0, pi]")
         if self.kind == "sine" and self.periodic:
             raise ValueError(f"prior of {self.name}: a sine prior cannot be periodic")

@@ -33,9 +33,11 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import gwtools.ringdown.precision  # noqa: F401  (float64 before JAX makes any array)
+
+# isort: split
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -144,7 +146,7 @@ def _frequency_damping_time_from_table(coefficients, mirrored, final_mass, final
     return omega.real / (2.0 * jnp.pi * mass_s), -mass_s / omega.imag
 
 
-def kerr_omega(mode: "Mode | str | Sequence[int]", final_spin) -> jax.Array:
+def kerr_omega(mode: Mode | str | Sequence[int], final_spin) -> jax.Array:
     """Dimensionless complex QNM frequency ``M omega`` of a Kerr black hole.
 
     Parameters

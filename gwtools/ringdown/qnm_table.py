@@ -22,9 +22,9 @@ import argparse
 import json
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from numpy.polynomial import chebyshev

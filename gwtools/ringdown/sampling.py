@@ -371,6 +371,7 @@ def _batch_seed(seed: int, index: int) -> int:
 def _stack(datas):
     """One pytree with a leading batch axis from a sequence of pytrees (or the stacked one)."""
     import gwtools.ringdown.precision  # noqa: F401  (float64 before JAX makes any array)
+    # isort: split
     import jax
     import jax.numpy as jnp
 
@@ -386,6 +387,7 @@ def _stack(datas):
 
 def _unstack(datas) -> list:
     import gwtools.ringdown.precision  # noqa: F401  (float64 before JAX makes any array)
+    # isort: split
     import jax
 
     if isinstance(datas, (list, tuple)):
