@@ -37,21 +37,18 @@ import numpy as np
 import scipy.linalg
 
 from gwtools.ringdown.baseline import full_parameter_space
-from gwtools.ringdown.injection import Injection, detector_grid, inject, optimal_snr
 from gwtools.ringdown.likelihood import rotate_antenna
-from gwtools.ringdown.model import AMPLITUDE_UNIT, RingdownModel
+from gwtools.ringdown.model import AMPLITUDE_UNIT
 from gwtools.ringdown.noise import read_acf
 from gwtools.ringdown.priors import ParameterSpace, PriorRange
 from gwtools.ringdown.qnm import frequency_damping_time
 from gwtools.ringdown.reference import ReferenceLikelihood
 from gwtools.ringdown.sampling import ENGINES, SamplerSettings, run_nested
-from gwtools.ringdown.validation import compare_firefly_with_full
+from gwtools.ringdown.validation import compare_firefly_with_full, ringdown_injection
 
 ROOT = Path(__file__).resolve().parents[1]
 ACF_FILE = ROOT / "data" / "GW150914" / "ACF_H1_1126257415_4096_4.0_2048.0.txt.gz"
-RA, DEC, GPS = 1.95, -1.27, 1126259462.4083
-AMPLITUDES = {0: 4.0, 1: 4.0, 2: 2.0, 3: 1.0}  # 22n modes by overtone number, units of 1e-21
-HIGHER_HARMONIC_AMPLITUDE = 1.5  # every other (l, m), units of 1e-21
+RA, DEC, PSI, GPS = 1.95, -1.27, 0.82, 1126259462.4083
 MODE_SETS = ["220", "220,221", "220,221,222", "220,221,330,440,210,320"]
 SPACE = ParameterSpace((PriorRange("final_mass", 35.0, 140.0), PriorRange("final_spin", 0.0, 0.99)))
 
@@ -61,19 +58,9 @@ def gw150914_like(modes, sample_rate=2048.0, duration=0.2, seed=150914, inclinat
 
     ``inclination`` defaults to face-off (pi) for l = m = 2 modes only, else pi/3.
     """
-    model = RingdownModel(tuple(modes))
-    n = round(duration * sample_rate)
-    acf = read_acf(ACF_FILE, sample_rate, n)
-    names = ("H1", "L1")
-    times, antenna = detector_grid(names, RA, DEC, GPS, sample_rate, n)
-    if inclination is None:
-        inclination = np.pi if all(m.l == 2 and m.m == 2 for m in model.modes) else np.pi / 3
-    amplitudes = tuple(AMPLITUDES[m.n] if (m.l, m.m) == (2, 2) else HIGHER_HARMONIC_AMPLITUDE
-                       for m in model.modes)
-    injection = Injection(68.0, 0.69, amplitudes, tuple(1.0 + 0.7 * i for i in range(len(model.modes))),
-                          inclination=inclination, polarization=0.82)
-    data = inject(model, injection, times, np.stack([acf, acf]), antenna, seed=seed, detectors=names)
-    return model, data, injection, optimal_snr(model, injection, data)
+    acf = read_acf(ACF_FILE, sample_rate, round(duration * sample_rate))
+    return ringdown_injection(modes, acf, ra=RA, dec=DEC, gps=GPS, polarization=PSI, sample_rate=sample_rate,
+                              inclination=inclination, seed=seed)
 
 
 class _PerPointReference:

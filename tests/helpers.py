@@ -12,9 +12,8 @@ from pathlib import Path
 import numpy as np
 import scipy.linalg
 
-from gwtools.ringdown.injection import Injection, detector_grid, inject, optimal_snr
-from gwtools.ringdown.model import RingdownModel
 from gwtools.ringdown.noise import cholesky_factor, read_acf, toeplitz_covariance
+from gwtools.ringdown.validation import ringdown_injection
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -45,24 +44,13 @@ def whitening_matrix(acf, detector: str = "") -> np.ndarray:
 
 
 def gw150914_like(modes, sample_rate=2048.0, duration=0.2, seed=150914):
-    """(model, data, injection, snr): a loud Kerr ringdown of l = m = 2 modes in H1 and L1.
-
-    Mf = 68 Msun, chi = 0.69, face-off at GW150914's sky position, amplitudes 4e-21 for the
-    220 and 221 modes and 2e-21, 1e-21 for the next overtones, in noise drawn from
-    :data:`GW150914_H1_ACF` in both detectors; the set-up of ``benchmarks/firefly_vs_full.py``.
-    """
-    model = RingdownModel(tuple(modes))
-    if any((m.l, m.m) != (2, 2) for m in model.modes):
-        raise ValueError(f"only l = m = 2 modes are set up here, got {modes}")
-    n = round(duration * sample_rate)
-    acf = read_acf(GW150914_H1_ACF, sample_rate, n)
-    names = ("H1", "L1")
-    times, antenna = detector_grid(names, GW150914_RA, GW150914_DEC, GW150914_GPS, sample_rate, n)
-    amplitudes = tuple((4.0, 4.0, 2.0, 1.0)[m.n] for m in model.modes)
-    injection = Injection(68.0, 0.69, amplitudes, tuple(1.0 + 0.7 * i for i in range(len(model.modes))),
-                          inclination=np.pi, polarization=GW150914_PSI)
-    data = inject(model, injection, times, np.stack([acf, acf]), antenna, seed=seed, detectors=names)
-    return model, data, injection, optimal_snr(model, injection, data)
+    """(model, data, injection, snr): the injection of ``benchmarks/firefly_vs_full.py``
+    (:func:`gwtools.ringdown.validation.ringdown_injection`: Mf = 68 Msun, chi = 0.69, face-off
+    for l = m = 2 modes) at GW150914's sky position in H1 and L1, in noise drawn from
+    :data:`GW150914_H1_ACF` in both."""
+    acf = read_acf(GW150914_H1_ACF, sample_rate, round(duration * sample_rate))
+    return ringdown_injection(modes, acf, ra=GW150914_RA, dec=GW150914_DEC, gps=GW150914_GPS,
+                              polarization=GW150914_PSI, sample_rate=sample_rate, seed=seed)
 
 
 _GW150914_DATA_AND_EVENT = """

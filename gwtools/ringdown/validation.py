@@ -26,7 +26,7 @@ import scipy.stats
 from gwtools.compression.metrics import js_divergence_1d
 from gwtools.ringdown.baseline import FullLikelihood, full_parameter_space
 from gwtools.ringdown.firefly import FireflyLikelihood, QuadraturePrior, reweight_to_physical_prior
-from gwtools.ringdown.injection import Injection, detector_grid, inject
+from gwtools.ringdown.injection import Injection, detector_grid, inject, optimal_snr
 from gwtools.ringdown.likelihood import AnalysisData
 from gwtools.ringdown.model import RingdownModel
 from gwtools.ringdown.priors import ParameterSpace
@@ -47,7 +47,14 @@ __all__ = [
     "ks_pvalues",
     "pp_test",
     "prior_injections",
+    "ringdown_injection",
 ]
+
+#: Injected amplitude of the (2, 2, n) modes by overtone number n, 1e-21 strain: the overtones
+#: fade along the sequence, the first as loud as the fundamental (as fits of GW150914 find).
+OVERTONE_AMPLITUDES = {0: 4.0, 1: 4.0, 2: 2.0, 3: 1.0}
+#: Injected amplitude of every mode of another (l, m), 1e-21 strain.
+HIGHER_HARMONIC_AMPLITUDE = 1.5
 
 logger = logging.getLogger(__name__)
 
@@ -182,6 +189,54 @@ def compare_firefly_with_full(model: RingdownModel, data: AnalysisData, space: P
         firefly_samples=firefly_samples,
         full_samples=full_samples,
     )
+
+
+def ringdown_injection(modes, acf, *, ra: float, dec: float, gps: float, polarization: float,
+                       sample_rate: float, detectors=("H1", "L1"), inclination: float | None = None,
+                       final_mass: float = 68.0, final_spin: float = 0.69, seed: int = 0):
+    """A loud Kerr ringdown of the given modes in simulated noise: the data of FIREFLY-vs-full.
+
+    Amplitudes :data:`OVERTONE_AMPLITUDES` for the (2, 2, n) modes and
+    :data:`HIGHER_HARMONIC_AMPLITUDE` for the others, phases 1 + 0.7 k rad for the k-th mode,
+    every detector with noise of the same ACF.
+
+    Parameters
+    ----------
+    modes : sequence of str
+        Mode labels, e.g. ``["220", "221"]``.
+    acf : array_like, shape (n,)
+        Noise autocovariance at ``sample_rate``, strain^2; its length is the segment's.
+    ra, dec, gps, polarization
+        Sky position (rad), geocentre start (GPS s) and polarization angle (rad).
+    sample_rate : float
+        Hz.
+    detectors : tuple of str
+    inclination : float, optional
+        rad; default face-off (pi) when every mode has l = m = 2, else pi/3, where every
+        harmonic is seen (face-off hides the m != 2 modes).
+    final_mass, final_spin : float
+        Remnant, detector-frame Msun and dimensionless.
+    seed : int
+        Seed of the noise.
+
+    Returns
+    -------
+    (RingdownModel, AnalysisData, Injection, float)
+        The model, the data, the injection and its network optimal SNR.
+    """
+    model = RingdownModel(tuple(modes))
+    acf = np.asarray(acf, dtype=float)
+    times, antenna = detector_grid(detectors, ra, dec, gps, sample_rate, acf.size)
+    if inclination is None:
+        inclination = np.pi if all(m.l == 2 and m.m == 2 for m in model.modes) else np.pi / 3
+    amplitudes = tuple(OVERTONE_AMPLITUDES[m.n] if (m.l, m.m) == (2, 2) else HIGHER_HARMONIC_AMPLITUDE
+                       for m in model.modes)
+    injection = Injection(final_mass, final_spin, amplitudes,
+                          tuple(1.0 + 0.7 * i for i in range(len(model.modes))),
+                          inclination=inclination, polarization=polarization)
+    data = inject(model, injection, times, np.stack([acf] * len(detectors)), antenna, seed=seed,
+                  detectors=tuple(detectors))
+    return model, data, injection, optimal_snr(model, injection, data)
 
 
 @dataclass(frozen=True)
