@@ -18,6 +18,7 @@ __all__ = [
     "PSI_PERIOD",
     "QUADRATURE_PRIORS",
     "SPEED_OF_LIGHT",
+    "START_SHIFT",
     "WELCH_AVERAGES",
 ]
 
@@ -45,6 +46,9 @@ POLARIZATION_MODELS: tuple[str, ...] = ("kerr", "free")
 #: Priors on the mode quadratures inside the FIREFLY marginalization: flat within a disc of
 #: radius ``amplitude_max``, or independent Gaussians.
 QUADRATURE_PRIORS: tuple[str, ...] = ("flat", "gaussian")
+
+#: Name of the sampled start time relative to the configured start, s (within a start window).
+START_SHIFT: str = "start_shift"
 
 #: Averages of the Welch segment periodograms.
 WELCH_AVERAGES: tuple[str, ...] = ("mean", "median")

@@ -71,6 +71,7 @@ from scipy.special import logsumexp
 
 # the segment cut for a start time must be the one conditioning.extract_segment cuts
 from gwtools.io.strain import _INDEX_TOLERANCE
+from gwtools.ringdown.constants import START_SHIFT
 from gwtools.ringdown.model import AMPLITUDE_UNIT, RingdownModel, decay_rates, mixing_matrix
 from gwtools.ringdown.noise import ToeplitzNoise
 
@@ -612,9 +613,6 @@ def log_likelihood(model: RingdownModel, data: AnalysisData, quadratures, final_
 
 NONLINEAR_PARAMETERS = ("final_mass", "final_spin", "inclination", "polarization")
 """Parameters the template depends on nonlinearly (Msun, dimensionless, rad, rad)."""
-
-START_SHIFT = "start_shift"
-"""The start time relative to the configured start, s (sampled within a start window)."""
 
 
 class VectorizedLikelihood:

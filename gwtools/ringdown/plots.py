@@ -23,6 +23,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from gwtools.io.atomic import atomic_path
+from gwtools.ringdown.constants import START_SHIFT
 from gwtools.ringdown.results import credible_interval
 
 __all__ = [
@@ -47,17 +48,13 @@ _IMR_COLOR = "tab:orange"
 _PUBLISHED_COLOR = "tab:red"
 _LEVELS = (0.5, 0.9)
 
-#: Name of the sampled start shift (:data:`gwtools.ringdown.likelihood.START_SHIFT`), drawn in ms;
-#: spelled out because that module imports JAX and this one draws results read from disk.
-_START_SHIFT = "start_shift"
-
 #: Axis labels of the sampled parameters in the corner plot of a run.
 CORNER_LABELS = {
     "final_mass": r"$M_f\ [M_\odot]$",
     "final_spin": r"$\chi_f$",
     "inclination": r"$\iota$ [rad]",
     "polarization": r"$\psi$ [rad]",
-    _START_SHIFT: r"$\delta t_0$ [ms]",
+    START_SHIFT: r"$\delta t_0$ [ms]",
 }
 
 #: Damping times of the longest-lived mode shown by the whitened-data plot: after ten the
@@ -543,7 +540,7 @@ def whitened_plot_span(
     if not modes or missing:
         raise ValueError(f"the whitened-data plot span needs the damping times of the modes; missing {missing}")
     longest = max(float(np.median(posterior[f"damping_time_{m}"])) for m in modes)
-    start = max(float(np.median(posterior[_START_SHIFT])), 0.0) if _START_SHIFT in posterior else 0.0
+    start = max(float(np.median(posterior[START_SHIFT])), 0.0) if START_SHIFT in posterior else 0.0
     return min(start + damping_times * longest, float(duration))
 
 
@@ -677,7 +674,7 @@ def plot_result(
                            run_id=run_id),
     ]
     if len(result.search_parameters) > 2:
-        columns = {name: post[name] * (1e3 if name == _START_SHIFT else 1.0)
+        columns = {name: post[name] * (1e3 if name == START_SHIFT else 1.0)
                    for name in result.search_parameters}
         paths.append(plot_corner(columns, directory / f"{label}_corner.png", labels=CORNER_LABELS,
                                  run_id=run_id))
