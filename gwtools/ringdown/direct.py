@@ -21,12 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 
-from gwtools.ringdown.likelihood import (
-    SegmentData,
-    check_analysis_inputs,
-    quadrature_projections,
-    rotate_antenna,
-)
+from gwtools.ringdown.likelihood import SegmentData, check_analysis_inputs, rotate_antenna
 from gwtools.ringdown.model import AMPLITUDE_UNIT, RingdownModel, mixing_matrix, mode_waveforms_uniform
 from gwtools.ringdown.noise import cholesky_factor, toeplitz_covariance
 
@@ -100,11 +95,16 @@ def _mode_waveforms(model: RingdownModel, data: DirectAnalysisData, final_mass, 
 
 def projections_direct(model: RingdownModel, data: DirectAnalysisData, final_mass, final_spin,
                        inclination=0.0, polarization=0.0):
-    """S and M as :func:`gwtools.ringdown.likelihood.projections`, by whitening the mode waveforms."""
+    """S and M as :func:`gwtools.ringdown.likelihood.projections`, by whitening the mode waveforms.
+
+    The whitened damped cosines and sines of the modes are mixed into the detector basis of the
+    quadratures by the dense real :func:`~gwtools.ringdown.model.mixing_matrix`: S = sum_i
+    mixing_i (W_i g) . (W_i d_i), M = sum_i mixing_i (W_i g)(W_i g)^T mixing_i^T.
+    """
     white = jnp.einsum("dkn,dmn->dkm", _mode_waveforms(model, data, final_mass, final_spin), data.whitening)
-    overlap_modes = jnp.einsum("dkm,dm->dk", white, data.whitened_data)
-    gram = jnp.einsum("dkm,dlm->dkl", white, white)
-    return quadrature_projections(model, data.antenna, inclination, polarization, overlap_modes, gram)
+    mixing = mixing_matrix(model, rotate_antenna(data.antenna, polarization), inclination)
+    basis = jnp.einsum("dqk,dkm->dqm", mixing, white)
+    return jnp.einsum("dqm,dm->q", basis, data.whitened_data), jnp.einsum("dqm,dpm->qp", basis, basis)
 
 
 def log_likelihood_direct(model: RingdownModel, data: DirectAnalysisData, quadratures, final_mass,

@@ -72,7 +72,7 @@ from scipy.special import logsumexp
 # the segment cut for a start time must be the one conditioning.extract_segment cuts
 from gwtools.io.strain import _INDEX_TOLERANCE
 from gwtools.ringdown.constants import START_SHIFT
-from gwtools.ringdown.model import AMPLITUDE_UNIT, RingdownModel, decay_rates, mixing_matrix
+from gwtools.ringdown.model import AMPLITUDE_UNIT, RingdownModel, decay_rates, mode_mixing
 from gwtools.ringdown.noise import ToeplitzNoise
 
 __all__ = [
@@ -81,12 +81,13 @@ __all__ = [
     "StartWindow",
     "build_analysis_data",
     "check_analysis_inputs",
+    "complex_projections",
+    "complex_weights",
     "log_likelihood",
     "log_noise_evidence",
     "mode_noise_products",
     "polynomial_values",
     "projections",
-    "quadrature_projections",
     "rotate_antenna",
     "segment_log_l0",
     "start_steps",
@@ -448,15 +449,12 @@ _BLOCK = 32  # powers per block of the polynomial evaluation: z^(32 b + r)
 def _powers(step, count: int):
     """exp(step j) for j = 0 .. count - 1, shape step.shape + (count,).
 
-    Each power is the product of exp(step 2^bit) over the set bits of j: log2(count) complex
-    exponentials (the costly operation on CPUs) instead of count, and at most log2(count) + 1
-    rounding errors per power, with no error growth along j.
+    One complex exponential per power, so each has a single rounding error whatever j.  Products
+    of fewer exponentials (exp(step 2^bit) over the set bits of j) would be cheaper in operation
+    count, but XLA fuses the exponentials into the products and evaluates them again for every
+    power, which makes them several times slower on CPU.
     """
-    index = np.arange(count)
-    powers = jnp.ones(jnp.shape(step) + (count,), dtype=jnp.result_type(step, 1j))
-    for bit in range(max(1, (count - 1).bit_length())):
-        powers = powers * jnp.where((index >> bit) & 1 == 1, jnp.exp(step * 2.0**bit)[..., None], 1.0)
-    return powers
+    return jnp.exp(step[..., None] * np.arange(count))
 
 
 def polynomial_values(coefficients, rates, delta_t):
@@ -488,8 +486,12 @@ def polynomial_values(coefficients, rates, delta_t):
     n_rates = rates.shape[0]
     # Powers on the left: under vmap this is one (batch 2K, 32) x (32, rows) product, no transposes.
     inner = jnp.concatenate([within.real, within.imag], axis=0) @ blocks.T  # (2K, rows * n_blocks)
-    inner = (inner[:n_rates] + 1j * inner[n_rates:]).reshape(n_rates, -1, n_blocks)
-    return jnp.einsum("krb,kb->rk", inner, across).reshape(lead + (n_rates,))
+    real, imag = inner[:n_rates].reshape(n_rates, -1, n_blocks), inner[n_rates:].reshape(n_rates, -1, n_blocks)
+    # sums over b as elementwise products and reductions (as a dot, XLA runs one per point and rate)
+    across_real, across_imag = across.real[:, None, :], across.imag[:, None, :]
+    values = (jnp.sum(real * across_real - imag * across_imag, axis=-1)
+              + 1j * jnp.sum(real * across_imag + imag * across_real, axis=-1))  # (K, rows)
+    return values.T.reshape(lead + (n_rates,))
 
 
 def mode_noise_products(data: AnalysisData, rates, start_shift=0.0):
@@ -538,38 +540,60 @@ def mode_noise_products(data: AnalysisData, rates, start_shift=0.0):
     return first * overlap, direct, mixed
 
 
-def _cos_sin_products(overlap, direct, mixed):
-    """Data projections (n_det, 2K) and Gram matrices (n_det, 2K, 2K) of Re x_k, Im x_k (interleaved)."""
-    cos_cos = 0.5 * (direct.real + mixed.real)
-    sin_sin = 0.5 * (mixed.real - direct.real)
-    cos_sin = 0.5 * (direct.imag - mixed.imag)  # Re x_k . Im x_l
-    sin_cos = 0.5 * (direct.imag + mixed.imag)
-    n_det, n_modes = overlap.shape
-    gram = jnp.stack([jnp.stack([cos_cos, cos_sin], axis=-1), jnp.stack([sin_cos, sin_sin], axis=-1)], axis=2)
-    overlap_modes = jnp.stack([overlap.real, overlap.imag], axis=-1).reshape(n_det, 2 * n_modes)
-    return overlap_modes, gram.reshape(n_det, 2 * n_modes, 2 * n_modes)
+def complex_weights(model: RingdownModel, antenna, inclination, polarization):
+    """Complex weights g of the quadrature pairs in every detector, and each pair's mode.
+
+    Pair j holds the quadratures (B1, B2) = (B_2j, B_2j+1); its strain in detector i is
+    Re[(B1 - i B2) g_ij x_k(j)] with x_k = exp(a_k t) the complex exponential of its mode
+    k(j): one pair per mode in the kerr model (g = F+ Y+ - i Fx Yx), two in the free model
+    (g = F+ and Fx).  Read from the real weights of :func:`~gwtools.ringdown.model.mode_mixing`,
+    whose second row of a pair is (-Im g, Re g) of the first.
+
+    Returns
+    -------
+    (g, pair_mode)
+        g: (n_det, n_pairs) complex; pair_mode: (n_pairs,) numpy integer mode index.
+    """
+    weights = mode_mixing(model, rotate_antenna(antenna, polarization), inclination)
+    n_pairs = model.n_quadratures // 2
+    pair_mode = np.arange(n_pairs) // (n_pairs // len(model.modes))
+    return weights[:, 0::2, 0] - 1j * weights[:, 0::2, 1], pair_mode
 
 
-def quadrature_projections(model: RingdownModel, antenna, inclination, polarization, overlap_modes, gram):
-    """S and M of the quadratures from the projections and Gram matrices of the mode waveforms.
+def complex_projections(model: RingdownModel, antenna, inclination, polarization, overlap, direct, mixed):
+    """S and M of the quadratures from the complex noise products of the mode exponentials.
+
+    With beta_j = B1_j - i B2_j and the weights g of :func:`complex_weights`, the data term is
+    S . B = Re sum_j beta_j s_j, s_j = sum_i g_ij (x_k(j)^T T_i^-1 d_i), and
+
+        B^T M B = 1/2 Re sum_jl [beta_j beta_l P_jl + beta_j conj(beta_l) Q_jl],
+        P_jl = sum_i g_ij g_il x_k(j)^T T_i^-1 x_k(l),  Q_jl = sum_i g_ij conj(g_il) x_k(j)^T T_i^-1 conj(x_k(l)),
+
+    so the 2 x 2 block of pairs (j, l) is [[Re(P + Q), Im(P - Q)], [Im(P + Q), Re(Q - P)]] / 2.
+    Everything is an elementwise product over (detector, pair, pair): no matrix product with
+    the mostly zero real mixing matrix.
 
     Parameters
     ----------
     antenna
         (n_det, 2) antenna patterns at psi = 0.
-    overlap_modes
-        (n_det, 2 n_modes) <g_k, d> of the damped cosines and sines (as :func:`mode_waveforms`).
-    gram
-        (n_det, 2 n_modes, 2 n_modes) their products <g_k, g_l>.
+    overlap, direct, mixed
+        As returned by :func:`mode_noise_products`.
 
     Returns
     -------
     (S, M) as in :func:`projections`.
     """
-    mixing = mixing_matrix(model, rotate_antenna(antenna, polarization), inclination)
-    overlap_data = jnp.einsum("dqk,dk->q", mixing, overlap_modes)
-    normal = jnp.einsum("dqk,dkl,dpl->qp", mixing, gram, mixing)
-    return overlap_data, normal
+    g, pair_mode = complex_weights(model, antenna, inclination, polarization)
+    data_term = jnp.sum(g * overlap[:, pair_mode], axis=0)
+    outer = g[:, :, None] * g[:, None, :]
+    p = jnp.sum(outer * direct[:, pair_mode][:, :, pair_mode], axis=0)
+    q = jnp.sum(g[:, :, None] * jnp.conj(g)[:, None, :] * mixed[:, pair_mode][:, :, pair_mode], axis=0)
+    n_pairs = pair_mode.size
+    overlap_data = jnp.stack([data_term.real, data_term.imag], axis=-1).reshape(2 * n_pairs)
+    blocks = jnp.stack([jnp.stack([p.real + q.real, p.imag - q.imag], axis=-1),
+                        jnp.stack([p.imag + q.imag, q.real - p.real], axis=-1)], axis=1)  # (j, a, l, b)
+    return overlap_data, 0.5 * blocks.reshape(2 * n_pairs, 2 * n_pairs)
 
 
 def projections(model: RingdownModel, data: AnalysisData, final_mass, final_spin,
@@ -587,8 +611,8 @@ def projections(model: RingdownModel, data: AnalysisData, final_mass, final_spin
         AMPLITUDE_UNIT.  vmap over the scalar arguments for batches.
     """
     rates = decay_rates(model, final_mass, final_spin)
-    overlap_modes, gram = _cos_sin_products(*mode_noise_products(data, rates, start_shift))
-    return quadrature_projections(model, data.antenna, inclination, polarization, overlap_modes, gram)
+    return complex_projections(model, data.antenna, inclination, polarization,
+                               *mode_noise_products(data, rates, start_shift))
 
 
 def log_likelihood(model: RingdownModel, data: AnalysisData, quadratures, final_mass, final_spin,

@@ -40,6 +40,7 @@ import gwtools.ringdown.precision  # noqa: F401  (float64 before JAX makes any a
 
 # isort: split
 import jax.numpy as jnp
+import numpy as np
 
 from gwtools.ringdown.constants import POLARIZATION_MODELS
 from gwtools.ringdown.harmonics import spin_weighted_spherical_harmonic
@@ -52,6 +53,7 @@ __all__ = [
     "decay_rates",
     "design_matrix",
     "mixing_matrix",
+    "mode_mixing",
     "mode_harmonic_factors",
     "mode_waveforms",
     "mode_waveforms_uniform",
@@ -206,8 +208,12 @@ def mode_waveforms_uniform(model: RingdownModel, final_mass, final_spin, start, 
     return _waveforms_from_exponentials(first[:, :, None] * powers.T[None, :, :])
 
 
-def mixing_matrix(model: RingdownModel, antenna, inclination=0.0):
-    """Linear map from the mode waveforms to the detector basis of every quadrature.
+def mode_mixing(model: RingdownModel, antenna, inclination=0.0):
+    """Weights of every quadrature's detector basis waveform on its own mode's damped cosine and sine.
+
+    Quadrature q belongs to mode ``q // model.quadratures_per_mode``; its basis waveform in
+    detector i is ``w[i, q, 0] e^{-t/tau} cos(2 pi f t) + w[i, q, 1] e^{-t/tau} sin(2 pi f t)`` of
+    that mode, and it has no weight on the other modes.
 
     Parameters
     ----------
@@ -220,30 +226,37 @@ def mixing_matrix(model: RingdownModel, antenna, inclination=0.0):
 
     Returns
     -------
-    Array (n_det, n_quadratures, 2 n_modes): the detector basis is ``mixing @ mode_waveforms``.
+    Array (n_det, n_quadratures, 2).
     """
     antenna = jnp.asarray(antenna)
     f_plus, f_cross = antenna[:, 0], antenna[:, 1]
-    n_det, n_modes = antenna.shape[0], len(model.modes)
-    mixing = jnp.zeros((n_det, model.n_quadratures, 2 * n_modes))
-    for k, mode in enumerate(model.modes):
-        cos_k, sin_k = 2 * k, 2 * k + 1
+    zero = jnp.zeros_like(f_plus)
+    rows = []
+    for mode in model.modes:
         if model.polarization == "kerr":
             # h+ = Y+ (B1 cos + B2 sin), hx = Yx (B1 sin - B2 cos)   [A cos/sin(2 pi f t - phi)]
             y_plus, y_cross = mode_harmonic_factors(mode, inclination)
-            b1, b2 = 2 * k, 2 * k + 1
-            mixing = mixing.at[:, b1, cos_k].set(f_plus * y_plus)
-            mixing = mixing.at[:, b1, sin_k].set(f_cross * y_cross)
-            mixing = mixing.at[:, b2, cos_k].set(-f_cross * y_cross)
-            mixing = mixing.at[:, b2, sin_k].set(f_plus * y_plus)
+            rows += [(f_plus * y_plus, f_cross * y_cross), (-f_cross * y_cross, f_plus * y_plus)]
         else:
             # h+ = B1 cos + B2 sin, hx = B3 cos + B4 sin
-            b = 4 * k
-            mixing = mixing.at[:, b, cos_k].set(f_plus)
-            mixing = mixing.at[:, b + 1, sin_k].set(f_plus)
-            mixing = mixing.at[:, b + 2, cos_k].set(f_cross)
-            mixing = mixing.at[:, b + 3, sin_k].set(f_cross)
-    return mixing
+            rows += [(f_plus, zero), (zero, f_plus), (f_cross, zero), (zero, f_cross)]
+    return jnp.stack([jnp.stack(row, axis=-1) for row in rows], axis=1)
+
+
+def mixing_matrix(model: RingdownModel, antenna, inclination=0.0):
+    """Linear map from the mode waveforms to the detector basis of every quadrature.
+
+    The dense form of :func:`mode_mixing` (same arguments).
+
+    Returns
+    -------
+    Array (n_det, n_quadratures, 2 n_modes): the detector basis is ``mixing @ mode_waveforms``.
+    """
+    weights = mode_mixing(model, antenna, inclination)
+    n_modes, per_mode = len(model.modes), model.quadratures_per_mode
+    own_mode = np.repeat(np.eye(n_modes), per_mode, axis=0)  # (n_quadratures, n_modes)
+    dense = weights[:, :, None, :] * own_mode[None, :, :, None]
+    return dense.reshape(weights.shape[:2] + (2 * n_modes,))
 
 
 def design_matrix(model: RingdownModel, final_mass, final_spin, times, antenna, inclination=0.0):
