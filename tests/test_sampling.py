@@ -11,6 +11,7 @@ import gwtools.ringdown.precision  # noqa: F401  (float64 before the likelihoods
 
 # isort: split
 import jax.numpy as jnp
+import jax.scipy.special
 import numpy as np
 import pytest
 import scipy.integrate
@@ -182,7 +183,7 @@ def test_same_seed_same_samples_different_seed_different(engine):
 def test_a_stopped_run_resumes_from_its_checkpoint(engine, tmp_path):
     path = tmp_path / "run.ckpt"
     full = settings(engine, dlogz=0.1, seed=1)
-    partial = run_nested(GAUSSIAN, SPACE, settings(engine, dlogz=0.1, seed=1, checkpoint_every=0.0, maxcall=1500),
+    partial = run_nested(GAUSSIAN, SPACE, settings(engine, dlogz=0.1, seed=1, checkpoint_every=0.0, maxcall=700),
                          checkpoint_path=path, progress=False)
     assert path.exists()
     resumed = run_nested(GAUSSIAN, SPACE, full, checkpoint_path=path, resume=True, progress=False)
@@ -322,3 +323,63 @@ def test_failed_evaluations_are_reported(engine, caplog):
     result = run_nested(failing, SPACE, settings(engine, dlogz=1.0, seed=2), progress=False)
     assert "had a non-finite likelihood" in caplog.text
     assert result.posterior()["x"].max() < 2.5
+
+
+class TwoModes:
+    """Two separated Gaussian peaks of weights 2/3 and 1/3 on the box: one bounding ellipsoid
+    of the live points holds both and much empty space between them."""
+
+    parameters = ("x", "y")
+    centres = np.array([[1.5, 1.5], [-1.5, -1.0]])
+    widths = np.array([[0.1, 0.1], [0.1, 0.2]])
+    weights = np.array([2.0, 1.0]) / 3.0
+
+    def __init__(self):
+        self.data = {"centres": jnp.asarray(self.centres), "widths": jnp.asarray(self.widths),
+                     "weights": jnp.asarray(self.weights)}
+
+    def _point(self, row, data):
+        z = (row - data["centres"]) / data["widths"]
+        log_peaks = -0.5 * jnp.sum(z**2, axis=1) - jnp.sum(jnp.log(2 * jnp.pi * data["widths"] ** 2), axis=1) / 2
+        return jax.scipy.special.logsumexp(log_peaks + jnp.log(data["weights"]))
+
+
+TWO_MODES = TwoModes()
+
+
+def two_modes_log_evidence():
+    # each normalized peak holds all its mass inside the box; the prior density is 1 / (2 BOX)^2
+    return -2 * np.log(2 * BOX)
+
+
+@pytest.mark.parametrize("ellipsoid", [True, False])
+def test_bimodal_evidence_and_mode_weights_with_and_without_the_ellipsoid(ellipsoid):
+    result = run_nested(TWO_MODES, SPACE, settings("blackjax", dlogz=0.1, seed=5, ellipsoid=ellipsoid),
+                        progress=False)
+    assert result.log_evidence == pytest.approx(two_modes_log_evidence(), abs=4 * result.log_evidence_err)
+    near_first = np.hypot(*(result.samples - TwoModes.centres[0]).T) < 1.0
+    # both modes, in about their weights: slice chains do not move between the modes, so the
+    # share of each is fixed by the live points that found it early on and scatters by ~0.05
+    assert abs(near_first.mean() - 2 / 3) < 0.15
+
+
+def test_the_ellipsoid_saves_calls_in_few_dimensions_and_hands_over_in_many():
+    thin = Gaussian2D(mu=[0.1, -0.2], sigma=[0.02, 1.0])
+    truth = gaussian_log_evidence(mu=[0.1, -0.2], sigma=[0.02, 1.0])
+    runs = {e: run_nested(thin, SPACE, settings("blackjax", dlogz=0.1, seed=4, ellipsoid=e), progress=False)
+            for e in (True, False)}
+    for run in runs.values():
+        assert run.log_evidence == pytest.approx(truth, abs=4 * run.log_evidence_err)
+    assert runs[True].ncall < runs[False].ncall / 3
+    # ten dimensions: the ellipsoid's acceptance falls off and the slice chains take over; the
+    # evidence stays right and the rounds it still draws cost a small part of the run
+    ndim = 10
+    space = ParameterSpace(tuple(PriorRange(f"x{i}", -BOX, BOX) for i in range(ndim)))
+    wide = Gaussian2D(mu=np.full(ndim, 0.2), sigma=np.full(ndim, 0.4))
+    wide.parameters = space.names
+    truth = gaussian_log_evidence(mu=np.full(ndim, 0.2), sigma=np.full(ndim, 0.4)) - (ndim - 2) * np.log(2 * BOX)
+    runs = {e: run_nested(wide, space, settings("blackjax", dlogz=0.1, seed=4, ellipsoid=e), progress=False)
+            for e in (True, False)}
+    for run in runs.values():
+        assert run.log_evidence == pytest.approx(truth, abs=4 * run.log_evidence_err)
+    assert runs[True].ncall < 1.2 * runs[False].ncall

@@ -7,7 +7,20 @@ replaces them by as many hit-and-run slice chains (Neal 2003, stepping out and s
 started from a surviving live point and constrained to ln L > the deleted contour.  The
 deletion, the live-covariance adaptation and the evidence bookkeeping of a step are blackjax's
 (``blackjax.ns.adaptive``); the chains of a step are advanced in lockstep by
-:func:`lockstep_slice_update`, one batched likelihood evaluation per iteration for all of them.
+:func:`replacement_update`, one batched likelihood evaluation per iteration for all of them.
+
+Before the slice chains, a step draws replacements by rejection from the bounding ellipsoid of
+the surviving live points (Mukherjee, Parkinson & Liddle 2006; Feroz & Hobson 2008; dynesty's
+``bound = "single"``), enlarged by :data:`ELLIPSOID_ENLARGEMENT` in volume: a point drawn
+uniformly in the ellipsoid and accepted when ln L > the contour is an independent draw from the
+constrained prior, at the cost of 1 / acceptance likelihood calls, against about five calls per
+slice move.  In few dimensions (FIREFLY's two or three nonlinear parameters) the acceptance
+stays high all run long and the ellipsoid supplies almost every live point; in many it falls
+towards zero (the ellipsoid's volume outgrows the contour's), and the step goes back to slice
+chains.  Each step sets its number of rejection rounds from the acceptance of the previous
+one: enough to fill every slot when that costs fewer evaluations than a step of slice chains,
+else a single round, whose accepted points are kept and which measures the acceptance again;
+the slots still empty get slice chains.  ``ellipsoid = false`` turns the rejection stage off.
 
 The whole run is compiled.  One jitted function advances the sampler by up to ``n_steps``
 steps in a ``lax.while_loop`` that also applies the stopping rule (the evidence the live points
@@ -57,12 +70,12 @@ from gwtools.ringdown.likelihood import static_key
 from gwtools.ringdown.priors import ParameterSpace
 from gwtools.ringdown.sampling import NestedSamplingResult, SamplerSettings, make_result, warn_failed
 
-__all__ = ["CHECKPOINT_FORMAT", "lockstep_slice_update", "run", "run_batch", "warm_up"]
+__all__ = ["CHECKPOINT_FORMAT", "ELLIPSOID_ENLARGEMENT", "replacement_update", "run", "run_batch", "warm_up"]
 
 logger = logging.getLogger(__name__)
 
 #: Version of the checkpoint layout; a checkpoint of another version is refused.
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2
 
 #: Simulated prior-volume sequences behind ln Z, its error and the posterior weights.
 VOLUME_SIMULATIONS = 100
@@ -74,15 +87,18 @@ CHUNK_SECONDS = 1.0
 class _Carry(NamedTuple):
     """Everything a run needs to continue: sampler state, key and counters.
 
-    ``rejected`` counts the slice moves whose shrinkage ran out of evaluations (the chain then
-    stays where it was for that move).
+    ``moves`` counts the slice moves made, ``rejected`` those whose shrinkage ran out of
+    evaluations (the chain then stays where it was for that move), ``from_ellipsoid`` the new
+    live points drawn from the bounding ellipsoid.
     """
 
     state: object  # blackjax AdaptiveNSState
     key: jax.Array
     ncall: jax.Array
     nsteps: jax.Array
+    moves: jax.Array
     rejected: jax.Array
+    from_ellipsoid: jax.Array
 
 
 class _Dead(NamedTuple):
@@ -133,11 +149,33 @@ class _Chain(NamedTuple):
     rejected: jax.Array
 
 
-class SliceStats(NamedTuple):
-    """Per new live point: likelihood calls and slice moves whose shrinkage budget ran out."""
+class ReplacementStats(NamedTuple):
+    """What a step's replacements cost.
+
+    ``calls``, ``moves`` and ``rejected`` are per new live point: likelihood calls of its slice
+    chain, slice moves made and those whose shrinkage budget ran out (all 0 for a point drawn from
+    the ellipsoid); ``ellipsoid_calls`` and ``ellipsoid_accepted`` (scalars) count the points
+    drawn from the bounding ellipsoid and those inside the contour, ``ellipsoid_points`` the new
+    live points among them.
+    """
 
     calls: jax.Array
+    moves: jax.Array
     rejected: jax.Array
+    ellipsoid_calls: jax.Array
+    ellipsoid_accepted: jax.Array
+    ellipsoid_points: jax.Array
+
+
+#: Volume factor of the bounding ellipsoid of the live points over the smallest one centred on
+#: their mean that holds them all: a margin for the parts of the contour the live points leave
+#: empty near its edge (dynesty's default for its ellipsoids is 1.25).
+ELLIPSOID_ENLARGEMENT = 1.5
+
+#: Likelihood evaluations, per slice move, of a step of slice chains in lockstep (each move
+#: takes about five; the step lasts as long as its slowest chain, about twice the mean): the
+#: number of rejection rounds beyond which slice chains are cheaper.
+_LOCKSTEP_CALLS_PER_MOVE = 10
 
 
 def _begin_slice(chain: _Chain, uniforms, normals, covariance_factor) -> _Chain:
@@ -195,32 +233,106 @@ def _select(mask, new, old):
         lambda a, b: jnp.where(mask.reshape(mask.shape + (1,) * (a.ndim - 1)), a, b), new, old)
 
 
-def lockstep_slice_update(loglikelihood, periodic: np.ndarray, num_inner_steps: int, num_delete: int):
-    """Inner kernel of nested slice sampling whose chains advance in lockstep.
+def bounding_ellipsoid(position, inside, enlargement: float):
+    """Centre (ndim,) and factor F (ndim, ndim) of the ellipsoid {c + F u : |u| <= 1}.
+
+    The ellipsoid has the shape of the covariance of the points ``position`` (n, ndim) where
+    ``inside`` (n,) holds, is centred on their mean, is just large enough to hold them all, and
+    is then enlarged by the volume factor ``enlargement``.
+    """
+    ndim = position.shape[-1]
+    weights = inside / jnp.maximum(jnp.sum(inside), 1)
+    centre = weights @ position
+    offsets = position - centre
+    covariance = (offsets * weights[:, None]).T @ offsets
+    covariance = covariance + 1e-12 * jnp.mean(jnp.diagonal(covariance)) * jnp.eye(ndim)
+    factor = jnp.linalg.cholesky(covariance)
+    whitened = jax.scipy.linalg.solve_triangular(factor, offsets.T, lower=True)
+    radius2 = jnp.max(jnp.where(inside, jnp.sum(whitened**2, axis=0), 0.0))
+    return centre, factor * jnp.sqrt(radius2 * enlargement ** (2.0 / ndim))
+
+
+class _Rounds(NamedTuple):
+    """Rejection rounds from the bounding ellipsoid: slots filled so far, in order."""
+
+    key: jax.Array
+    position: jax.Array
+    loglikelihood: jax.Array
+    filled: jax.Array
+    rounds: jax.Array
+    accepted: jax.Array
+
+
+def replacement_update(loglikelihood, periodic: np.ndarray, num_inner_steps: int, num_delete: int,
+                       ellipsoid: bool):
+    """Inner kernel of nested sampling: new live points from the ellipsoid, then slice chains.
+
+    First up to ``max_rounds`` rounds of ``num_delete`` points drawn uniformly in the bounding
+    ellipsoid of the survivors (ln L > ln L_0), evaluated as one batch each; the accepted points
+    fill the slots in order.  ``max_rounds`` follows the acceptance of the previous step, a: the
+    rounds that fill every slot with a margin, 1.5 / a + 2, when they cost fewer evaluations than
+    slice chains (:data:`_LOCKSTEP_CALLS_PER_MOVE` per move), else one.  Each slot still empty
+    then gets a slice chain started from a survivor chosen at random.
 
     The moves are blackjax's NSS moves (hit-and-run slice sampling along live-covariance-shaped
     directions, stepping out and shrinkage, Neal 2003, constrained to ln L > ln L_0; periodic
-    coordinates wrap around the unit cube), but the ``num_delete`` chains are not run as vmapped
-    per-chain loops: in each iteration every unfinished chain asks for one likelihood value, all
-    of them are evaluated as one batch, and each chain's stepping-out/shrinkage state advances
-    on its own value.  A vmapped loop instead runs each stage (left end, right end, shrinkage)
-    until its slowest chain is done, evaluating the finished chains' points too, about three
-    times the evaluations the chains need, and its compiled program holds five copies of the
-    likelihood where this one holds one.  The random numbers
-    of an iteration are drawn for all chains at once (per-chain keys make the program several
-    times slower to compile).
+    coordinates wrap around the unit cube), but the chains are not run as vmapped per-chain
+    loops: in each iteration every unfinished chain asks for one likelihood value, all of them
+    are evaluated as one batch, and each chain's stepping-out/shrinkage state advances on its own
+    value.  A vmapped loop instead runs each stage (left end, right end, shrinkage) until its
+    slowest chain is done, evaluating the finished chains' points too, about three times the
+    evaluations the chains need, and its compiled program holds five copies of the likelihood
+    where this one holds one.  The random numbers of an iteration are drawn for all chains at
+    once (per-chain keys make the program several times slower to compile).
 
-    Returns ``update(rng_key, state, loglikelihood_0, covariance_factor) -> (particles, stats)``
-    for ``blackjax.ns.adaptive.build_kernel``: ``num_delete`` new particles started from
-    survivors (ln L > ln L_0) chosen at random, each after ``num_inner_steps`` moves.
+    Returns ``update(rng_key, state, loglikelihood_0, covariance_factor, ellipsoid_acceptance)
+    -> (particles, stats)`` for ``blackjax.ns.adaptive.build_kernel``: ``num_delete`` new
+    particles with ln L > ln L_0.
     """
     step = jax.vmap(functools.partial(_advance_chain, moves=num_inner_steps), in_axes=(0, 0, 0, 0, 0, None, None))
     begin = jax.vmap(_begin_slice, in_axes=(0, 0, 0, None))
+    round_limit = _LOCKSTEP_CALLS_PER_MOVE * num_inner_steps
 
-    def update(rng_key, state, loglikelihood_0, covariance_factor):
-        choice_key, uniform_key, normal_key, loop_key = jax.random.split(rng_key, 4)
+    def rejection_rounds(key, particles, survivors, loglikelihood_0, max_rounds):
+        ndim = particles.position.shape[-1]
+        centre, factor = bounding_ellipsoid(particles.position, survivors, ELLIPSOID_ENLARGEMENT)
+
+        def going(loop):
+            return (loop.filled < num_delete) & (loop.rounds < max_rounds)
+
+        def draw(loop):
+            key, direction_key, radius_key = jax.random.split(loop.key, 3)
+            directions = jax.random.normal(direction_key, (num_delete, ndim))
+            radii = jax.random.uniform(radius_key, (num_delete, 1)) ** (1.0 / ndim)
+            candidates = centre + (radii * directions / jnp.linalg.norm(directions, axis=1, keepdims=True)) @ factor.T
+            values = jax.vmap(loglikelihood)(candidates)
+            # periodic coordinates too must lie in [0, 1): wrapped, the draws would not be uniform
+            # where the ellipsoid overlaps its own image
+            in_cube = jnp.all((candidates >= 0.0) & (candidates < 1.0), axis=1)
+            inside = in_cube & (values > loglikelihood_0)
+            slot = jnp.where(inside, loop.filled + jnp.cumsum(inside) - 1, num_delete)  # num_delete: dropped
+            n_inside = jnp.sum(inside)
+            return _Rounds(key, loop.position.at[slot].set(candidates, mode="drop"),
+                           loop.loglikelihood.at[slot].set(values, mode="drop"),
+                           jnp.minimum(loop.filled + n_inside, num_delete), loop.rounds + 1,
+                           loop.accepted + n_inside)
+
+        zero = jnp.asarray(0, dtype=jnp.int64)
+        start = _Rounds(key, jnp.zeros((num_delete, ndim)), jnp.full(num_delete, -jnp.inf), zero, zero, zero)
+        return jax.lax.while_loop(going, draw, start)
+
+    def update(rng_key, state, loglikelihood_0, covariance_factor, ellipsoid_acceptance):
+        choice_key, uniform_key, normal_key, loop_key, ellipsoid_key = jax.random.split(rng_key, 5)
         particles = state.particles
         survivors = particles.loglikelihood > loglikelihood_0
+        if ellipsoid:
+            wanted = jnp.ceil(1.5 / ellipsoid_acceptance + 2.0)
+            max_rounds = jnp.where(wanted <= round_limit, wanted, 1.0).astype(jnp.int64)
+            drawn = rejection_rounds(ellipsoid_key, particles, survivors, loglikelihood_0, max_rounds)
+        else:
+            drawn = _Rounds(ellipsoid_key, jnp.zeros((num_delete, particles.position.shape[-1])),
+                            jnp.full(num_delete, -jnp.inf), *(jnp.asarray(0, dtype=jnp.int64),) * 3)
+        from_ellipsoid = jnp.arange(num_delete) < drawn.filled
         n_survivors = jnp.sum(survivors)
         pool = jnp.where(n_survivors > 0, n_survivors, survivors.size)
         pick = jnp.floor(jax.random.uniform(choice_key, (num_delete,)) * pool).astype(jnp.int64)
@@ -232,6 +344,7 @@ def lockstep_slice_update(loglikelihood, periodic: np.ndarray, num_inner_steps: 
                         jnp.zeros(num_delete), zero, zero, zero, zero, zero, zero, zero)
         chains = begin(chains, jax.random.uniform(uniform_key, (num_delete, 2)),
                        jax.random.normal(normal_key, (num_delete, ndim)), covariance_factor)
+        chains = chains._replace(moves=jnp.where(from_ellipsoid, num_inner_steps, 0))  # filled: no chain
 
         def going(loop):
             return jnp.any(loop[0].moves < num_inner_steps)
@@ -248,11 +361,31 @@ def lockstep_slice_update(loglikelihood, periodic: np.ndarray, num_inner_steps: 
             return _select(chains.moves < num_inner_steps, advanced, chains), key
 
         chains, _ = jax.lax.while_loop(going, evaluate, (chains, loop_key))
-        new = StateWithLogLikelihood(chains.position, jnp.zeros(num_delete), chains.loglikelihood,
-                                     jnp.full(num_delete, loglikelihood_0))
-        return new, SliceStats(chains.calls, chains.rejected)
+        position = jnp.where(from_ellipsoid[:, None], drawn.position, chains.position)
+        value = jnp.where(from_ellipsoid, drawn.loglikelihood, chains.loglikelihood)
+        new = StateWithLogLikelihood(position, jnp.zeros(num_delete), value, jnp.full(num_delete, loglikelihood_0))
+        slice_moves = jnp.where(from_ellipsoid, 0, chains.moves)
+        return new, ReplacementStats(chains.calls, slice_moves, chains.rejected, drawn.rounds * num_delete,
+                                     drawn.accepted, drawn.filled)
 
     return update
+
+
+def _kernel_parameters(rng_key, state, info, params):
+    """Inner-kernel parameters of the next step: live covariance factor, ellipsoid acceptance.
+
+    The acceptance is that of the last step that drew from the ellipsoid (1 before the first).
+    """
+    parameters = nss.live_covariance_factor(rng_key, state, info, params)
+    if info is None:  # strongly typed, as the steps' values: a chunk then compiles once
+        acceptance = jnp.asarray(1.0, dtype=jnp.float64)
+    else:
+        stats = info.update_info
+        acceptance = jnp.where(stats.ellipsoid_calls > 0,
+                               stats.ellipsoid_accepted / jnp.maximum(stats.ellipsoid_calls, 1),
+                               params["ellipsoid_acceptance"])
+    # floored, so that 1 / acceptance stays finite
+    return {**parameters, "ellipsoid_acceptance": jnp.maximum(acceptance, 1e-6)}
 
 
 class _Program:
@@ -273,13 +406,13 @@ class _Program:
                 return jnp.where(space.in_unit_cube(u), jnp.zeros(()), -jnp.inf)
 
             particle = functools.partial(init_state_strategy, logprior_fn=logprior, loglikelihood_fn=loglikelihood)
-            update = lockstep_slice_update(loglikelihood, periodic, settings.num_inner_steps, settings.num_delete)
+            update = replacement_update(loglikelihood, periodic, settings.num_inner_steps, settings.num_delete,
+                                        settings.ellipsoid)
             step = adaptive.build_kernel(functools.partial(delete_fn, num_delete=settings.num_delete), update,
-                                         update_inner_kernel_params_fn=nss.live_covariance_factor)
+                                         update_inner_kernel_params_fn=_kernel_parameters)
 
             def start(positions):
-                return adaptive.init(positions, jax.vmap(particle),
-                                     update_inner_kernel_params_fn=nss.live_covariance_factor)
+                return adaptive.init(positions, jax.vmap(particle), update_inner_kernel_params_fn=_kernel_parameters)
 
             return start, step
 
@@ -289,7 +422,7 @@ class _Program:
             positions = jax.random.uniform(draw, (settings.nlive, space.ndim))
             state = algorithm(data)[0](positions)
             zero = jnp.asarray(0, dtype=jnp.int64)
-            return _Carry(state, key, jnp.asarray(settings.nlive, dtype=jnp.int64), zero, zero)
+            return _Carry(state, key, jnp.asarray(settings.nlive, dtype=jnp.int64), zero, zero, zero, zero)
 
         def chunk(carry, data, n_steps, dlogz, maxcall):
             step = algorithm(data)[1]
@@ -309,8 +442,10 @@ class _Program:
                 dead = _Dead(dead.position.at[i].set(particles.position),
                              dead.loglikelihood.at[i].set(particles.loglikelihood),
                              dead.birth.at[i].set(particles.loglikelihood_birth))
-                carry = _Carry(state, key, carry.ncall + jnp.sum(stats.calls), carry.nsteps + 1,
-                               carry.rejected + jnp.sum(stats.rejected))
+                carry = _Carry(state, key, carry.ncall + jnp.sum(stats.calls) + stats.ellipsoid_calls,
+                               carry.nsteps + 1, carry.moves + jnp.sum(stats.moves),
+                               carry.rejected + jnp.sum(stats.rejected),
+                               carry.from_ellipsoid + stats.ellipsoid_points)
                 return carry, i + 1, dead
 
             carry, n_done, dead = jax.lax.while_loop(going, advance, (carry, jnp.asarray(0), dead))
@@ -340,7 +475,7 @@ def _compiled(likelihood, space: ParameterSpace, settings: SamplerSettings) -> _
     The seed, stopping rule, limits and data do not enter the compiled functions.
     """
     static = SamplerSettings(engine="blackjax", nlive=settings.nlive, num_delete=settings.num_delete,
-                             num_inner_steps=settings.num_inner_steps)
+                             num_inner_steps=settings.num_inner_steps, ellipsoid=settings.ellipsoid)
     key = (type(likelihood), static_key(likelihood), space, static)
     if key not in _PROGRAMS:
         if len(_PROGRAMS) >= _MAX_PROGRAMS:
@@ -449,7 +584,9 @@ def _finish(space: ParameterSpace, settings: SamplerSettings, index: int, carry:
     ``carry`` is the final state of this analysis (no batch axis).
     """
     live, ncall = carry.state.particles, int(carry.ncall)
-    moves = int(carry.nsteps) * settings.num_delete * settings.num_inner_steps
+    moves = int(carry.moves)
+    logger.debug("%d of %d new live points drawn from the bounding ellipsoid, the others by %d slice moves",
+                 int(carry.from_ellipsoid), int(carry.nsteps) * settings.num_delete, moves)
     if int(carry.rejected) > 0.01 * moves:
         logger.warning("%d of %d slice moves ran out of shrinkage steps (the likelihood contour is far "
                        "narrower than the live points' spread along some direction): raise nlive",

@@ -15,7 +15,7 @@ return the same :class:`NestedSamplingResult`:
     likelihood calls joined into batches; takes any vectorized Python callable.
 
 Settings specific to one engine (dynesty: ``sample``, ``bound``, ``queue_size``; blackjax:
-``num_delete``, ``num_inner_steps``) are rejected when given to the other, naming the key.
+``num_delete``, ``num_inner_steps``, ``ellipsoid``) are rejected when given to the other, naming the key.
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ BOUNDS = ("none", "single", "multi", "balls", "cubes")
 #: Settings only one engine reads, and the values it uses when they are not given.
 ENGINE_DEFAULTS = {
     "dynesty": {"sample": "auto", "bound": "multi", "queue_size": 64},
-    "blackjax": {"num_delete": None, "num_inner_steps": None},
+    "blackjax": {"num_delete": None, "num_inner_steps": None, "ellipsoid": True},
 }
 
 #: Seconds between checkpoints when ``checkpoint_every`` is not given.  A blackjax checkpoint
@@ -117,6 +117,10 @@ class SamplerSettings:
     num_delete, num_inner_steps : int or None
         blackjax only: live points replaced per step and slice moves per new point
         (defaults :func:`default_num_delete` and :func:`default_num_inner_steps`).
+    ellipsoid : bool or None
+        blackjax only: draw new live points from the bounding ellipsoid of the live points
+        while that costs fewer likelihood calls than slice moves (default true; see
+        :mod:`gwtools.ringdown.blackjax_engine`).
     """
 
     engine: str = "blackjax"
@@ -130,6 +134,7 @@ class SamplerSettings:
     queue_size: int | None = None
     num_delete: int | None = None
     num_inner_steps: int | None = None
+    ellipsoid: bool | None = None
 
     def __post_init__(self) -> None:
         if self.engine not in ENGINES:
@@ -170,7 +175,8 @@ class SamplerSettings:
             defaults = dict(ENGINE_DEFAULTS["dynesty"])
         else:
             defaults = {"num_delete": default_num_delete(self.nlive),
-                        "num_inner_steps": default_num_inner_steps(ndim)}
+                        "num_inner_steps": default_num_inner_steps(ndim),
+                        "ellipsoid": ENGINE_DEFAULTS["blackjax"]["ellipsoid"]}
         defaults["checkpoint_every"] = CHECKPOINT_EVERY[self.engine]
         return replace(self, **{k: v for k, v in defaults.items() if getattr(self, k) is None})
 
