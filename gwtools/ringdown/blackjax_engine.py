@@ -247,8 +247,10 @@ def bounding_ellipsoid(position, inside, enlargement: float):
     covariance = (offsets * weights[:, None]).T @ offsets
     covariance = covariance + 1e-12 * jnp.mean(jnp.diagonal(covariance)) * jnp.eye(ndim)
     factor = jnp.linalg.cholesky(covariance)
-    whitened = jax.scipy.linalg.solve_triangular(factor, offsets.T, lower=True)
-    radius2 = jnp.max(jnp.where(inside, jnp.sum(whitened**2, axis=0), 0.0))
+    # the inverse of the small factor, then one product: a triangular solve with the n points
+    # as right-hand sides is a slow LAPACK call on CPU
+    inverse = jax.scipy.linalg.solve_triangular(factor, jnp.eye(ndim), lower=True)
+    radius2 = jnp.max(jnp.where(inside, jnp.sum((offsets @ inverse.T) ** 2, axis=1), 0.0))
     return centre, factor * jnp.sqrt(radius2 * enlargement ** (2.0 / ndim))
 
 
@@ -291,6 +293,8 @@ def replacement_update(loglikelihood, periodic: np.ndarray, num_inner_steps: int
     """
     step = jax.vmap(functools.partial(_advance_chain, moves=num_inner_steps), in_axes=(0, 0, 0, 0, 0, None, None))
     begin = jax.vmap(_begin_slice, in_axes=(0, 0, 0, None))
+    # one jitted batch for both loops: traced and lowered once, not once per call site
+    batch_loglikelihood = jax.jit(jax.vmap(loglikelihood))
     round_limit = _LOCKSTEP_CALLS_PER_MOVE * num_inner_steps
 
     def rejection_rounds(key, particles, survivors, loglikelihood_0, max_rounds):
@@ -305,7 +309,7 @@ def replacement_update(loglikelihood, periodic: np.ndarray, num_inner_steps: int
             directions = jax.random.normal(direction_key, (num_delete, ndim))
             radii = jax.random.uniform(radius_key, (num_delete, 1)) ** (1.0 / ndim)
             candidates = centre + (radii * directions / jnp.linalg.norm(directions, axis=1, keepdims=True)) @ factor.T
-            values = jax.vmap(loglikelihood)(candidates)
+            values = batch_loglikelihood(candidates)
             # periodic coordinates too must lie in [0, 1): wrapped, the draws would not be uniform
             # where the ellipsoid overlaps its own image
             in_cube = jnp.all((candidates >= 0.0) & (candidates < 1.0), axis=1)
@@ -354,7 +358,7 @@ def replacement_update(loglikelihood, periodic: np.ndarray, num_inner_steps: int
             key, uniform_key, normal_key = jax.random.split(key, 3)
             moved = chains.position + chains.offset[:, None] * chains.direction
             candidates = jnp.where(periodic, jnp.mod(moved, 1.0), moved)
-            values = jax.vmap(loglikelihood)(candidates)
+            values = batch_loglikelihood(candidates)
             advanced = step(chains, values, candidates, jax.random.uniform(uniform_key, (num_delete, 3)),
                             jax.random.normal(normal_key, (num_delete, ndim)), covariance_factor,
                             loglikelihood_0)

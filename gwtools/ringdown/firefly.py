@@ -366,8 +366,10 @@ def reweight_to_physical_prior(likelihood: FireflyLikelihood, theta, log_evidenc
         Conditional draws of B per theta sample to start with.
     min_ess
         Target effective sample size of the physical-prior weights: while it is not reached,
-        the draws per sample are multiplied by 4, up to ``max_draws_per_sample``; if it is still
-        not reached, a warning says the physical-prior results are unreliable.
+        the draws per sample are raised by a power of 4, to what the ESS so far says is needed
+        (the ESS of weights of finite variance grows in proportion to the draws), up to
+        ``max_draws_per_sample``; if it is still not reached, a warning says the physical-prior
+        results are unreliable.
     max_draws_per_sample
         Cap of the draws per theta sample.
     """
@@ -380,7 +382,9 @@ def reweight_to_physical_prior(likelihood: FireflyLikelihood, theta, log_evidenc
         ess = effective_sample_size(log_w)
         if ess >= min_ess or draws * 4 > max_draws_per_sample:
             break
-        draws *= 4
+        needed = draws * min_ess / max(ess, 1.0)
+        while draws * 4 <= max_draws_per_sample and draws < needed:
+            draws *= 4
     theta_rep = np.repeat(theta, draws, axis=0)
 
     n = log_w.size
