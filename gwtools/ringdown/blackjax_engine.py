@@ -17,10 +17,9 @@ constrained prior, at the cost of 1 / acceptance likelihood calls, against about
 slice move.  In few dimensions (FIREFLY's two or three nonlinear parameters) the acceptance
 stays high all run long and the ellipsoid supplies almost every live point; in many it falls
 towards zero (the ellipsoid's volume outgrows the contour's), and the step goes back to slice
-chains.  Each step sets its number of rejection rounds from the acceptance of the previous
-one: enough to fill every slot when that costs fewer evaluations than a step of slice chains,
-else a single round, whose accepted points are kept and which measures the acceptance again;
-the slots still empty get slice chains.  ``ellipsoid = false`` turns the rejection stage off.
+chains.  Each step draws a first round and goes on while the acceptance so far says the
+remaining slots fill in fewer rounds than a step of slice chains costs; the slots still empty
+get slice chains.  ``ellipsoid = false`` turns the rejection stage off.
 
 The whole run is compiled.  One jitted function advances the sampler by up to ``n_steps``
 steps in a ``lax.while_loop`` that also applies the stopping rule (the evidence the live points
@@ -269,12 +268,14 @@ def replacement_update(loglikelihood, periodic: np.ndarray, num_inner_steps: int
                        ellipsoid: bool):
     """Inner kernel of nested sampling: new live points from the ellipsoid, then slice chains.
 
-    First up to ``max_rounds`` rounds of ``num_delete`` points drawn uniformly in the bounding
-    ellipsoid of the survivors (ln L > ln L_0), evaluated as one batch each; the accepted points
-    fill the slots in order.  ``max_rounds`` follows the acceptance of the previous step, a: the
-    rounds that fill every slot with a margin, 1.5 / a + 2, when they cost fewer evaluations than
-    slice chains (:data:`_LOCKSTEP_CALLS_PER_MOVE` per move), else one.  Each slot still empty
-    then gets a slice chain started from a survivor chosen at random.
+    First rounds of ``num_delete`` points drawn uniformly in the bounding ellipsoid of the
+    survivors (ln L > ln L_0), evaluated as one batch each; the accepted points fill the slots in
+    order.  After the first round the rounds go on while, at the acceptance so far, the empty
+    slots would be filled within the rounds a step of slice chains costs
+    (:data:`_LOCKSTEP_CALLS_PER_MOVE` per move).  Each slot still empty then gets a slice chain
+    started from a survivor chosen at random.  Whether the rounds stop depends only on how many
+    points were accepted, never on where they are, so the accepted points stay independent
+    draws from the constrained prior.
 
     The moves are blackjax's NSS moves (hit-and-run slice sampling along live-covariance-shaped
     directions, stepping out and shrinkage, Neal 2003, constrained to ln L > ln L_0; periodic
@@ -287,9 +288,8 @@ def replacement_update(loglikelihood, periodic: np.ndarray, num_inner_steps: int
     where this one holds one.  The random numbers of an iteration are drawn for all chains at
     once (per-chain keys make the program several times slower to compile).
 
-    Returns ``update(rng_key, state, loglikelihood_0, covariance_factor, ellipsoid_acceptance)
-    -> (particles, stats)`` for ``blackjax.ns.adaptive.build_kernel``: ``num_delete`` new
-    particles with ln L > ln L_0.
+    Returns ``update(rng_key, state, loglikelihood_0, covariance_factor) -> (particles, stats)``
+    for ``blackjax.ns.adaptive.build_kernel``: ``num_delete`` new particles with ln L > ln L_0.
     """
     step = jax.vmap(functools.partial(_advance_chain, moves=num_inner_steps), in_axes=(0, 0, 0, 0, 0, None, None))
     begin = jax.vmap(_begin_slice, in_axes=(0, 0, 0, None))
@@ -297,12 +297,14 @@ def replacement_update(loglikelihood, periodic: np.ndarray, num_inner_steps: int
     batch_loglikelihood = jax.jit(jax.vmap(loglikelihood))
     round_limit = _LOCKSTEP_CALLS_PER_MOVE * num_inner_steps
 
-    def rejection_rounds(key, particles, survivors, loglikelihood_0, max_rounds):
+    def rejection_rounds(key, particles, survivors, loglikelihood_0):
         ndim = particles.position.shape[-1]
         centre, factor = bounding_ellipsoid(particles.position, survivors, ELLIPSOID_ENLARGEMENT)
 
         def going(loop):
-            return (loop.filled < num_delete) & (loop.rounds < max_rounds)
+            per_round = loop.accepted / jnp.maximum(loop.rounds, 1)
+            rounds_needed = loop.rounds + (num_delete - loop.filled) / jnp.maximum(per_round, 1e-9)
+            return (loop.filled < num_delete) & ((loop.rounds == 0) | (rounds_needed <= round_limit))
 
         def draw(loop):
             key, direction_key, radius_key = jax.random.split(loop.key, 3)
@@ -325,14 +327,12 @@ def replacement_update(loglikelihood, periodic: np.ndarray, num_inner_steps: int
         start = _Rounds(key, jnp.zeros((num_delete, ndim)), jnp.full(num_delete, -jnp.inf), zero, zero, zero)
         return jax.lax.while_loop(going, draw, start)
 
-    def update(rng_key, state, loglikelihood_0, covariance_factor, ellipsoid_acceptance):
+    def update(rng_key, state, loglikelihood_0, covariance_factor):
         choice_key, uniform_key, normal_key, loop_key, ellipsoid_key = jax.random.split(rng_key, 5)
         particles = state.particles
         survivors = particles.loglikelihood > loglikelihood_0
         if ellipsoid:
-            wanted = jnp.ceil(1.5 / ellipsoid_acceptance + 2.0)
-            max_rounds = jnp.where(wanted <= round_limit, wanted, 1.0).astype(jnp.int64)
-            drawn = rejection_rounds(ellipsoid_key, particles, survivors, loglikelihood_0, max_rounds)
+            drawn = rejection_rounds(ellipsoid_key, particles, survivors, loglikelihood_0)
         else:
             drawn = _Rounds(ellipsoid_key, jnp.zeros((num_delete, particles.position.shape[-1])),
                             jnp.full(num_delete, -jnp.inf), *(jnp.asarray(0, dtype=jnp.int64),) * 3)
@@ -375,23 +375,6 @@ def replacement_update(loglikelihood, periodic: np.ndarray, num_inner_steps: int
     return update
 
 
-def _kernel_parameters(rng_key, state, info, params):
-    """Inner-kernel parameters of the next step: live covariance factor, ellipsoid acceptance.
-
-    The acceptance is that of the last step that drew from the ellipsoid (1 before the first).
-    """
-    parameters = nss.live_covariance_factor(rng_key, state, info, params)
-    if info is None:  # strongly typed, as the steps' values: a chunk then compiles once
-        acceptance = jnp.asarray(1.0, dtype=jnp.float64)
-    else:
-        stats = info.update_info
-        acceptance = jnp.where(stats.ellipsoid_calls > 0,
-                               stats.ellipsoid_accepted / jnp.maximum(stats.ellipsoid_calls, 1),
-                               params["ellipsoid_acceptance"])
-    # floored, so that 1 / acceptance stays finite
-    return {**parameters, "ellipsoid_acceptance": jnp.maximum(acceptance, 1e-6)}
-
-
 class _Program:
     """The jitted functions of one (likelihood model, space, settings); data are arguments."""
 
@@ -413,10 +396,11 @@ class _Program:
             update = replacement_update(loglikelihood, periodic, settings.num_inner_steps, settings.num_delete,
                                         settings.ellipsoid)
             step = adaptive.build_kernel(functools.partial(delete_fn, num_delete=settings.num_delete), update,
-                                         update_inner_kernel_params_fn=_kernel_parameters)
+                                         update_inner_kernel_params_fn=nss.live_covariance_factor)
 
             def start(positions):
-                return adaptive.init(positions, jax.vmap(particle), update_inner_kernel_params_fn=_kernel_parameters)
+                return adaptive.init(positions, jax.vmap(particle),
+                                     update_inner_kernel_params_fn=nss.live_covariance_factor)
 
             return start, step
 
