@@ -112,6 +112,9 @@ def test_relative_paths_resolve_against_the_config_directory(tmp_path):
          r"\[sampler\] num_delete: a setting of engine 'blackjax'"),
         (with_change("sampler", "num_delete", 100), r"\[sampler\] num_delete: must lie in \[1, nlive - 1"),
         (with_change("sampler", "num_inner_steps", 0), r"\[sampler\] num_inner_steps: must be >= 1"),
+        (with_change("sampler", "ellipsoid", "no"), r"\[sampler\] ellipsoid: expected true or false"),
+        (with_change("sampler", "ellipsoid", False, engine="dynesty"),
+         r"\[sampler\] ellipsoid: a setting of engine 'blackjax'"),
         (with_change("sampler", "checkpoint_every", -1.0), r"\[sampler\] checkpoint_every: must be >= 0"),
         (with_change("sampler", "seed", -1), r"\[sampler\] seed: must be >= 0"),
         (with_change("sampler", "nlive", 5), r"\[sampler\] nlive: must be >= 10"),
@@ -139,6 +142,8 @@ def test_sampler_section_is_the_sampler_settings():
     assert dynesty.resolved(2).bound == "multi"
     blackjax = parse_config(with_change("sampler", "num_delete", 10, num_inner_steps=4, maxcall=5000)).sampler
     assert (blackjax.num_delete, blackjax.num_inner_steps, blackjax.maxcall) == (10, 4, 5000)
+    assert blackjax.resolved(2).ellipsoid is True
+    assert parse_config(with_change("sampler", "ellipsoid", False)).sampler.resolved(2).ellipsoid is False
     assert parse_config(config_to_dict(parse_config(with_change("sampler", "num_delete", 10)))).sampler.num_delete == 10
 
 

@@ -398,7 +398,7 @@ _SECTIONS = {"data": DataConfig, "event": EventConfig, "analysis": AnalysisConfi
              "model": ModelConfig, "prior": PriorConfig, "sampler": SamplerSettings, "output": OutputConfig}
 
 #: Reader of a ``[sampler]`` key by the type of its SamplerSettings field (without ``None``).
-_READ_BY_TYPE = {int: read_integer, float: read_number, str: read_text}
+_READ_BY_TYPE = {bool: read_flag, int: read_integer, float: read_number, str: read_text}
 
 
 def _reader(cls: type, field: dataclasses.Field) -> Callable[[Key, Any], Any]:
