@@ -61,6 +61,7 @@ __all__ = [
     "QuadraturePrior",
     "marginal_log_likelihood",
     "conditional_quadratures",
+    "physical_proposal",
     "FireflyLikelihood",
     "amplitudes_and_phases",
     "log_physical_prior",
@@ -176,6 +177,72 @@ def conditional_quadratures(key, overlap_data, normal, prior: QuadraturePrior, n
     return (mean_scaled + offsets) / scale
 
 
+#: Share of each weak pair's draws taken from the polar component of the reconstruction proposal.
+DEFENSIVE_SHARE = 0.2
+
+#: A pair counts as weak (its conditional Gaussian reaches A = 0) when its mean amplitude is
+#: below this many standard deviations.
+WEAK_PAIR_SIGMAS = 5.0
+
+
+def physical_proposal(key, overlap_data, normal, prior: QuadraturePrior, n_draws: int):
+    """Draws of B for the physical-prior reweighting, and their ln N(B) - ln q(B).
+
+    The conditional Gaussian N(B; mu, Sigma) of :func:`conditional_quadratures` alone makes the
+    weights pi_phys / pi_quad, which go as 1/A per pair, of infinite variance for a pair whose
+    Gaussian reaches A = 0 (an unresolved mode): the ESS then grows only logarithmically with the
+    draws.  Here the pairs are drawn one after the other from the chain rule of the Gaussian
+    (B = mu + U z, U upper triangular, U U^T = Sigma: last pair first, each given those drawn),
+    and each weak pair's conditional is mixed with a polar component, flat in A on [0, R] and
+    uniform in phase, of density 1 / (2 pi R A) (defensive importance sampling, Hesterberg 1995):
+
+        q_k(B_k | B_>k) = (1 - e) N(B_k; m_k, C_k) + e / (2 pi R_k A_k),
+
+    e = :data:`DEFENSIVE_SHARE` for weak pairs (|mu_k| < :data:`WEAK_PAIR_SIGMAS` sigma_k) and 0
+    otherwise, R_k = min(A_max, |mu_k| + 4 sigma_k) with sigma_k the largest marginal standard
+    deviation of the pair.  The 1/A of the proposal cancels that of the physical prior, so the
+    weights pi_phys N / (pi_quad q) stay bounded.
+
+    Returns
+    -------
+    (B, log_ratio)
+        B: (n_draws, D) in units of AMPLITUDE_UNIT; log_ratio: (n_draws,) ln N(B) - ln q(B).
+    """
+    chol, scale, scaled_overlap, _ = _scaled_cholesky(overlap_data, normal, prior)
+    dim = normal.shape[-1]
+    mean = jsl.cho_solve((chol, True), scaled_overlap) / scale
+    # B = mean + U z with U = diag(1/scale) chol^-T (upper triangular), U U^T = Sigma
+    factor = jsl.solve_triangular(chol.T, jnp.eye(dim), lower=False) / scale[:, None]
+    marginal_sd = jnp.sqrt(jnp.diagonal(factor @ factor.T)).reshape(-1, 2).max(axis=1)
+    mean_amplitude = jnp.hypot(mean[0::2], mean[1::2])
+    share = jnp.where(mean_amplitude < WEAK_PAIR_SIGMAS * marginal_sd, DEFENSIVE_SHARE, 0.0)
+    radius = jnp.minimum(prior.amplitude_max, mean_amplitude + 4.0 * marginal_sd)
+    normal_key, choice_key, amplitude_key, phase_key = jax.random.split(key, 4)
+    gauss = jax.random.normal(normal_key, (n_draws, dim))
+    n_pairs = dim // 2
+    polar = jax.random.uniform(choice_key, (n_draws, n_pairs)) < share
+    amplitude = jax.random.uniform(amplitude_key, (n_draws, n_pairs)) * radius
+    phase = 2.0 * jnp.pi * jax.random.uniform(phase_key, (n_draws, n_pairs))
+    z = jnp.zeros((n_draws, dim))
+    log_ratio = jnp.zeros(n_draws)
+    for k in reversed(range(n_pairs)):
+        pair = slice(2 * k, 2 * k + 2)
+        block = factor[pair, pair]  # upper triangular 2 x 2
+        centre = mean[pair] + z[:, 2 * k + 2:] @ factor[pair, 2 * k + 2:].T
+        from_polar = jnp.stack([amplitude[:, k] * jnp.cos(phase[:, k]), amplitude[:, k] * jnp.sin(phase[:, k])], -1)
+        b = jnp.where(polar[:, k, None], from_polar, centre + gauss[:, pair] @ block.T)
+        offset = b - centre
+        z_k1 = offset[:, 1] / block[1, 1]
+        z_k0 = (offset[:, 0] - block[0, 1] * z_k1) / block[0, 0]
+        z = z.at[:, 2 * k].set(z_k0).at[:, 2 * k + 1].set(z_k1)
+        log_gauss = -0.5 * (z_k0**2 + z_k1**2) - jnp.log(2.0 * jnp.pi * jnp.abs(block[0, 0] * block[1, 1]))
+        a = jnp.hypot(b[:, 0], b[:, 1])
+        log_polar = jnp.where(a < radius[k], -jnp.log(2.0 * jnp.pi * radius[k] * a), -jnp.inf)
+        log_q = jnp.logaddexp(jnp.log1p(-share[k]) + log_gauss, jnp.log(share[k]) + log_polar)
+        log_ratio = log_ratio + log_gauss - log_q
+    return mean + z @ factor.T, log_ratio
+
+
 class FireflyLikelihood(VectorizedLikelihood):
     """Amplitude-marginalized ringdown likelihood of the nonlinear parameters, batched.
 
@@ -233,7 +300,8 @@ class _SameModel:
 
 @functools.partial(jax.jit, static_argnums=(0, 5))
 def _conditional_draws(model: _SameModel, seed, chunk, theta, data, n_draws: int):
-    """B drawn from its conditional Gaussian at each row of theta: (n, n_draws, D).
+    """B drawn from :func:`physical_proposal` at each row of theta: (n, n_draws, D), and
+    ln N(B) - ln q(B), (n, n_draws).
 
     The keys of chunk ``chunk`` are made inside the compiled function, so no operation outside
     it depends on the number of samples (which would compile anew for every run).
@@ -241,7 +309,7 @@ def _conditional_draws(model: _SameModel, seed, chunk, theta, data, n_draws: int
     likelihood = model.likelihood
     keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), chunk), theta.shape[0])
     overlap_data, normal = jax.vmap(likelihood._projections, in_axes=(0, None))(theta, data)
-    draw = jax.vmap(lambda k, s, m: conditional_quadratures(k, s, m, likelihood.prior, n_draws))
+    draw = jax.vmap(lambda k, s, m: physical_proposal(k, s, m, likelihood.prior, n_draws))
     return draw(keys, overlap_data, normal)
 
 
@@ -323,18 +391,20 @@ class Reconstruction:
         return amplitudes_and_phases(self.quadratures)[1]
 
 
-def _conditional_draws_all(likelihood: FireflyLikelihood, theta, seed: int, draws: int) -> np.ndarray:
-    """(n_theta * draws, D) conditional quadrature draws, computed in fixed-size chunks."""
+def _conditional_draws_all(likelihood: FireflyLikelihood, theta, seed: int, draws: int):
+    """(n_theta * draws, D) proposal draws and their (n_theta * draws,) ln N - ln q, in chunks."""
     n_theta = theta.shape[0]
     padded = -(-n_theta // _RECONSTRUCTION_CHUNK) * _RECONSTRUCTION_CHUNK
     theta_pad = np.concatenate([theta, np.repeat(theta[:1], padded - n_theta, axis=0)])
     model = _SameModel(likelihood)
     chunks = [
-        np.asarray(_conditional_draws(model, seed, i // _RECONSTRUCTION_CHUNK,
-                                      theta_pad[i:i + _RECONSTRUCTION_CHUNK], likelihood.data, draws))
+        _conditional_draws(model, seed, i // _RECONSTRUCTION_CHUNK, theta_pad[i:i + _RECONSTRUCTION_CHUNK],
+                           likelihood.data, draws)
         for i in range(0, padded, _RECONSTRUCTION_CHUNK)
     ]
-    return np.concatenate(chunks)[:n_theta].reshape(n_theta * draws, -1)
+    quadratures = np.concatenate([np.asarray(c[0]) for c in chunks])[:n_theta]
+    log_ratio = np.concatenate([np.asarray(c[1]) for c in chunks])[:n_theta]
+    return quadratures.reshape(n_theta * draws, -1), log_ratio.reshape(n_theta * draws)
 
 
 def reweight_to_physical_prior(likelihood: FireflyLikelihood, theta, log_evidence: float,
@@ -345,9 +415,10 @@ def reweight_to_physical_prior(likelihood: FireflyLikelihood, theta, log_evidenc
     run of the marginal likelihood.
 
     At each posterior sample of theta the quadratures B are drawn from their conditional
-    Gaussian posterior under the quadrature prior of the marginalization
-    (:func:`conditional_quadratures`), weighted by w = pi_phys(B) / pi_quad(B)
-    (:func:`log_physical_prior`), and resampled with these weights: the result is the joint
+    Gaussian posterior under the quadrature prior of the marginalization, N(B), mixed near
+    A = 0 with a polar component for unresolved modes (:func:`physical_proposal`, density q),
+    weighted by w = pi_phys(B) N(B) / (pi_quad(B) q(B)) (:func:`log_physical_prior`), and
+    resampled with these weights: the result is the joint
     posterior of (theta, amplitudes, phases) under the physical prior, and
     Z_phys = Z_quad E[w].  This is the step that turns an amplitude-marginalized run into
     amplitude and phase posteriors (arXiv:2502.01093, cf. arXiv:2411.13333).
@@ -377,8 +448,9 @@ def reweight_to_physical_prior(likelihood: FireflyLikelihood, theta, log_evidenc
     prior = likelihood.prior
     draws = draws_per_sample
     while True:
-        quadratures = _conditional_draws_all(likelihood, theta, seed, draws)
-        log_w = log_physical_prior(quadratures, prior.amplitude_max) - np.asarray(prior.log_density(quadratures))
+        quadratures, log_ratio = _conditional_draws_all(likelihood, theta, seed, draws)
+        log_w = (log_physical_prior(quadratures, prior.amplitude_max) - np.asarray(prior.log_density(quadratures))
+                 + log_ratio)
         ess = effective_sample_size(log_w)
         if ess >= min_ess or draws * 4 > max_draws_per_sample:
             break
