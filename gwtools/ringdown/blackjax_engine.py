@@ -153,16 +153,14 @@ class ReplacementStats(NamedTuple):
 
     ``calls``, ``moves`` and ``rejected`` are per new live point: likelihood calls of its slice
     chain, slice moves made and those whose shrinkage budget ran out (all 0 for a point drawn from
-    the ellipsoid); ``ellipsoid_calls`` and ``ellipsoid_accepted`` (scalars) count the points
-    drawn from the bounding ellipsoid and those inside the contour, ``ellipsoid_points`` the new
-    live points among them.
+    the ellipsoid); ``ellipsoid_calls`` (scalar) counts the points drawn from the bounding
+    ellipsoid, ``ellipsoid_points`` the new live points among them.
     """
 
     calls: jax.Array
     moves: jax.Array
     rejected: jax.Array
     ellipsoid_calls: jax.Array
-    ellipsoid_accepted: jax.Array
     ellipsoid_points: jax.Array
 
 
@@ -263,6 +261,11 @@ class _Rounds(NamedTuple):
     rounds: jax.Array
     accepted: jax.Array
 
+    @classmethod
+    def empty(cls, key, num_delete: int, ndim: int) -> _Rounds:
+        zero = jnp.asarray(0, dtype=jnp.int64)
+        return cls(key, jnp.zeros((num_delete, ndim)), jnp.full(num_delete, -jnp.inf), zero, zero, zero)
+
 
 def replacement_update(loglikelihood, periodic: np.ndarray, num_inner_steps: int, num_delete: int,
                        ellipsoid: bool):
@@ -323,9 +326,7 @@ def replacement_update(loglikelihood, periodic: np.ndarray, num_inner_steps: int
                            jnp.minimum(loop.filled + n_inside, num_delete), loop.rounds + 1,
                            loop.accepted + n_inside)
 
-        zero = jnp.asarray(0, dtype=jnp.int64)
-        start = _Rounds(key, jnp.zeros((num_delete, ndim)), jnp.full(num_delete, -jnp.inf), zero, zero, zero)
-        return jax.lax.while_loop(going, draw, start)
+        return jax.lax.while_loop(going, draw, _Rounds.empty(key, num_delete, ndim))
 
     def update(rng_key, state, loglikelihood_0, covariance_factor):
         choice_key, uniform_key, normal_key, loop_key, ellipsoid_key = jax.random.split(rng_key, 5)
@@ -334,8 +335,7 @@ def replacement_update(loglikelihood, periodic: np.ndarray, num_inner_steps: int
         if ellipsoid:
             drawn = rejection_rounds(ellipsoid_key, particles, survivors, loglikelihood_0)
         else:
-            drawn = _Rounds(ellipsoid_key, jnp.zeros((num_delete, particles.position.shape[-1])),
-                            jnp.full(num_delete, -jnp.inf), *(jnp.asarray(0, dtype=jnp.int64),) * 3)
+            drawn = _Rounds.empty(ellipsoid_key, num_delete, particles.position.shape[-1])
         from_ellipsoid = jnp.arange(num_delete) < drawn.filled
         n_survivors = jnp.sum(survivors)
         pool = jnp.where(n_survivors > 0, n_survivors, survivors.size)
@@ -370,7 +370,7 @@ def replacement_update(loglikelihood, periodic: np.ndarray, num_inner_steps: int
         new = StateWithLogLikelihood(position, jnp.zeros(num_delete), value, jnp.full(num_delete, loglikelihood_0))
         slice_moves = jnp.where(from_ellipsoid, 0, chains.moves)
         return new, ReplacementStats(chains.calls, slice_moves, chains.rejected, drawn.rounds * num_delete,
-                                     drawn.accepted, drawn.filled)
+                                     drawn.filled)
 
     return update
 
