@@ -15,9 +15,9 @@ from gwtools.ringdown.firefly import (
     FireflyLikelihood,
     QuadraturePrior,
     amplitudes_and_phases,
-    conditional_quadratures,
     log_physical_prior,
     marginal_log_likelihood,
+    physical_proposal,
     reweight_to_physical_prior,
 )
 from gwtools.ringdown.likelihood import build_analysis_data, projections
@@ -121,13 +121,22 @@ def test_gaussian_prior_marginal_equals_numerical_integral():
 
 
 def test_conditional_draws_have_the_gaussian_moments():
+    # weak pairs (mean amplitude ~0.3 sigma): part of the draws come from the polar component,
+    # and the weights N / q must give back the moments of the conditional Gaussian
     rng = np.random.default_rng(0)
     a = rng.standard_normal((4, 4))
     normal = a @ a.T + 4 * np.eye(4)
     s = rng.standard_normal(4)
-    draws = np.asarray(conditional_quadratures(jax.random.PRNGKey(1), s, normal, QuadraturePrior(), 200_000))
-    np.testing.assert_allclose(draws.mean(0), np.linalg.solve(normal, s), atol=0.01)
-    np.testing.assert_allclose(np.cov(draws.T), np.linalg.inv(normal), atol=0.01)
+    draws, log_ratio = physical_proposal(jax.random.PRNGKey(1), s, normal, QuadraturePrior(), 200_000)
+    draws, weights = np.asarray(draws), np.exp(np.asarray(log_ratio))
+    assert np.std(log_ratio) > 0.1  # the proposal is not the plain Gaussian
+    mean = np.average(draws, axis=0, weights=weights)
+    np.testing.assert_allclose(mean, np.linalg.solve(normal, s), atol=0.01)
+    np.testing.assert_allclose(np.cov(draws.T, aweights=weights), np.linalg.inv(normal), atol=0.01)
+    # a loud pair is drawn from the Gaussian alone
+    loud, log_ratio = physical_proposal(jax.random.PRNGKey(2), 40.0 * s, normal, QuadraturePrior(), 1000)
+    np.testing.assert_array_equal(np.asarray(log_ratio), 0.0)
+    np.testing.assert_allclose(np.asarray(loud).mean(0), np.linalg.solve(normal, 40.0 * s), atol=0.05)
 
 
 @pytest.mark.parametrize("amplitude", [8.0, 1.0])

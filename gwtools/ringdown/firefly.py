@@ -60,7 +60,7 @@ __all__ = [
     "MIN_ESS",
     "QuadraturePrior",
     "marginal_log_likelihood",
-    "conditional_quadratures",
+    "conditional_gaussian",
     "physical_proposal",
     "FireflyLikelihood",
     "amplitudes_and_phases",
@@ -160,21 +160,22 @@ def marginal_log_likelihood(overlap_data, normal, log_l0, prior: QuadraturePrior
     return log_l0 + quadratic - 0.5 * log_det - dim * jnp.log(prior.scale)
 
 
-def conditional_quadratures(key, overlap_data, normal, prior: QuadraturePrior, n_draws: int):
-    """Draw B from its conditional posterior N(P^-1 S, P^-1) given theta.
+def conditional_gaussian(overlap_data, normal, prior: QuadraturePrior):
+    """Mean and factor of the conditional posterior N(P^-1 S, P^-1) of B given theta.
 
     P = M (flat prior) or M + I/sigma^2 (Gaussian prior).
 
     Returns
     -------
-    Array (n_draws, D) in units of AMPLITUDE_UNIT.
+    (mean, factor)
+        mean: (D,); factor: (D, D) upper triangular U with U U^T = P^-1, so B = mean + U z for
+        z ~ N(0, I); both in units of AMPLITUDE_UNIT.
     """
     chol, scale, scaled_overlap, _ = _scaled_cholesky(overlap_data, normal, prior)
-    # scaled precision = chol chol^T, B = x / scale with x ~ N(chol^-T chol^-1 S', (chol chol^T)^-1)
-    mean_scaled = jsl.cho_solve((chol, True), scaled_overlap)
-    noise = jax.random.normal(key, (n_draws, normal.shape[-1]))
-    offsets = jsl.solve_triangular(chol.T, noise.T, lower=False).T
-    return (mean_scaled + offsets) / scale
+    # scaled precision = chol chol^T and B = x / scale, so U = diag(1/scale) chol^-T
+    mean = jsl.cho_solve((chol, True), scaled_overlap) / scale
+    factor = jsl.solve_triangular(chol.T, jnp.eye(normal.shape[-1]), lower=False) / scale[:, None]
+    return mean, factor
 
 
 #: Share of each weak pair's draws taken from the polar component of the reconstruction proposal.
@@ -188,7 +189,7 @@ WEAK_PAIR_SIGMAS = 5.0
 def physical_proposal(key, overlap_data, normal, prior: QuadraturePrior, n_draws: int):
     """Draws of B for the physical-prior reweighting, and their ln N(B) - ln q(B).
 
-    The conditional Gaussian N(B; mu, Sigma) of :func:`conditional_quadratures` alone makes the
+    The conditional Gaussian N(B; mu, Sigma) of :func:`conditional_gaussian` alone makes the
     weights pi_phys / pi_quad, which go as 1/A per pair, of infinite variance for a pair whose
     Gaussian reaches A = 0 (an unresolved mode): the ESS then grows only logarithmically with the
     draws.  Here the pairs are drawn one after the other from the chain rule of the Gaussian
@@ -208,11 +209,8 @@ def physical_proposal(key, overlap_data, normal, prior: QuadraturePrior, n_draws
     (B, log_ratio)
         B: (n_draws, D) in units of AMPLITUDE_UNIT; log_ratio: (n_draws,) ln N(B) - ln q(B).
     """
-    chol, scale, scaled_overlap, _ = _scaled_cholesky(overlap_data, normal, prior)
+    mean, factor = conditional_gaussian(overlap_data, normal, prior)
     dim = normal.shape[-1]
-    mean = jsl.cho_solve((chol, True), scaled_overlap) / scale
-    # B = mean + U z with U = diag(1/scale) chol^-T (upper triangular), U U^T = Sigma
-    factor = jsl.solve_triangular(chol.T, jnp.eye(dim), lower=False) / scale[:, None]
     marginal_sd = jnp.sqrt(jnp.diagonal(factor @ factor.T)).reshape(-1, 2).max(axis=1)
     mean_amplitude = jnp.hypot(mean[0::2], mean[1::2])
     share = jnp.where(mean_amplitude < WEAK_PAIR_SIGMAS * marginal_sd, DEFENSIVE_SHARE, 0.0)
