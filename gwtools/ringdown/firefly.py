@@ -298,8 +298,9 @@ class _SameModel:
 
 @functools.partial(jax.jit, static_argnums=(0, 5))
 def _conditional_draws(model: _SameModel, seed, chunk, theta, data, n_draws: int):
-    """B drawn from :func:`physical_proposal` at each row of theta: (n, n_draws, D), and
-    ln N(B) - ln q(B), (n, n_draws).
+    """B drawn from :func:`physical_proposal` at each row of theta, (n, n_draws, D), and their
+    physical-prior importance weights ln w = ln pi_phys(B) + ln N(B) - ln pi_quad(B) - ln q(B),
+    (n, n_draws), computed here so that the draws are not passed over again outside.
 
     The keys of chunk ``chunk`` are made inside the compiled function, so no operation outside
     it depends on the number of samples (which would compile anew for every run).
@@ -307,8 +308,11 @@ def _conditional_draws(model: _SameModel, seed, chunk, theta, data, n_draws: int
     likelihood = model.likelihood
     keys = jax.random.split(jax.random.fold_in(jax.random.PRNGKey(seed), chunk), theta.shape[0])
     overlap_data, normal = jax.vmap(likelihood._projections, in_axes=(0, None))(theta, data)
-    draw = jax.vmap(lambda k, s, m: physical_proposal(k, s, m, likelihood.prior, n_draws))
-    return draw(keys, overlap_data, normal)
+    prior = likelihood.prior
+    draw = jax.vmap(lambda k, s, m: physical_proposal(k, s, m, prior, n_draws))
+    quadratures, log_ratio = draw(keys, overlap_data, normal)
+    log_w = log_physical_prior(quadratures, prior.amplitude_max) - prior.log_density(quadratures) + log_ratio
+    return quadratures, log_w
 
 
 def amplitudes_and_phases(quadratures):
@@ -336,11 +340,11 @@ def log_physical_prior(quadratures, amplitude_max: float):
     Per pair the density in (B1, B2) is 1/(2 pi A_max A) inside the disc A <= A_max, 0 outside.
     Returns an array of shape (...,) (-inf outside the support).
     """
-    amplitude, _ = amplitudes_and_phases(quadratures)
-    inside = np.all(amplitude <= amplitude_max, axis=-1)
-    with np.errstate(divide="ignore"):
-        log_pdf = -np.sum(np.log(2 * np.pi * amplitude_max * amplitude), axis=-1)
-    return np.where(inside, log_pdf, -np.inf)
+    b = jnp.asarray(quadratures)
+    amplitude = jnp.hypot(b[..., 0::2], b[..., 1::2])
+    inside = jnp.all(amplitude <= amplitude_max, axis=-1)
+    log_pdf = -jnp.sum(jnp.log(2 * jnp.pi * amplitude_max * amplitude), axis=-1)
+    return jnp.where(inside, log_pdf, -jnp.inf)
 
 
 def effective_sample_size(log_weights) -> float:
@@ -390,7 +394,7 @@ class Reconstruction:
 
 
 def _conditional_draws_all(likelihood: FireflyLikelihood, theta, seed: int, draws: int):
-    """(n_theta * draws, D) proposal draws and their (n_theta * draws,) ln N - ln q, in chunks."""
+    """(n_theta * draws, D) proposal draws and their (n_theta * draws,) ln w, in chunks."""
     n_theta = theta.shape[0]
     padded = -(-n_theta // _RECONSTRUCTION_CHUNK) * _RECONSTRUCTION_CHUNK
     theta_pad = np.concatenate([theta, np.repeat(theta[:1], padded - n_theta, axis=0)])
@@ -401,8 +405,8 @@ def _conditional_draws_all(likelihood: FireflyLikelihood, theta, seed: int, draw
         for i in range(0, padded, _RECONSTRUCTION_CHUNK)
     ]
     quadratures = np.concatenate([np.asarray(c[0]) for c in chunks])[:n_theta]
-    log_ratio = np.concatenate([np.asarray(c[1]) for c in chunks])[:n_theta]
-    return quadratures.reshape(n_theta * draws, -1), log_ratio.reshape(n_theta * draws)
+    log_w = np.concatenate([np.asarray(c[1]) for c in chunks])[:n_theta]
+    return quadratures.reshape(n_theta * draws, -1), log_w.reshape(n_theta * draws)
 
 
 def reweight_to_physical_prior(likelihood: FireflyLikelihood, theta, log_evidence: float,
@@ -443,12 +447,9 @@ def reweight_to_physical_prior(likelihood: FireflyLikelihood, theta, log_evidenc
         Cap of the draws per theta sample.
     """
     theta = np.atleast_2d(np.asarray(theta, dtype=float))
-    prior = likelihood.prior
     draws = draws_per_sample
     while True:
-        quadratures, log_ratio = _conditional_draws_all(likelihood, theta, seed, draws)
-        log_w = (log_physical_prior(quadratures, prior.amplitude_max) - np.asarray(prior.log_density(quadratures))
-                 + log_ratio)
+        quadratures, log_w = _conditional_draws_all(likelihood, theta, seed, draws)
         ess = effective_sample_size(log_w)
         if ess >= min_ess or draws * 4 > max_draws_per_sample:
             break
