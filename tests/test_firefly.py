@@ -11,6 +11,7 @@ import scipy.integrate
 import scipy.stats
 from helpers import damped_cosine_acf
 
+from gwtools.ringdown import firefly
 from gwtools.ringdown.firefly import (
     FireflyLikelihood,
     QuadraturePrior,
@@ -121,7 +122,7 @@ def test_gaussian_prior_marginal_equals_numerical_integral():
 
 
 def test_conditional_draws_have_the_gaussian_moments():
-    # weak pairs (mean amplitude ~0.3 sigma): part of the draws come from the polar component,
+    # weak pairs (mean amplitude ~0.3 sigma): part of the draws come from the line component,
     # and the weights N / q must give back the moments of the conditional Gaussian
     rng = np.random.default_rng(0)
     a = rng.standard_normal((4, 4))
@@ -137,6 +138,20 @@ def test_conditional_draws_have_the_gaussian_moments():
     loud, log_ratio = physical_proposal(jax.random.PRNGKey(2), 40.0 * s, normal, QuadraturePrior(), 1000)
     np.testing.assert_array_equal(np.asarray(log_ratio), 0.0)
     np.testing.assert_allclose(np.asarray(loud).mean(0), np.linalg.solve(normal, 40.0 * s), atol=0.05)
+
+
+def test_line_proposal_cancels_the_physical_prior_of_a_pair_at_zero_amplitude(monkeypatch):
+    """For an isotropic Gaussian of width sigma centred on A = 0, the line component alone draws
+    B exactly from N(B) / A: N / q = A sqrt(pi / 2) / sigma, so the physical weights are equal."""
+    monkeypatch.setattr(firefly, "LINE_SHARE", 1.0)
+    sigma = 0.7
+    draws, log_ratio = physical_proposal(jax.random.PRNGKey(3), np.zeros(2), np.eye(2) / sigma**2,
+                                         QuadraturePrior(), 10_000)
+    amplitude = np.hypot(*np.asarray(draws).T)
+    np.testing.assert_allclose(np.asarray(log_ratio) - np.log(amplitude), np.log(np.sqrt(np.pi / 2) / sigma),
+                               rtol=0, atol=1e-9)
+    # and the amplitudes follow N(B) / A: a half-normal of scale sigma
+    assert scipy.stats.kstest(amplitude, scipy.stats.halfnorm(scale=sigma).cdf).pvalue > 1e-3
 
 
 @pytest.mark.parametrize("amplitude", [8.0, 1.0])

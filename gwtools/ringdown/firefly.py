@@ -178,12 +178,18 @@ def conditional_gaussian(overlap_data, normal, prior: QuadraturePrior):
     return mean, factor
 
 
-#: Share of each weak pair's draws taken from the polar component of the reconstruction proposal.
-DEFENSIVE_SHARE = 0.2
+#: Share of each weak pair's draws taken from the line component of the reconstruction proposal.
+LINE_SHARE = 0.5
 
 #: A pair counts as weak (its conditional Gaussian reaches A = 0) when its mean amplitude is
 #: below this many standard deviations.
-WEAK_PAIR_SIGMAS = 5.0
+WEAK_PAIR_SIGMAS = 3.0
+
+
+def _whiten_pair(block, x):
+    """U^-1 x for the upper triangular 2 x 2 ``block`` U and x of shape (n, 2)."""
+    second = x[:, 1] / block[1, 1]
+    return jnp.stack([(x[:, 0] - block[0, 1] * second) / block[0, 0], second], axis=-1)
 
 
 def physical_proposal(key, overlap_data, normal, prior: QuadraturePrior, n_draws: int):
@@ -194,15 +200,22 @@ def physical_proposal(key, overlap_data, normal, prior: QuadraturePrior, n_draws
     Gaussian reaches A = 0 (an unresolved mode): the ESS then grows only logarithmically with the
     draws.  Here the pairs are drawn one after the other from the chain rule of the Gaussian
     (B = mu + U z, U upper triangular, U U^T = Sigma: last pair first, each given those drawn),
-    and each weak pair's conditional is mixed with a polar component, flat in A on [0, R] and
-    uniform in phase, of density 1 / (2 pi R A) (defensive importance sampling, Hesterberg 1995):
+    and each weak pair's conditional N(B_k; m_k, C_k) is mixed with a *line* component
+    (defensive importance sampling, Hesterberg 1995):
 
-        q_k(B_k | B_>k) = (1 - e) N(B_k; m_k, C_k) + e / (2 pi R_k A_k),
+        q_k(B_k | B_>k) = (1 - e) N(B_k; m_k, C_k) + e L(B_k),
 
-    e = :data:`DEFENSIVE_SHARE` for weak pairs (|mu_k| < :data:`WEAK_PAIR_SIGMAS` sigma_k) and 0
-    otherwise, R_k = min(A_max, |mu_k| + 4 sigma_k) with sigma_k the largest marginal standard
-    deviation of the pair.  The 1/A of the proposal cancels that of the physical prior, so the
-    weights pi_phys N / (pi_quad q) stay bounded.
+    e = :data:`LINE_SHARE` for weak pairs (|mu_k| < :data:`WEAK_PAIR_SIGMAS` sigma_k, sigma_k the
+    largest marginal standard deviation of the pair) and 0 otherwise.  L draws a line through
+    A = 0 at a uniform angle psi in [0, pi), and on it the signed amplitude s from the Gaussian
+    restricted to that line, N(s; v.w / p, 1/p) with v = U_k^-1 (cos psi, sin psi),
+    w = U_k^-1 m_k, p = v.v; B_k = s (cos psi, sin psi).  Its density,
+
+        L(B_k) = N(B_k; m_k, C_k) 2 |det U_k| sqrt(p / 2 pi) exp(d^2 / 2) / A,
+
+    with d^2 = w.w - (v.w)^2 / p the whitened distance of m_k from the line, carries the 1/A of
+    the physical prior, so the target N/A over L depends on the angle alone: it is bounded, and
+    constant for an isotropic Gaussian centred on A = 0.
 
     Returns
     -------
@@ -213,30 +226,36 @@ def physical_proposal(key, overlap_data, normal, prior: QuadraturePrior, n_draws
     dim = normal.shape[-1]
     marginal_sd = jnp.sqrt(jnp.diagonal(factor @ factor.T)).reshape(-1, 2).max(axis=1)
     mean_amplitude = jnp.hypot(mean[0::2], mean[1::2])
-    share = jnp.where(mean_amplitude < WEAK_PAIR_SIGMAS * marginal_sd, DEFENSIVE_SHARE, 0.0)
-    radius = jnp.minimum(prior.amplitude_max, mean_amplitude + 4.0 * marginal_sd)
-    normal_key, choice_key, amplitude_key, phase_key = jax.random.split(key, 4)
+    share = jnp.where(mean_amplitude < WEAK_PAIR_SIGMAS * marginal_sd, LINE_SHARE, 0.0)
+    normal_key, choice_key, line_key, angle_key = jax.random.split(key, 4)
     gauss = jax.random.normal(normal_key, (n_draws, dim))
     n_pairs = dim // 2
-    polar = jax.random.uniform(choice_key, (n_draws, n_pairs)) < share
-    amplitude = jax.random.uniform(amplitude_key, (n_draws, n_pairs)) * radius
-    phase = 2.0 * jnp.pi * jax.random.uniform(phase_key, (n_draws, n_pairs))
+    from_line = jax.random.uniform(choice_key, (n_draws, n_pairs)) < share
+    along_line = jax.random.normal(line_key, (n_draws, n_pairs))
+    angle = jnp.pi * jax.random.uniform(angle_key, (n_draws, n_pairs))
     z = jnp.zeros((n_draws, dim))
     log_ratio = jnp.zeros(n_draws)
     for k in reversed(range(n_pairs)):
         pair = slice(2 * k, 2 * k + 2)
         block = factor[pair, pair]  # upper triangular 2 x 2
         centre = mean[pair] + z[:, 2 * k + 2:] @ factor[pair, 2 * k + 2:].T
-        from_polar = jnp.stack([amplitude[:, k] * jnp.cos(phase[:, k]), amplitude[:, k] * jnp.sin(phase[:, k])], -1)
-        b = jnp.where(polar[:, k, None], from_polar, centre + gauss[:, pair] @ block.T)
-        offset = b - centre
-        z_k1 = offset[:, 1] / block[1, 1]
-        z_k0 = (offset[:, 0] - block[0, 1] * z_k1) / block[0, 0]
-        z = z.at[:, 2 * k].set(z_k0).at[:, 2 * k + 1].set(z_k1)
-        log_gauss = -0.5 * (z_k0**2 + z_k1**2) - jnp.log(2.0 * jnp.pi * jnp.abs(block[0, 0] * block[1, 1]))
+        w = _whiten_pair(block, centre)
+        direction = jnp.stack([jnp.cos(angle[:, k]), jnp.sin(angle[:, k])], -1)
+        v = _whiten_pair(block, direction)
+        p = jnp.sum(v**2, axis=-1)
+        s = jnp.sum(v * w, axis=-1) / p + along_line[:, k] / jnp.sqrt(p)
+        b = jnp.where(from_line[:, k, None], s[:, None] * direction, centre + gauss[:, pair] @ block.T)
+        z_k = _whiten_pair(block, b - centre)
+        z = z.at[:, pair].set(z_k)
+        log_det = jnp.log(jnp.abs(block[0, 0] * block[1, 1]))
+        log_gauss = -0.5 * jnp.sum(z_k**2, axis=-1) - jnp.log(2.0 * jnp.pi) - log_det
+        # L at b, on b's own line (for a line draw, the line it was drawn on)
         a = jnp.hypot(b[:, 0], b[:, 1])
-        log_polar = jnp.where(a < radius[k], -jnp.log(2.0 * jnp.pi * radius[k] * a), -jnp.inf)
-        log_q = jnp.logaddexp(jnp.log1p(-share[k]) + log_gauss, jnp.log(share[k]) + log_polar)
+        v = _whiten_pair(block, b / a[:, None])
+        p = jnp.sum(v**2, axis=-1)
+        d2 = jnp.sum(w**2, axis=-1) - jnp.sum(v * w, axis=-1) ** 2 / p
+        log_line = log_gauss + jnp.log(2.0) + log_det + 0.5 * jnp.log(p / (2.0 * jnp.pi)) + 0.5 * d2 - jnp.log(a)
+        log_q = jnp.logaddexp(jnp.log1p(-share[k]) + log_gauss, jnp.log(share[k]) + log_line)
         log_ratio = log_ratio + log_gauss - log_q
     return mean + z @ factor.T, log_ratio
 
@@ -418,7 +437,7 @@ def reweight_to_physical_prior(likelihood: FireflyLikelihood, theta, log_evidenc
 
     At each posterior sample of theta the quadratures B are drawn from their conditional
     Gaussian posterior under the quadrature prior of the marginalization, N(B), mixed near
-    A = 0 with a polar component for unresolved modes (:func:`physical_proposal`, density q),
+    A = 0 with a line component for unresolved modes (:func:`physical_proposal`, density q),
     weighted by w = pi_phys(B) N(B) / (pi_quad(B) q(B)) (:func:`log_physical_prior`), and
     resampled with these weights: the result is the joint
     posterior of (theta, amplitudes, phases) under the physical prior, and
