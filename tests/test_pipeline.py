@@ -22,7 +22,7 @@ from helpers import TINY_RUN_TOML
 
 from gwtools.cli import main
 from gwtools.io import outputs
-from gwtools.ringdown.results import credible_interval, read_result, write_result
+from gwtools.ringdown.results import credible_interval, output_worker, read_result, write_result
 
 
 @pytest.fixture(scope="module")
@@ -313,3 +313,21 @@ def test_whitened_plot_spans_a_few_damping_times_of_the_longest_lived_mode():
         plots.whitened_plot_span(posterior, ["220", "330"], 0.2)
     assert START_SHIFT in plots.CORNER_LABELS
 
+
+
+def test_figures_drawn_in_a_second_process_are_the_figures_drawn_here(tiny_run, tmp_path):
+    from PIL import Image
+
+    from gwtools.ringdown import plots
+
+    _, out = tiny_run
+    result = read_result(out / "GW150914_220+221.h5")
+    (tmp_path / "here").mkdir()
+    (tmp_path / "worker").mkdir()
+    here, _ = plots.plot_result(result, tmp_path / "here")
+    with output_worker() as worker:
+        shared, summary = plots.plot_result(result, tmp_path / "worker", executor=worker)
+    assert [p.name for p in shared] == [p.name for p in here]  # same figures, same order
+    for a, b in zip(here, shared):
+        assert Image.open(a).size == Image.open(b).size
+    assert all(p.name in summary.read_text() for p in here)

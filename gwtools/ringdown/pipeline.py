@@ -23,6 +23,7 @@ into ``[output] directory``, as one result set published with its manifest
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -72,6 +73,7 @@ from gwtools.ringdown.priors import ParameterSpace, PriorRange
 from gwtools.ringdown.qnm import frequency_damping_time
 from gwtools.ringdown.results import (
     RingdownResult,
+    output_worker,
     save_bilby_result,
     software_versions,
     write_result,
@@ -778,13 +780,15 @@ def make_plots(
     directory: str | Path,
     imr_path: str | Path | None = None,
     imr_remnant_path: str | Path | None = None,
+    executor=None,
 ) -> tuple[list[Path], Path]:
     """Draw the figures and the summary page of ``result``; return (PNG paths, summary path).
 
     ``imr_path`` names IMR remnant samples (:func:`read_imr_samples`), ``imr_remnant_path``
     published IMR values (:func:`read_imr_remnant`); both are drawn in the remnant plot, and the
     QNMs the IMR samples predict for a Kerr remnant are drawn against the measured ones.  The
-    drawing is :func:`gwtools.ringdown.plots.plot_result`'s.
+    drawing is :func:`gwtools.ringdown.plots.plot_result`'s (``executor``: a second process that
+    draws half the figures, :func:`gwtools.ringdown.results.output_worker`).
     """
     from gwtools.ringdown import plots
 
@@ -798,6 +802,7 @@ def make_plots(
     return plots.plot_result(
         result, directory, amplitude_max=result.config["prior"]["amplitude_max"] / AMPLITUDE_UNIT,
         imr=imr, imr_published=published, kerr=kerr, loud_pvalue=noise_diagnostics.LOUD_PVALUE,
+        executor=executor,
     )
 
 
@@ -869,7 +874,11 @@ def run_pipeline(
 
     directory, label = config.output.directory, config.output.label
     run_id = new_run_id()
-    with single_threaded_blas(), lock_directory(directory, run_id):
+    with contextlib.ExitStack() as context:
+        context.enter_context(single_threaded_blas())
+        context.enter_context(lock_directory(directory, run_id))
+        # started now, so that its imports overlap the sampling
+        worker = context.enter_context(output_worker()) if plots else None
         logger.info("run %s writing to %s", run_id, directory)
         strain = timed("data", load_strain, config)
         estimates = timed("noise", estimate_noise, config, strain)
@@ -884,13 +893,18 @@ def run_pipeline(
                                               **noise_scalars(estimates, reports)},
                        run_id=run_id, noise_model=noise_arrays(estimates, reports))
         with staged_result_set(directory, label, run_id) as stage:
+            save_bilby = functools.partial(save_bilby_result, result, stage / f"{label}_bilby.hdf5")
+            bilby_saved = worker.submit(save_bilby) if worker else None
             plot_paths, summary = [], None
             if plots:
                 plot_paths, summary = timed("plots", make_plots, result, stage,
                                             config.data.imr_samples,
-                                            config.data.imr_remnant)
+                                            config.data.imr_remnant, worker)
             write_result(result, stage / f"{label}.h5")
-            save_bilby_result(result, stage / f"{label}_bilby.hdf5")
+            if bilby_saved is None:
+                save_bilby()
+            else:
+                bilby_saved.result()
     result_path = directory / f"{label}.h5"
     logger.info("wrote %s (run %s)", result_path, run_id)
     return PipelineOutputs(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import Any
 
@@ -628,6 +629,7 @@ def plot_result(
     imr_published: Mapping[str, tuple[float, float, float]] | None = None,
     kerr: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
     loud_pvalue: float = 1e-4,
+    executor: Executor | None = None,
 ) -> tuple[list[Path], Path]:
     """Every figure of a ringdown run and its one-page summary, into ``directory``.
 
@@ -651,6 +653,9 @@ def plot_result(
         (:func:`plot_qnm_posteriors`).
     loud_pvalue : float
         Off-source stretches with a p-value below it are drawn as loud.
+    executor : concurrent.futures.Executor, optional
+        Draws every other figure while this process draws the rest (a second process:
+        :func:`~gwtools.ringdown.results.output_worker`); without it all are drawn here.
 
     Returns
     -------
@@ -661,33 +666,34 @@ def plot_result(
     label, post, run_id = result.label, result.posterior, result.run_id or None
     modes = result.config["model"]["modes"]
     span = whitened_plot_span(post, modes, result.config["analysis"]["duration"])
-    paths = [
-        plot_remnant_corner(
-            post["final_mass"], post["final_spin"], directory / f"{label}_remnant.png",
-            imr=imr, imr_published=imr_published, label=f"ringdown {'+'.join(modes)}", run_id=run_id,
-        ),
-        plot_amplitudes(
-            {k.removeprefix("amplitude_"): v for k, v in post.items() if k.startswith("amplitude_")},
-            directory / f"{label}_amplitudes.png", amplitude_max=amplitude_max, run_id=run_id,
-        ),
-        plot_whitened_data(result.waveforms, directory / f"{label}_whitened.png", t_max=span,
-                           run_id=run_id),
+    figures = [
+        (plot_remnant_corner, (post["final_mass"], post["final_spin"], directory / f"{label}_remnant.png"),
+         dict(imr=imr, imr_published=imr_published, label=f"ringdown {'+'.join(modes)}", run_id=run_id)),
+        (plot_amplitudes,
+         ({k.removeprefix("amplitude_"): v for k, v in post.items() if k.startswith("amplitude_")},
+          directory / f"{label}_amplitudes.png"), dict(amplitude_max=amplitude_max, run_id=run_id)),
+        (plot_whitened_data, (result.waveforms, directory / f"{label}_whitened.png"),
+         dict(t_max=span, run_id=run_id)),
     ]
     if len(result.search_parameters) > 2:
         columns = {name: post[name] * (1e3 if name == START_SHIFT else 1.0)
                    for name in result.search_parameters}
-        paths.append(plot_corner(columns, directory / f"{label}_corner.png", labels=CORNER_LABELS,
-                                 run_id=run_id))
+        figures.append((plot_corner, (columns, directory / f"{label}_corner.png"),
+                        dict(labels=CORNER_LABELS, run_id=run_id)))
     measured = {m: (post[f"frequency_{m}"], post[f"damping_time_{m}"]) for m in modes}
-    paths.append(plot_qnm_posteriors(measured, directory / f"{label}_qnm.png", kerr=kerr, run_id=run_id))
+    figures.append((plot_qnm_posteriors, (measured, directory / f"{label}_qnm.png"), dict(kerr=kerr, run_id=run_id)))
     noise_config = result.config["noise"]
     for detector, arrays in result.noise.items():
         scalars = _detector_scalars(result.diagnostics, detector)
-        paths.append(plot_noise_diagnostics(
-            detector, arrays, scalars, directory / f"{label}_noise_{detector}.png",
-            method=_noise_description(noise_config, scalars),
-            peak=result.config["resolved"]["peak_geocenter_gps"], loud_pvalue=loud_pvalue, run_id=run_id,
-        ))
+        path = directory / f"{label}_noise_{detector}.png"
+        figures.append((plot_noise_diagnostics, (detector, arrays, scalars, path),
+                        dict(method=_noise_description(noise_config, scalars),
+                             peak=result.config["resolved"]["peak_geocenter_gps"], loud_pvalue=loud_pvalue,
+                             run_id=run_id)))
+    elsewhere = {i: executor.submit(fn, *args, **kwargs)
+                 for i, (fn, args, kwargs) in enumerate(figures) if executor and i % 2}
+    here = {i: fn(*args, **kwargs) for i, (fn, args, kwargs) in enumerate(figures) if i not in elsewhere}
+    paths = [elsewhere[i].result() if i in elsewhere else here[i] for i in range(len(figures))]
     summary = write_summary(
         directory / f"{label}_summary.md",
         title=f"Ringdown of {result.config['event']['name']}: {label}",

@@ -25,10 +25,13 @@ priors, but for ``inclination``: the pipeline only ever sampled it flat in its c
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
+import multiprocessing
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from concurrent.futures import Executor, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -44,6 +47,7 @@ from gwtools.ringdown.priors import PRIOR_KINDS
 __all__ = [
     "FORMAT_VERSION",
     "RingdownResult",
+    "output_worker",
     "bilby_priors",
     "credible_interval",
     "read_result",
@@ -437,3 +441,26 @@ def save_bilby_result(result: RingdownResult, path: str | os.PathLike, prior: st
             raise ValueError(f"bilby could not write {path} as {extension} (see the log above)")
         os.replace(written, tmp)
     return path
+
+
+def _prepare_output_worker() -> None:
+    """The imports of :func:`output_worker`'s tasks (bilby, matplotlib, corner: about 3 s)."""
+    import bilby  # noqa: F401
+    import matplotlib
+
+    matplotlib.use("Agg")  # the worker only writes files
+    import gwtools.ringdown.plots  # noqa: F401
+
+
+@contextlib.contextmanager
+def output_worker() -> Iterator[Executor]:
+    """A second process that writes part of a run's outputs (the bilby result, half the figures).
+
+    It starts on entering and imports what its tasks need at once, so that the imports overlap
+    the sampling rather than follow it; "spawn" rather than fork, because a forked copy of a
+    process whose JAX threads are running can deadlock.
+    """
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_prepare_output_worker) as pool:
+        pool.submit(int)  # the process starts with its first task
+        yield pool
