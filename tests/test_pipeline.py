@@ -314,7 +314,6 @@ def test_whitened_plot_spans_a_few_damping_times_of_the_longest_lived_mode():
     assert START_SHIFT in plots.CORNER_LABELS
 
 
-
 def test_figures_drawn_in_a_second_process_are_the_figures_drawn_here(tiny_run, tmp_path):
     from PIL import Image
 
@@ -331,3 +330,24 @@ def test_figures_drawn_in_a_second_process_are_the_figures_drawn_here(tiny_run, 
     for a, b in zip(here, shared):
         assert Image.open(a).size == Image.open(b).size
     assert all(p.name in summary.read_text() for p in here)
+
+
+def test_a_figure_that_fails_beside_the_output_worker_keeps_the_published_set(tiny_run, tmp_path, monkeypatch):
+    """A figure drawn in the main process fails while the worker still writes into the stage: the
+    error reaches the caller, the published set is untouched and no staging folder is left."""
+    from gwtools.ringdown import plots
+
+    config, out = tiny_run
+    copy = tmp_path / "results"
+    shutil.copytree(out, copy)
+    before = outputs.verify_result_set(copy, "GW150914_220+221")
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("figure failed")
+
+    monkeypatch.setattr(plots, "plot_remnant_corner", broken)  # the first figure: drawn here
+    with pytest.raises(RuntimeError, match="figure failed"):
+        main(["ringdown", str(config), "--resume", "--quiet", "--output", str(copy),
+              "--set", "sampler.nlive=40"])
+    assert outputs.verify_result_set(copy, "GW150914_220+221") == before
+    assert not [p.name for p in copy.iterdir() if p.name.startswith(".")]

@@ -893,18 +893,24 @@ def run_pipeline(
                                               **noise_scalars(estimates, reports)},
                        run_id=run_id, noise_model=noise_arrays(estimates, reports))
         with staged_result_set(directory, label, run_id) as stage:
-            save_bilby = functools.partial(save_bilby_result, result, stage / f"{label}_bilby.hdf5")
-            bilby_saved = worker.submit(save_bilby) if worker else None
-            plot_paths, summary = [], None
-            if plots:
-                plot_paths, summary = timed("plots", make_plots, result, stage,
-                                            config.data.imr_samples,
-                                            config.data.imr_remnant, worker)
-            write_result(result, stage / f"{label}.h5")
-            if bilby_saved is None:
-                save_bilby()
-            else:
-                bilby_saved.result()
+            try:
+                save_bilby = functools.partial(save_bilby_result, result, stage / f"{label}_bilby.hdf5")
+                bilby_saved = worker.submit(save_bilby) if worker else None
+                plot_paths, summary = [], None
+                if plots:
+                    plot_paths, summary = timed("plots", make_plots, result, stage,
+                                                config.data.imr_samples,
+                                                config.data.imr_remnant, worker)
+                write_result(result, stage / f"{label}.h5")
+                if bilby_saved is None:
+                    save_bilby()
+                else:
+                    bilby_saved.result()
+            finally:
+                # the worker writes into the stage: it must be done before the stage is removed
+                # (after a failure here) or published
+                if worker is not None:
+                    worker.shutdown(wait=True, cancel_futures=True)
     result_path = directory / f"{label}.h5"
     logger.info("wrote %s (run %s)", result_path, run_id)
     return PipelineOutputs(
