@@ -79,13 +79,18 @@ def test_a_second_run_into_the_directory_is_refused(tiny_run, capsys):
     assert outputs.read_manifest(out, "GW150914_220+221") == before
 
 
+def published_copy(out, tmp_path):
+    """A copy of the tiny run's published set, and its manifest as read back."""
+    copy = tmp_path / "results"
+    shutil.copytree(out, copy)
+    return copy, outputs.verify_result_set(copy, "GW150914_220+221")
+
+
 def test_a_failure_between_writes_keeps_the_published_set(tiny_run, tmp_path, monkeypatch):
     from gwtools.ringdown import pipeline
 
     config, out = tiny_run
-    copy = tmp_path / "results"
-    shutil.copytree(out, copy)
-    before = outputs.verify_result_set(copy, "GW150914_220+221")
+    copy, before = published_copy(out, tmp_path)
 
     def broken(*args, **kwargs):
         raise OSError("disk full")
@@ -338,9 +343,7 @@ def test_a_figure_that_fails_beside_the_output_worker_keeps_the_published_set(ti
     from gwtools.ringdown import plots
 
     config, out = tiny_run
-    copy = tmp_path / "results"
-    shutil.copytree(out, copy)
-    before = outputs.verify_result_set(copy, "GW150914_220+221")
+    copy, before = published_copy(out, tmp_path)
 
     def broken(*args, **kwargs):
         raise RuntimeError("figure failed")
